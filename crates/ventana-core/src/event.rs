@@ -1,0 +1,188 @@
+//! Input events: what channel adapters, agents, the platform and the service's own clock
+//! report. Message text never enters ventana: events carry metadata only.
+
+use serde::{Deserialize, Serialize};
+
+use crate::key::ConversationKey;
+use crate::time::Timestamp;
+
+/// One input event, as logged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique per event (the platform's message id where there is one): the dedupe key.
+    pub id: String,
+    /// When it happened, by the platform's clock.
+    pub occurred_at: Timestamp,
+    /// When the log received it (the JetStream timestamp in the live service).
+    pub logged_at: Option<Timestamp>,
+    pub conversation: ConversationKey,
+    pub body: EventBody,
+}
+
+impl Event {
+    /// The instant the event is decided at: `logged_at` when present, else `occurred_at`.
+    pub fn decision_time(&self) -> Timestamp {
+        self.logged_at.unwrap_or(self.occurred_at)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventBody {
+    /// The customer wrote a direct message (text, media, call, story reply: any inbound).
+    CustomerMessage,
+    /// The customer commented publicly on a post of the business.
+    CustomerComment { comment_id: String },
+    /// The business sends (or, for echoes, has sent) a message. Its `id` is the message id.
+    OutboundMessage(Outbound),
+    /// The platform reports what became of a message.
+    DeliveryStatus(DeliveryStatus),
+    ConversationClosed { by: Option<String> },
+    ConversationReopened { by: Option<String> },
+    /// A deadline the service's clock saw pass; written by the service, accepted in files.
+    Tick { at: Timestamp },
+}
+
+impl EventBody {
+    /// The `type` name of the event in JSON and logs.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::CustomerMessage => "customer_message",
+            Self::CustomerComment { .. } => "customer_comment",
+            Self::OutboundMessage(_) => "outbound_message",
+            Self::DeliveryStatus(_) => "delivery_status",
+            Self::ConversationClosed { .. } => "conversation_closed",
+            Self::ConversationReopened { .. } => "conversation_reopened",
+            Self::Tick { .. } => "tick",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outbound {
+    pub sender: Sender,
+    pub kind: MessageKind,
+    pub tag: Option<Tag>,
+    /// The comment a private reply or public comment reply answers.
+    pub comment_id: Option<String>,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Sender {
+    /// A human agent.
+    Agent,
+    /// A bot, campaign or any automatic message.
+    Automation,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MessageKind {
+    /// Free-form direct message.
+    Message,
+    /// A pre-approved template (WhatsApp, Messenger utility templates).
+    Template,
+    /// A direct message tied to a customer comment.
+    PrivateReply,
+    /// A public reply under a comment.
+    CommentReply,
+}
+
+/// Messenger message tags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Tag {
+    HumanAgent,
+    AccountUpdate,
+    ConfirmedEventUpdate,
+    PostPurchaseUpdate,
+}
+
+impl Tag {
+    pub const ALL: [Tag; 4] = [
+        Tag::HumanAgent,
+        Tag::AccountUpdate,
+        Tag::ConfirmedEventUpdate,
+        Tag::PostPurchaseUpdate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HumanAgent => "human_agent",
+            Self::AccountUpdate => "account_update",
+            Self::ConfirmedEventUpdate => "confirmed_event_update",
+            Self::PostPurchaseUpdate => "post_purchase_update",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|tag| tag.as_str() == text)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Origin {
+    /// Asked of ventana: decided, then sent or refused.
+    #[default]
+    Request,
+    /// Sent outside ventana (e.g. the native inbox) and reported back: recorded, never decided.
+    Echo,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryStatus {
+    pub message_id: String,
+    pub status: Status,
+    pub error: Option<PlatformError>,
+}
+
+/// Delivery progress; statuses only move forward and `Failed` is terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Status {
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// An error the platform reported for a message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformError {
+    pub code: i64,
+    pub subcode: Option<i64>,
+    pub title: Option<String>,
+}
+
+/// What a platform error means for the conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlatformErrorClass {
+    /// The platform says the window is closed (WhatsApp 131047; Messenger/Instagram 10 with
+    /// subcode 2018278 or 2534022): it ends the window.
+    WindowClosed,
+    /// WhatsApp 551: the recipient cannot be reached now; no state changes.
+    RecipientUnavailable,
+    Other,
+}
+
+impl PlatformError {
+    pub fn class(&self, channel: &crate::Channel) -> PlatformErrorClass {
+        use crate::Channel::*;
+        match (channel, self.code, self.subcode) {
+            (WhatsApp, 131_047, _) => PlatformErrorClass::WindowClosed,
+            (Messenger | Instagram, 10, Some(2_018_278 | 2_534_022)) => {
+                PlatformErrorClass::WindowClosed
+            }
+            (_, 551, _) => PlatformErrorClass::RecipientUnavailable,
+            _ => PlatformErrorClass::Other,
+        }
+    }
+}

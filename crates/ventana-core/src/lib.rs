@@ -1,0 +1,29 @@
+//! The pure heart of ventana: conversation keys, input events, the five states, windows,
+//! channel policies as data, the decision procedure and the fold (DESIGN §1).
+//!
+//! Nothing here performs I/O, spawns tasks or reads a clock: time is always an argument,
+//! and what happened comes out as [`Effect`] values.
+#![forbid(unsafe_code)]
+
+mod conversation;
+mod decision;
+mod effect;
+mod event;
+mod key;
+mod policy;
+mod time;
+mod view;
+
+pub use conversation::{
+    validate, Allowed, Applied, Conversation, Invalid, Snapshot, DEDUPE_HORIZON,
+};
+pub use decision::{Acceptance, MessagingType, Reason, Rejection, Verdict};
+pub use effect::{Alarm, Cause, Effect, EffectKind};
+pub use event::{
+    DeliveryStatus, Event, EventBody, MessageKind, Origin, Outbound, PlatformError,
+    PlatformErrorClass, Sender, Status, Tag,
+};
+pub use key::{Channel, ConversationKey, ConversationToken};
+pub use policy::{ChannelPolicy, NotifierPolicy, Policy, Rate, TagPolicy, TAG_DEPRECATION};
+pub use time::{Span, Timestamp, TimestampError};
+pub use view::{State, View, Window};

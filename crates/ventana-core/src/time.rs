@@ -1,0 +1,173 @@
+//! Instants and spans of time as plain integers.
+//!
+//! The core never reads a clock: every instant comes in as an argument. Both types count
+//! nanoseconds in an `i64`, which covers the years 1677 to 2262 and keeps a conversation
+//! state small and cheap to compare.
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+const NANOS_PER_SECOND: i64 = 1_000_000_000;
+
+/// A UTC instant, in nanoseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Timestamp(i64);
+
+/// A length of time, in nanoseconds. Never negative when it comes from a policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Span(i64);
+
+/// An RFC 3339 instant that could not be read or lies outside the representable years.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimestampError(pub String);
+
+impl fmt::Display for TimestampError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not an RFC 3339 instant: {:?}", self.0)
+    }
+}
+
+impl std::error::Error for TimestampError {}
+
+impl Timestamp {
+    pub const fn from_unix_nanos(nanos: i64) -> Self {
+        Self(nanos)
+    }
+
+    pub const fn from_unix_seconds(seconds: i64) -> Self {
+        Self(seconds * NANOS_PER_SECOND)
+    }
+
+    pub const fn unix_nanos(self) -> i64 {
+        self.0
+    }
+
+    /// Whole seconds since the epoch and the nanoseconds within that second.
+    pub const fn seconds_and_nanos(self) -> (i64, u32) {
+        (
+            self.0.div_euclid(NANOS_PER_SECOND),
+            self.0.rem_euclid(NANOS_PER_SECOND) as u32,
+        )
+    }
+
+    /// Reads an RFC 3339 instant with any offset; the result is UTC.
+    pub fn parse_rfc3339(text: &str) -> Result<Self, TimestampError> {
+        DateTime::parse_from_rfc3339(text)
+            .ok()
+            .and_then(|t| t.timestamp_nanos_opt())
+            .map(Self)
+            .ok_or_else(|| TimestampError(text.to_owned()))
+    }
+
+    /// `self + span`, saturating at the ends of the representable range.
+    pub const fn plus(self, span: Span) -> Self {
+        Self(self.0.saturating_add(span.0))
+    }
+
+    /// `self - span`, saturating at the ends of the representable range.
+    pub const fn minus(self, span: Span) -> Self {
+        Self(self.0.saturating_sub(span.0))
+    }
+
+    /// The span from `earlier` to `self` (negative when `earlier` is later).
+    pub const fn since(self, earlier: Self) -> Span {
+        Span(self.0.saturating_sub(earlier.0))
+    }
+}
+
+/// RFC 3339 in UTC with a `Z`, with fractional seconds only when they are not zero.
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (seconds, nanos) = self.seconds_and_nanos();
+        match DateTime::<Utc>::from_timestamp(seconds, nanos) {
+            Some(t) => f.write_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            None => write!(f, "@{}ns", self.0),
+        }
+    }
+}
+
+impl Span {
+    pub const ZERO: Span = Span(0);
+
+    pub const fn from_nanos(nanos: i64) -> Self {
+        Self(nanos)
+    }
+
+    pub const fn from_seconds(seconds: i64) -> Self {
+        Self(seconds * NANOS_PER_SECOND)
+    }
+
+    pub const fn from_minutes(minutes: i64) -> Self {
+        Self::from_seconds(minutes * 60)
+    }
+
+    pub const fn from_hours(hours: i64) -> Self {
+        Self::from_seconds(hours * 3600)
+    }
+
+    pub const fn from_days(days: i64) -> Self {
+        Self::from_hours(days * 24)
+    }
+
+    pub const fn nanos(self) -> i64 {
+        self.0
+    }
+
+    pub const fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// The shortest exact form: `7d`, `24h`, `90m`, `5s`, `1500ms`, `0s`.
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(&str, i64); 6] = [
+            ("d", 86_400 * NANOS_PER_SECOND),
+            ("h", 3_600 * NANOS_PER_SECOND),
+            ("m", 60 * NANOS_PER_SECOND),
+            ("s", NANOS_PER_SECOND),
+            ("ms", 1_000_000),
+            ("us", 1_000),
+        ];
+        if self.0 == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, size) in UNITS {
+            if self.0 % size == 0 {
+                return write!(f, "{}{unit}", self.0 / size);
+            }
+        }
+        write!(f, "{}ns", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prints_utc_with_fraction_only_when_not_zero() {
+        let t = Timestamp::parse_rfc3339("2026-03-02T11:00:00+01:00").unwrap();
+        assert_eq!(t.to_string(), "2026-03-02T10:00:00Z");
+        let t = Timestamp::parse_rfc3339("2026-03-02T10:00:01.250Z").unwrap();
+        assert_eq!(t.to_string(), "2026-03-02T10:00:01.250Z");
+        let t = Timestamp::parse_rfc3339("1969-12-31T23:59:59.5Z").unwrap();
+        assert_eq!(t.to_string(), "1969-12-31T23:59:59.500Z");
+    }
+
+    #[test]
+    fn rejects_what_is_not_rfc3339() {
+        assert!(Timestamp::parse_rfc3339("2026-03-02 10:00").is_err());
+        assert!(Timestamp::parse_rfc3339("").is_err());
+    }
+
+    #[test]
+    fn spans_print_in_their_largest_exact_unit() {
+        assert_eq!(Span::from_days(7).to_string(), "7d");
+        assert_eq!(Span::from_hours(24).to_string(), "1d");
+        assert_eq!(Span::from_minutes(90).to_string(), "90m");
+        assert_eq!(Span::ZERO.to_string(), "0s");
+    }
+}
