@@ -1,1 +1,13 @@
+//! ventana's encodings, kept at the edge: the JSON forms of events and snapshots, their
+//! protobuf forms, the TOML policy file, and the binary state codec.
+#![forbid(unsafe_code)]
 
+pub mod codec;
+mod error;
+pub mod json;
+pub mod policy;
+pub mod proto;
+
+pub use error::WireError;
+pub use json::{event_to_json, output_to_json, parse_event, parse_output, snapshot_to_json};
+pub use policy::{parse_policy, parse_span, PolicyError};

@@ -1,0 +1,111 @@
+//! The one fold shared by `ventana replay` and the live service: an event in, outputs out.
+
+use rustc_hash::FxHashMap;
+use ventana_core::{
+    validate, Applied, Conversation, ConversationKey, Effect, Event, Invalid, Policy, Snapshot,
+    Timestamp,
+};
+
+use crate::output::Output;
+use crate::render::render;
+
+/// Folds `event` into `conversation` (whose key it must have) and appends its outputs.
+/// The caller has [`validate`]d the event.
+pub fn fold_event(
+    conversation: &mut Conversation,
+    event: &Event,
+    policy: &Policy,
+    out: &mut Vec<Output>,
+) -> Applied {
+    let mut effects: Vec<Effect<'_>> = Vec::new();
+    let applied = conversation.apply(event, policy, &mut effects);
+    render(conversation.key(), Some(event), &effects, policy, out);
+    applied
+}
+
+/// Fires every deadline of `conversation` up to `to` and appends the outputs.
+pub fn advance_to(
+    conversation: &mut Conversation,
+    to: Timestamp,
+    policy: &Policy,
+    out: &mut Vec<Output>,
+) {
+    let mut effects = Vec::new();
+    conversation.advance(to, policy, &mut effects);
+    render(conversation.key(), None, &effects, policy, out);
+}
+
+/// Every conversation of a log, folded in memory (what `ventana replay` runs).
+#[derive(Debug)]
+pub struct Fold {
+    policy: Policy,
+    conversations: FxHashMap<ConversationKey, Conversation>,
+}
+
+impl Fold {
+    pub fn new(policy: Policy) -> Self {
+        Self {
+            policy,
+            conversations: FxHashMap::default(),
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Validates and folds one event, appending its outputs.
+    pub fn apply(&mut self, event: &Event, out: &mut Vec<Output>) -> Result<Applied, Invalid> {
+        validate(event, &self.policy)?;
+        let conversation = self
+            .conversations
+            .entry(event.conversation.clone())
+            .or_insert_with(|| Conversation::new(event.conversation.clone()));
+        Ok(fold_event(conversation, event, &self.policy, out))
+    }
+
+    /// Fires every deadline at or before `to` in every conversation, conversation by
+    /// conversation in key order.
+    pub fn advance_all(&mut self, to: Timestamp, out: &mut Vec<Output>) {
+        let mut keys: Vec<&ConversationKey> = self.conversations.keys().collect();
+        keys.sort_by_cached_key(|k| sort_key(k));
+        let keys: Vec<ConversationKey> = keys.into_iter().cloned().collect();
+        for key in keys {
+            let conversation = self.conversations.get_mut(&key).expect("listed key");
+            advance_to(conversation, to, &self.policy, out);
+        }
+    }
+
+    pub fn conversation(&self, key: &ConversationKey) -> Option<&Conversation> {
+        self.conversations.get(key)
+    }
+
+    /// Snapshots of every conversation, sorted by conversation.
+    pub fn snapshots(&self) -> Vec<Snapshot> {
+        let mut snapshots: Vec<Snapshot> = self
+            .conversations
+            .values()
+            .map(|c| c.snapshot(&self.policy))
+            .collect();
+        snapshots.sort_by_cached_key(|s| sort_key(&s.conversation));
+        snapshots
+    }
+
+    pub fn len(&self) -> usize {
+        self.conversations.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conversations.is_empty()
+    }
+}
+
+/// Conversations sort by their printed fields: channel, account, channel id, contact id.
+fn sort_key(key: &ConversationKey) -> (String, String, String, String) {
+    (
+        key.channel.to_string(),
+        key.account.clone(),
+        key.channel_id.clone(),
+        key.contact_id.clone(),
+    )
+}

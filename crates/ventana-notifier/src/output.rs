@@ -1,0 +1,157 @@
+//! The output events ventana publishes (DESIGN §3).
+
+use ventana_core::{
+    ConversationKey, MessagingType, PlatformError, Reason, State, Tag, Timestamp, Window,
+};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    /// Deterministic from the conversation, the cause and the position among that cause's
+    /// outputs: the same log always gives the same ids.
+    pub id: String,
+    pub conversation: ConversationKey,
+    pub occurred_at: Timestamp,
+    /// The input event id, or `tick:<instant>`.
+    pub caused_by: String,
+    pub body: OutputBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutputBody {
+    StateChanged {
+        from: State,
+        to: State,
+        window: Window,
+        window_ends_at: Option<Timestamp>,
+        session: u32,
+    },
+    OutboundAccepted {
+        message_id: String,
+        messaging_type: MessagingType,
+        tag: Option<Tag>,
+        comment_id: Option<String>,
+        window_ends_at: Option<Timestamp>,
+    },
+    OutboundHeld {
+        message_id: String,
+        until: Timestamp,
+    },
+    DeliveryFailed {
+        message_id: String,
+        source: Source,
+        reason: Reason,
+        detail: String,
+        suggestion: Suggestion,
+        error: Option<PlatformError>,
+    },
+    AutoReply {
+        trigger: Trigger,
+        reply_by: Option<Timestamp>,
+    },
+    WindowClosing {
+        closes_at: Timestamp,
+        customer_waiting: bool,
+    },
+}
+
+impl OutputBody {
+    /// The `type` name in JSON and the subject (`ventana.out.<type>.<conv>`).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::StateChanged { .. } => "state_changed",
+            Self::OutboundAccepted { .. } => "outbound_accepted",
+            Self::OutboundHeld { .. } => "outbound_held",
+            Self::DeliveryFailed { .. } => "delivery_failed",
+            Self::AutoReply { .. } => "auto_reply",
+            Self::WindowClosing { .. } => "window_closing",
+        }
+    }
+
+    /// The order of outputs of one cause: decision, `state_changed`, `window_closing`,
+    /// `auto_reply` (DESIGN §1.3).
+    pub(crate) fn rank(&self) -> u8 {
+        match self {
+            Self::OutboundAccepted { .. } | Self::OutboundHeld { .. } | Self::DeliveryFailed { .. } => 0,
+            Self::StateChanged { .. } => 1,
+            Self::WindowClosing { .. } => 2,
+            Self::AutoReply { .. } => 3,
+        }
+    }
+}
+
+/// Who refused a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// ventana's rules.
+    Policy,
+    /// The platform's delivery report.
+    Platform,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Policy => "policy",
+            Self::Platform => "platform",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Policy, Self::Platform].into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// What an agent can do instead of a refused message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Suggestion {
+    SendTemplate,
+    WaitForCustomer,
+    UseHumanAgent,
+    None,
+}
+
+impl Suggestion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SendTemplate => "send_template",
+            Self::WaitForCustomer => "wait_for_customer",
+            Self::UseHumanAgent => "use_human_agent",
+            Self::None => "none",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::SendTemplate,
+            Self::WaitForCustomer,
+            Self::UseHumanAgent,
+            Self::None,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// Why ventana asks for an automatic message (R12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Trigger {
+    ConversationOpened,
+    AgentDelayed,
+    WindowClosing,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConversationOpened => "conversation_opened",
+            Self::AgentDelayed => "agent_delayed",
+            Self::WindowClosing => "window_closing",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::ConversationOpened, Self::AgentDelayed, Self::WindowClosing]
+            .into_iter()
+            .find(|t| t.as_str() == text)
+    }
+}

@@ -1,0 +1,294 @@
+//! Turns the core's effects into outputs: reasons into sentences and suggestions, alarms
+//! into warnings and auto-reply requests behind their guards (DESIGN §1.3).
+
+use ventana_core::{
+    Alarm, Cause, Channel, ConversationKey, Effect, EffectKind, Event, EventBody, Outbound,
+    PlatformErrorClass, Policy, Reason, Rejection, State, Verdict, Window,
+};
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::output::{Output, OutputBody, Source, Suggestion, Trigger};
+
+/// Appends the outputs of `effects` (all of one conversation) to `out`, in the order of
+/// DESIGN §1.3 within each cause. `event` is the input event the non-tick effects came from.
+pub fn render(
+    key: &ConversationKey,
+    event: Option<&Event>,
+    effects: &[Effect<'_>],
+    policy: &Policy,
+    out: &mut Vec<Output>,
+) {
+    let mut start = 0;
+    while start < effects.len() {
+        let cause = effects[start].cause;
+        let end = effects[start..]
+            .iter()
+            .position(|e| e.cause != cause)
+            .map_or(effects.len(), |n| start + n);
+        let first = out.len();
+        let caused_by = match cause {
+            Cause::Event(id) => id.to_owned(),
+            Cause::Tick(at) => format!("tick:{at}"),
+        };
+        let outbound = match (cause, event) {
+            (Cause::Event(_), Some(Event { body: EventBody::OutboundMessage(o), .. })) => Some(o),
+            _ => None,
+        };
+        for effect in &effects[start..end] {
+            for body in bodies(key, outbound, effect, policy) {
+                out.push(Output {
+                    id: String::new(),
+                    conversation: key.clone(),
+                    occurred_at: effect.at,
+                    caused_by: caused_by.clone(),
+                    body,
+                });
+            }
+        }
+        out[first..].sort_by_key(|o| o.body.rank());
+        let token = key.token().to_string();
+        for (index, output) in out[first..].iter_mut().enumerate() {
+            output.id = output_id(&token, &caused_by, index);
+        }
+        start = end;
+    }
+}
+
+/// `<conversation token>-<26 base32 characters of a hash of the cause and position>`.
+fn output_id(token: &str, caused_by: &str, index: usize) -> String {
+    let mut bytes = Vec::with_capacity(token.len() + caused_by.len() + 10);
+    bytes.extend_from_slice(token.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(caused_by.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(&(index as u64).to_le_bytes());
+    let hash = data_encoding::BASE32_NOPAD.encode(&xxh3_128(&bytes).to_be_bytes());
+    format!("{token}-{}", hash.to_ascii_lowercase())
+}
+
+fn bodies(
+    key: &ConversationKey,
+    outbound: Option<&Outbound>,
+    effect: &Effect<'_>,
+    policy: &Policy,
+) -> Vec<OutputBody> {
+    match &effect.kind {
+        EffectKind::Decided {
+            message_id,
+            verdict,
+        } => vec![match verdict {
+            Verdict::Accepted(a) => OutputBody::OutboundAccepted {
+                message_id: message_id.to_string(),
+                messaging_type: a.messaging_type,
+                tag: a.tag,
+                comment_id: a.comment_id.clone(),
+                window_ends_at: a.window_ends_at,
+            },
+            Verdict::Held { until } => OutputBody::OutboundHeld {
+                message_id: message_id.to_string(),
+                until: *until,
+            },
+            Verdict::Rejected(rejection) => OutputBody::DeliveryFailed {
+                message_id: message_id.to_string(),
+                source: Source::Policy,
+                reason: rejection.reason,
+                detail: policy_detail(key, outbound, rejection, policy),
+                suggestion: suggestion(&key.channel, rejection.reason, policy),
+                error: None,
+            },
+        }],
+        EffectKind::HoldExpired { message_id, until } => vec![OutputBody::DeliveryFailed {
+            message_id: message_id.clone(),
+            source: Source::Policy,
+            reason: Reason::HoldExpired,
+            detail: format!(
+                "R11: the customer did not accept the conversation before the held message's private-reply allowance closed at {until}."
+            ),
+            suggestion: suggestion(&key.channel, Reason::HoldExpired, policy),
+            error: None,
+        }],
+        EffectKind::PlatformFailure {
+            message_id,
+            error,
+            class,
+            window_closed_at,
+        } => {
+            let code = error.map_or_else(|| "none".to_owned(), |e| e.code.to_string());
+            let (reason, detail) = match (class, window_closed_at) {
+                (PlatformErrorClass::WindowClosed, Some(at)) => (
+                    Reason::WindowExpired,
+                    format!(
+                        "R13: the platform reported the messaging window closed (error {code}), so the window is treated as closed at {at}, the message's decision time."
+                    ),
+                ),
+                (PlatformErrorClass::RecipientUnavailable, _) => (
+                    Reason::RecipientUnavailable,
+                    format!("R13: the platform reported the recipient unavailable (error {code}); the conversation is unchanged."),
+                ),
+                _ => (
+                    Reason::PlatformError,
+                    format!("R13: the platform reported the message failed (error {code})."),
+                ),
+            };
+            vec![OutputBody::DeliveryFailed {
+                message_id: message_id.to_string(),
+                source: Source::Platform,
+                reason,
+                detail,
+                suggestion: if reason == Reason::WindowExpired {
+                    suggestion(&key.channel, reason, policy)
+                } else {
+                    Suggestion::None
+                },
+                error: error.cloned(),
+            }]
+        }
+        EffectKind::StateChanged { from, to } => vec![OutputBody::StateChanged {
+            from: from.state,
+            to: to.state,
+            window: to.window,
+            window_ends_at: to.window_ends_at,
+            session: to.session,
+        }],
+        EffectKind::SessionOpened { view } => {
+            if policy.notifier.greet_on_open {
+                vec![OutputBody::AutoReply {
+                    trigger: Trigger::ConversationOpened,
+                    reply_by: view.window_ends_at,
+                }]
+            } else {
+                Vec::new()
+            }
+        }
+        EffectKind::Alarm {
+            alarm: Alarm::AgentDelay,
+            view,
+            closes_at,
+        } => {
+            if view.state == State::Open && view.window == Window::Standard {
+                vec![OutputBody::AutoReply {
+                    trigger: Trigger::AgentDelayed,
+                    reply_by: Some(*closes_at),
+                }]
+            } else {
+                Vec::new()
+            }
+        }
+        EffectKind::Alarm {
+            alarm: Alarm::WindowClosing,
+            view,
+            closes_at,
+        } => {
+            let waiting = matches!(view.state, State::Open | State::AwaitingCustomer);
+            if !waiting || view.window != Window::Standard {
+                return Vec::new();
+            }
+            let mut bodies = vec![OutputBody::WindowClosing {
+                closes_at: *closes_at,
+                customer_waiting: view.state == State::Open,
+            }];
+            if policy.notifier.remind_customer {
+                bodies.push(OutputBody::AutoReply {
+                    trigger: Trigger::WindowClosing,
+                    reply_by: Some(*closes_at),
+                });
+            }
+            bodies
+        }
+    }
+}
+
+/// Where a template could still reach the customer.
+fn templates_reach(channel: &Channel, policy: &Policy) -> bool {
+    match channel {
+        Channel::WhatsApp => true,
+        Channel::Messenger => policy.messenger.utility_templates,
+        _ => false,
+    }
+}
+
+/// What the agent can do instead (DESIGN §1.3).
+pub fn suggestion(channel: &Channel, reason: Reason, policy: &Policy) -> Suggestion {
+    match reason {
+        Reason::HumanAgentRequiresHuman => Suggestion::UseHumanAgent,
+        Reason::RecipientUnavailable | Reason::PlatformError => Suggestion::None,
+        Reason::TemplateNotSupported => Suggestion::WaitForCustomer,
+        _ if templates_reach(channel, policy) => Suggestion::SendTemplate,
+        _ => Suggestion::WaitForCustomer,
+    }
+}
+
+fn closed(at: Option<ventana_core::Timestamp>) -> String {
+    at.map_or_else(String::new, |at| format!(" closed at {at}"))
+}
+
+/// One English sentence naming the rule and, when there is one, the instant the window closed.
+fn policy_detail(
+    key: &ConversationKey,
+    outbound: Option<&Outbound>,
+    rejection: &Rejection,
+    policy: &Policy,
+) -> String {
+    let channel = &key.channel;
+    let ch = policy.channel(channel);
+    let standard = ch.map_or_else(String::new, |c| c.standard_window.to_string());
+    let extension = ch.map_or_else(String::new, |c| c.human_agent_window.to_string());
+    let tag = outbound
+        .and_then(|o| o.tag)
+        .map_or("(none)", |t| t.as_str());
+    let comment = outbound
+        .and_then(|o| o.comment_id.as_deref())
+        .unwrap_or("(none)");
+    let at = rejection.closed_at;
+    match rejection.reason {
+        Reason::NoCustomerMessage => match outbound.and_then(|o| o.comment_id.as_deref()) {
+            Some(comment) => format!(
+                "R1/R11: there is no customer comment {comment} in this conversation to send a private reply to."
+            ),
+            None => "R1: the customer has never written in this conversation, and only the customer can start it.".to_owned(),
+        },
+        Reason::WindowExpired => match at {
+            Some(at) => format!(
+                "R4: the {standard} standard window from the customer's last message closed at {at}, and no other window is open on {channel}."
+            ),
+            None => format!("R4: no messaging window is open on {channel}."),
+        },
+        Reason::ExtendedWindowExpired => format!(
+            "R7: the {standard} standard window and the {extension} human-agent extension{} have passed, so nothing but a new customer message reopens the conversation.",
+            closed(at)
+        ),
+        Reason::HumanAgentRequiresHuman => format!(
+            "R7: the {standard} standard window{}, and only a human agent may answer in the {extension} human-agent extension.",
+            closed(at)
+        ),
+        Reason::TagNotAllowed => format!(
+            "R8: the tag {tag} is not allowed on {channel} at this time, and the {standard} standard window{}.",
+            match at {
+                Some(at) => format!(" closed at {at}"),
+                None => " is not open".to_owned(),
+            }
+        ),
+        Reason::TagRateLimited => {
+            format!("R9: the rate limit of the {tag} tag on {channel} is reached for this conversation.")
+        }
+        Reason::TemplateNotSupported => {
+            format!("R6/R8: templates cannot be sent on {channel} under the current policy.")
+        }
+        Reason::PrivateReplyUsed => {
+            format!("R11: the one private reply allowed for comment {comment} has already been sent.")
+        }
+        Reason::PrivateReplyExpired => format!(
+            "R11: the private-reply allowance for comment {comment}{}.",
+            closed(at)
+        ),
+        Reason::AwaitingCustomerAcceptance => "R11: the private reply to the customer's comment has been used, and further messages are not delivered until the customer writes a direct message.".to_owned(),
+        Reason::HoldExpired => format!(
+            "R11: the customer did not accept the conversation before the private-reply allowance{}.",
+            closed(at)
+        ),
+        Reason::ConversationClosed => "R5: the conversation is closed, and only templates and public comment replies may be sent until the customer writes again.".to_owned(),
+        Reason::RecipientUnavailable | Reason::PlatformError => {
+            format!("R13: the platform refused the message ({}).", rejection.reason.as_str())
+        }
+    }
+}

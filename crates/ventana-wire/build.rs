@@ -1,0 +1,11 @@
+//! Generates the protobuf types from `proto/` with a pure-Rust compiler (protox), so a
+//! fresh machine needs no system `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let file = root.join("ventana/v1/ventana.proto");
+    println!("cargo:rerun-if-changed={}", file.display());
+    let descriptors = protox::compile([&file], [&root])?;
+    prost_build::Config::new().compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,511 @@
+//! The JSON forms of DESIGN §3: input events, output events and snapshots.
+//!
+//! Reading is lenient where the contract says so (unknown fields are ignored) and precise
+//! about what is wrong otherwise. Writing is canonical: fixed field order, instants in UTC
+//! with `Z`, so the same values always print the same bytes.
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use ventana_core::{
+    Channel, ConversationKey, DeliveryStatus, Event, EventBody, MessageKind, MessagingType,
+    Origin, Outbound, PlatformError, Reason, Sender, Snapshot, State, Status, Tag, Timestamp,
+    Window,
+};
+use ventana_notifier::{Output, OutputBody, Source, Suggestion, Trigger};
+
+use crate::error::WireError;
+
+#[derive(Deserialize)]
+struct RawConversation {
+    channel: Option<String>,
+    account: Option<String>,
+    channel_id: Option<String>,
+    contact_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawError {
+    code: Option<i64>,
+    subcode: Option<i64>,
+    title: Option<String>,
+}
+
+/// Every field any input or output event may carry; which ones are required depends on
+/// `type`.
+#[derive(Deserialize)]
+struct RawEvent {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    occurred_at: Option<String>,
+    logged_at: Option<String>,
+    conversation: Option<RawConversation>,
+    comment_id: Option<String>,
+    sender: Option<String>,
+    #[serde(rename = "kind")]
+    message_kind: Option<String>,
+    tag: Option<String>,
+    origin: Option<String>,
+    message_id: Option<String>,
+    status: Option<String>,
+    error: Option<RawError>,
+    by: Option<String>,
+    at: Option<String>,
+    // outputs
+    caused_by: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    window: Option<String>,
+    window_ends_at: Option<String>,
+    session: Option<u32>,
+    messaging_type: Option<String>,
+    until: Option<String>,
+    source: Option<String>,
+    reason: Option<String>,
+    detail: Option<String>,
+    suggestion: Option<String>,
+    trigger: Option<String>,
+    reply_by: Option<String>,
+    closes_at: Option<String>,
+    customer_waiting: Option<bool>,
+}
+
+fn required<T>(value: Option<T>, field: &'static str) -> Result<T, WireError> {
+    value.ok_or(WireError::MissingField(field))
+}
+
+fn invalid(field: &'static str, problem: impl Into<String>) -> WireError {
+    WireError::InvalidField {
+        field,
+        problem: problem.into(),
+    }
+}
+
+fn instant(text: &str, field: &'static str) -> Result<Timestamp, WireError> {
+    Timestamp::parse_rfc3339(text).map_err(|e| invalid(field, e.to_string()))
+}
+
+fn opt_instant(text: Option<&str>, field: &'static str) -> Result<Option<Timestamp>, WireError> {
+    text.map(|t| instant(t, field)).transpose()
+}
+
+fn vocabulary<T>(
+    text: &str,
+    field: &'static str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T, WireError> {
+    parse(text).ok_or_else(|| invalid(field, format!("unknown value {text:?}")))
+}
+
+fn conversation(raw: Option<RawConversation>) -> Result<ConversationKey, WireError> {
+    let raw = required(raw, "conversation")?;
+    let channel = required(raw.channel, "conversation.channel")?;
+    Ok(ConversationKey {
+        channel: vocabulary(&channel, "conversation.channel", Channel::parse)?,
+        account: required(raw.account, "conversation.account")?,
+        channel_id: required(raw.channel_id, "conversation.channel_id")?,
+        contact_id: required(raw.contact_id, "conversation.contact_id")?,
+    })
+}
+
+fn platform_error(raw: Option<RawError>) -> Result<Option<PlatformError>, WireError> {
+    raw.map(|e| {
+        Ok(PlatformError {
+            code: required(e.code, "error.code")?,
+            subcode: e.subcode,
+            title: e.title,
+        })
+    })
+    .transpose()
+}
+
+fn parse_sender(text: &str) -> Option<Sender> {
+    match text {
+        "agent" => Some(Sender::Agent),
+        "automation" => Some(Sender::Automation),
+        _ => None,
+    }
+}
+
+pub(crate) fn sender_str(sender: Sender) -> &'static str {
+    match sender {
+        Sender::Agent => "agent",
+        Sender::Automation => "automation",
+    }
+}
+
+pub(crate) fn parse_kind(text: &str) -> Option<MessageKind> {
+    match text {
+        "message" => Some(MessageKind::Message),
+        "template" => Some(MessageKind::Template),
+        "private_reply" => Some(MessageKind::PrivateReply),
+        "comment_reply" => Some(MessageKind::CommentReply),
+        _ => None,
+    }
+}
+
+pub(crate) fn kind_str(kind: MessageKind) -> &'static str {
+    match kind {
+        MessageKind::Message => "message",
+        MessageKind::Template => "template",
+        MessageKind::PrivateReply => "private_reply",
+        MessageKind::CommentReply => "comment_reply",
+    }
+}
+
+fn parse_origin(text: &str) -> Option<Origin> {
+    match text {
+        "request" => Some(Origin::Request),
+        "echo" => Some(Origin::Echo),
+        _ => None,
+    }
+}
+
+pub(crate) fn origin_str(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Request => "request",
+        Origin::Echo => "echo",
+    }
+}
+
+pub(crate) fn parse_status(text: &str) -> Option<Status> {
+    [Status::Sent, Status::Delivered, Status::Read, Status::Failed]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+}
+
+fn decode(line: &str) -> Result<RawEvent, WireError> {
+    serde_json::from_str(line).map_err(|e| WireError::Undecodable(e.to_string()))
+}
+
+/// Reads one input event (a JSON object). Clock skew is checked by the fold, which knows
+/// the policy.
+pub fn parse_event(line: &str) -> Result<Event, WireError> {
+    let raw = decode(line)?;
+    let kind = required(raw.kind, "type")?;
+    let body = match kind.as_str() {
+        "customer_message" => EventBody::CustomerMessage,
+        "customer_comment" => EventBody::CustomerComment {
+            comment_id: required(raw.comment_id, "comment_id")?,
+        },
+        "outbound_message" => EventBody::OutboundMessage(Outbound {
+            sender: vocabulary(&required(raw.sender, "sender")?, "sender", parse_sender)?,
+            kind: vocabulary(&required(raw.message_kind, "kind")?, "kind", parse_kind)?,
+            tag: raw
+                .tag
+                .map(|t| vocabulary(&t, "tag", Tag::parse))
+                .transpose()?,
+            comment_id: raw.comment_id,
+            origin: raw
+                .origin
+                .map(|o| vocabulary(&o, "origin", parse_origin))
+                .transpose()?
+                .unwrap_or_default(),
+        }),
+        "delivery_status" => EventBody::DeliveryStatus(DeliveryStatus {
+            message_id: required(raw.message_id, "message_id")?,
+            status: vocabulary(&required(raw.status, "status")?, "status", parse_status)?,
+            error: platform_error(raw.error)?,
+        }),
+        "conversation_closed" => EventBody::ConversationClosed { by: raw.by },
+        "conversation_reopened" => EventBody::ConversationReopened { by: raw.by },
+        "tick" => EventBody::Tick {
+            at: instant(&required(raw.at, "at")?, "at")?,
+        },
+        _ => return Err(WireError::UnknownType(kind)),
+    };
+    let id = required(raw.id, "id")?;
+    if id.is_empty() {
+        return Err(invalid("id", "empty"));
+    }
+    // A tick's instant is its occurrence.
+    let occurred_at = match (&body, raw.occurred_at) {
+        (_, Some(text)) => instant(&text, "occurred_at")?,
+        (EventBody::Tick { at }, None) => *at,
+        (_, None) => return Err(WireError::MissingField("occurred_at")),
+    };
+    Ok(Event {
+        id,
+        occurred_at,
+        logged_at: opt_instant(raw.logged_at.as_deref(), "logged_at")?,
+        conversation: conversation(raw.conversation)?,
+        body,
+    })
+}
+
+fn instant_value(t: Option<Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| Value::String(t.to_string()))
+}
+
+pub(crate) fn conversation_value(key: &ConversationKey) -> Value {
+    json!({
+        "channel": key.channel.to_string(),
+        "account": key.account,
+        "channel_id": key.channel_id,
+        "contact_id": key.contact_id,
+    })
+}
+
+fn error_value(error: &PlatformError) -> Value {
+    json!({"code": error.code, "subcode": error.subcode, "title": error.title})
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!("json! of an object"),
+    }
+}
+
+/// Writes one input event in canonical form (the inverse of [`parse_event`]).
+pub fn event_to_json(event: &Event) -> String {
+    let mut map = object(json!({
+        "id": event.id,
+        "type": event.body.type_name(),
+        "occurred_at": event.occurred_at.to_string(),
+    }));
+    if let Some(logged_at) = event.logged_at {
+        map.insert("logged_at".into(), logged_at.to_string().into());
+    }
+    map.insert("conversation".into(), conversation_value(&event.conversation));
+    let fields = match &event.body {
+        EventBody::CustomerMessage => json!({}),
+        EventBody::CustomerComment { comment_id } => json!({"comment_id": comment_id}),
+        EventBody::OutboundMessage(out) => {
+            let mut fields = object(json!({
+                "sender": sender_str(out.sender),
+                "kind": kind_str(out.kind),
+            }));
+            if let Some(tag) = out.tag {
+                fields.insert("tag".into(), tag.as_str().into());
+            }
+            if let Some(comment_id) = &out.comment_id {
+                fields.insert("comment_id".into(), comment_id.clone().into());
+            }
+            fields.insert("origin".into(), origin_str(out.origin).into());
+            Value::Object(fields)
+        }
+        EventBody::DeliveryStatus(status) => {
+            let mut fields = object(json!({
+                "message_id": status.message_id,
+                "status": status.status.as_str(),
+            }));
+            if let Some(error) = &status.error {
+                fields.insert("error".into(), error_value(error));
+            }
+            Value::Object(fields)
+        }
+        EventBody::ConversationClosed { by } | EventBody::ConversationReopened { by } => match by {
+            Some(by) => json!({"by": by}),
+            None => json!({}),
+        },
+        EventBody::Tick { at } => json!({"at": at.to_string()}),
+    };
+    map.extend(object(fields));
+    Value::Object(map).to_string()
+}
+
+/// Writes one output event: `id`, `type`, `conversation`, `occurred_at`, `caused_by`, then
+/// the fields of its type.
+pub fn output_to_json(output: &Output) -> String {
+    let mut map = object(json!({
+        "id": output.id,
+        "type": output.body.type_name(),
+        "conversation": conversation_value(&output.conversation),
+        "occurred_at": output.occurred_at.to_string(),
+        "caused_by": output.caused_by,
+    }));
+    let fields = match &output.body {
+        OutputBody::StateChanged {
+            from,
+            to,
+            window,
+            window_ends_at,
+            session,
+        } => json!({
+            "from": from.as_str(),
+            "to": to.as_str(),
+            "window": window.as_str(),
+            "window_ends_at": instant_value(*window_ends_at),
+            "session": session,
+        }),
+        OutputBody::OutboundAccepted {
+            message_id,
+            messaging_type,
+            tag,
+            comment_id,
+            window_ends_at,
+        } => json!({
+            "message_id": message_id,
+            "messaging_type": messaging_type.as_str(),
+            "tag": tag.map(Tag::as_str),
+            "comment_id": comment_id,
+            "window_ends_at": instant_value(*window_ends_at),
+        }),
+        OutputBody::OutboundHeld { message_id, until } => json!({
+            "message_id": message_id,
+            "until": until.to_string(),
+        }),
+        OutputBody::DeliveryFailed {
+            message_id,
+            source,
+            reason,
+            detail,
+            suggestion,
+            error,
+        } => {
+            let mut fields = object(json!({
+                "message_id": message_id,
+                "source": source.as_str(),
+                "reason": reason.as_str(),
+                "detail": detail,
+                "suggestion": suggestion.as_str(),
+            }));
+            if let Some(error) = error {
+                fields.insert("error".into(), error_value(error));
+            }
+            Value::Object(fields)
+        }
+        OutputBody::AutoReply { trigger, reply_by } => json!({
+            "trigger": trigger.as_str(),
+            "reply_by": instant_value(*reply_by),
+        }),
+        OutputBody::WindowClosing {
+            closes_at,
+            customer_waiting,
+        } => json!({
+            "closes_at": closes_at.to_string(),
+            "customer_waiting": customer_waiting,
+        }),
+    };
+    map.extend(object(fields));
+    Value::Object(map).to_string()
+}
+
+/// Reads one output event printed by [`output_to_json`].
+pub fn parse_output(line: &str) -> Result<Output, WireError> {
+    let raw = decode(line)?;
+    let kind = required(raw.kind, "type")?;
+    let message_id = || required(raw.message_id.clone(), "message_id");
+    let body = match kind.as_str() {
+        "state_changed" => OutputBody::StateChanged {
+            from: vocabulary(&required(raw.from, "from")?, "from", State::parse)?,
+            to: vocabulary(&required(raw.to, "to")?, "to", State::parse)?,
+            window: vocabulary(&required(raw.window, "window")?, "window", Window::parse)?,
+            window_ends_at: opt_instant(raw.window_ends_at.as_deref(), "window_ends_at")?,
+            session: required(raw.session, "session")?,
+        },
+        "outbound_accepted" => OutputBody::OutboundAccepted {
+            message_id: message_id()?,
+            messaging_type: vocabulary(
+                &required(raw.messaging_type, "messaging_type")?,
+                "messaging_type",
+                MessagingType::parse,
+            )?,
+            tag: raw
+                .tag
+                .map(|t| vocabulary(&t, "tag", Tag::parse))
+                .transpose()?,
+            comment_id: raw.comment_id,
+            window_ends_at: opt_instant(raw.window_ends_at.as_deref(), "window_ends_at")?,
+        },
+        "outbound_held" => OutputBody::OutboundHeld {
+            message_id: message_id()?,
+            until: instant(&required(raw.until, "until")?, "until")?,
+        },
+        "delivery_failed" => OutputBody::DeliveryFailed {
+            message_id: message_id()?,
+            source: vocabulary(&required(raw.source, "source")?, "source", Source::parse)?,
+            reason: vocabulary(&required(raw.reason, "reason")?, "reason", Reason::parse)?,
+            detail: required(raw.detail, "detail")?,
+            suggestion: vocabulary(
+                &required(raw.suggestion, "suggestion")?,
+                "suggestion",
+                Suggestion::parse,
+            )?,
+            error: platform_error(raw.error)?,
+        },
+        "auto_reply" => OutputBody::AutoReply {
+            trigger: vocabulary(&required(raw.trigger, "trigger")?, "trigger", Trigger::parse)?,
+            reply_by: opt_instant(raw.reply_by.as_deref(), "reply_by")?,
+        },
+        "window_closing" => OutputBody::WindowClosing {
+            closes_at: instant(&required(raw.closes_at, "closes_at")?, "closes_at")?,
+            customer_waiting: required(raw.customer_waiting, "customer_waiting")?,
+        },
+        _ => return Err(WireError::UnknownType(kind)),
+    };
+    Ok(Output {
+        id: required(raw.id, "id")?,
+        conversation: conversation(raw.conversation)?,
+        occurred_at: instant(&required(raw.occurred_at, "occurred_at")?, "occurred_at")?,
+        caused_by: required(raw.caused_by, "caused_by")?,
+        body,
+    })
+}
+
+/// Writes a snapshot line: `{"type":"snapshot", ...}`.
+pub fn snapshot_to_json(snapshot: &Snapshot) -> String {
+    json!({
+        "type": "snapshot",
+        "conversation": conversation_value(&snapshot.conversation),
+        "state": snapshot.view.state.as_str(),
+        "window": snapshot.view.window.as_str(),
+        "window_ends_at": instant_value(snapshot.view.window_ends_at),
+        "last_customer_at": instant_value(snapshot.last_customer_at),
+        "session": snapshot.view.session,
+        "allowed": snapshot.allowed.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+        "events": snapshot.events,
+        "last_event_id": snapshot.last_event_id,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONV: &str = r#""conversation": {"channel": "whatsapp", "account": "acme", "channel_id": "1555", "contact_id": "49151"}"#;
+
+    fn line(fields: &str) -> String {
+        format!("{{{fields}, {CONV}}}")
+    }
+
+    #[test]
+    fn reads_the_design_example_and_ignores_unknown_fields() {
+        let text = line(
+            r#""id": "wamid.1", "type": "customer_message", "occurred_at": "2026-03-02T10:00:00Z", "logged_at": "2026-03-02T10:00:01.250Z", "extra": [1, 2]"#,
+        );
+        let event = parse_event(&text).unwrap();
+        assert_eq!(event.body, EventBody::CustomerMessage);
+        assert_eq!(event.decision_time().to_string(), "2026-03-02T10:00:01.250Z");
+        assert_eq!(
+            event_to_json(&event),
+            r#"{"id":"wamid.1","type":"customer_message","occurred_at":"2026-03-02T10:00:00Z","logged_at":"2026-03-02T10:00:01.250Z","conversation":{"channel":"whatsapp","account":"acme","channel_id":"1555","contact_id":"49151"}}"#
+        );
+    }
+
+    #[test]
+    fn says_precisely_what_is_wrong() {
+        let cases = [
+            ("not json", "undecodable"),
+            (&line(r#""id": "1", "type": "fax", "occurred_at": "2026-03-02T10:00:00Z""#), "unknown_type"),
+            (&line(r#""id": "1", "type": "customer_comment", "occurred_at": "2026-03-02T10:00:00Z""#), "missing_field"),
+            (&line(r#""type": "customer_message", "occurred_at": "2026-03-02T10:00:00Z""#), "missing_field"),
+            (&line(r#""id": "1", "type": "customer_message", "occurred_at": "yesterday""#), "invalid_field"),
+            (&line(r#""id": "1", "type": "outbound_message", "sender": "robot", "kind": "message", "occurred_at": "2026-03-02T10:00:00Z""#), "invalid_field"),
+            (r#"{"id": "1", "type": "customer_message", "occurred_at": "2026-03-02T10:00:00Z"}"#, "missing_field"),
+            (&line(r#""id": 7, "type": "customer_message", "occurred_at": "2026-03-02T10:00:00Z""#), "undecodable"),
+        ];
+        for (text, reason) in cases {
+            let error = parse_event(text).unwrap_err();
+            assert_eq!(error.reason(), reason, "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_tick_needs_only_its_instant() {
+        let event = parse_event(&line(r#""id": "t1", "type": "tick", "at": "2026-03-03T10:00:00Z""#)).unwrap();
+        assert_eq!(event.occurred_at.to_string(), "2026-03-03T10:00:00Z");
+    }
+}
