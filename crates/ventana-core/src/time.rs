@@ -120,7 +120,8 @@ impl Span {
     }
 }
 
-/// The shortest exact form: `7d`, `24h`, `90m`, `5s`, `1500ms`, `0s`.
+/// The shortest exact form, with a single day written in hours: `7d`, `24h`, `90m`, `5s`,
+/// `1500ms`, `0s`.
 impl fmt::Display for Span {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const UNITS: [(&str, i64); 6] = [
@@ -135,7 +136,7 @@ impl fmt::Display for Span {
             return f.write_str("0s");
         }
         for (unit, size) in UNITS {
-            if self.0 % size == 0 {
+            if self.0 % size == 0 && !(unit == "d" && self.0 == size) {
                 return write!(f, "{}{unit}", self.0 / size);
             }
         }
@@ -166,7 +167,8 @@ mod tests {
     #[test]
     fn spans_print_in_their_largest_exact_unit() {
         assert_eq!(Span::from_days(7).to_string(), "7d");
-        assert_eq!(Span::from_hours(24).to_string(), "1d");
+        assert_eq!(Span::from_hours(24).to_string(), "24h");
+        assert_eq!(Span::from_hours(48).to_string(), "2d");
         assert_eq!(Span::from_minutes(90).to_string(), "90m");
         assert_eq!(Span::ZERO.to_string(), "0s");
     }

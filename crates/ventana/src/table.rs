@@ -1,0 +1,178 @@
+//! `--format table`: a timeline a person can read — time, conversation, event, state after,
+//! and what was decided or asked for.
+
+use std::io::{self, Write};
+
+use ventana_core::{Event, EventBody, MessageKind, Origin, View};
+use ventana_notifier::{Fold, Output, OutputBody};
+
+const HEADER: [&str; 5] = ["TIME", "CONVERSATION", "EVENT", "STATE", "DECISION"];
+
+#[derive(Debug, Default)]
+pub(crate) struct Table {
+    rows: Vec<[String; 5]>,
+}
+
+fn describe_event(event: &Event) -> String {
+    let what = match &event.body {
+        EventBody::CustomerMessage => "customer message".to_owned(),
+        EventBody::CustomerComment { comment_id } => format!("customer comment {comment_id}"),
+        EventBody::OutboundMessage(out) => {
+            let kind = match out.kind {
+                MessageKind::Message => "message",
+                MessageKind::Template => "template",
+                MessageKind::PrivateReply => "private reply",
+                MessageKind::CommentReply => "comment reply",
+            };
+            let sender = match out.sender {
+                ventana_core::Sender::Agent => "agent",
+                ventana_core::Sender::Automation => "automation",
+            };
+            let echo = if out.origin == Origin::Echo { " (echo)" } else { "" };
+            let tag = out.tag.map_or(String::new(), |t| format!(" tag={}", t.as_str()));
+            format!("{sender} {kind}{tag}{echo}")
+        }
+        EventBody::DeliveryStatus(s) => match &s.error {
+            Some(e) => format!("status {} of {} (error {})", s.status.as_str(), s.message_id, e.code),
+            None => format!("status {} of {}", s.status.as_str(), s.message_id),
+        },
+        EventBody::ConversationClosed { .. } => "closed by operator".to_owned(),
+        EventBody::ConversationReopened { .. } => "reopened by operator".to_owned(),
+        EventBody::Tick { .. } => "tick".to_owned(),
+    };
+    format!("{what} [{}]", event.id)
+}
+
+fn describe_view(view: View) -> String {
+    match view.window_ends_at {
+        Some(end) => format!("{} ({} until {end})", view.state.as_str(), view.window.as_str()),
+        None => view.state.as_str().to_owned(),
+    }
+}
+
+fn describe_output(output: &Output) -> Option<String> {
+    Some(match &output.body {
+        OutputBody::StateChanged { .. } => return None,
+        OutputBody::OutboundAccepted {
+            messaging_type,
+            tag,
+            ..
+        } => match tag {
+            Some(tag) => format!("accepted as {} {}", messaging_type.as_str(), tag.as_str()),
+            None => format!("accepted as {}", messaging_type.as_str()),
+        },
+        OutputBody::OutboundHeld { until, .. } => format!("held until {until}"),
+        OutputBody::DeliveryFailed {
+            reason,
+            detail,
+            suggestion,
+            ..
+        } => format!(
+            "NOT DELIVERED: {} — {detail} (suggestion: {})",
+            reason.as_str(),
+            suggestion.as_str()
+        ),
+        OutputBody::AutoReply { trigger, .. } => format!("auto-reply requested: {}", trigger.as_str()),
+        OutputBody::WindowClosing {
+            closes_at,
+            customer_waiting,
+        } => format!(
+            "warning: window closes at {closes_at}{}",
+            if *customer_waiting { ", customer waiting" } else { "" }
+        ),
+    })
+}
+
+fn state_after(outputs: &[&Output]) -> Option<String> {
+    outputs.iter().rev().find_map(|o| match &o.body {
+        OutputBody::StateChanged {
+            to,
+            window,
+            window_ends_at,
+            session,
+            ..
+        } => Some(describe_view(View {
+            state: *to,
+            window: *window,
+            window_ends_at: *window_ends_at,
+            session: *session,
+        })),
+        _ => None,
+    })
+}
+
+impl Table {
+    fn push_group(&mut self, time: String, conversation: String, event: String, state: String, outputs: &[&Output]) {
+        let decisions: Vec<String> = outputs.iter().filter_map(|o| describe_output(o)).collect();
+        self.rows.push([time, conversation, event, state, decisions.join("; ")]);
+    }
+
+    /// Rows for the deadlines that fired before `event`, then one for the event itself.
+    pub(crate) fn event(&mut self, event: &Event, outputs: &[Output], fold: &Fold) {
+        self.deadlines_where(outputs, |o| o.caused_by != event.id);
+        let own: Vec<&Output> = outputs.iter().filter(|o| o.caused_by == event.id).collect();
+        let state = fold
+            .conversation(&event.conversation)
+            .map(|c| describe_view(c.view()))
+            .unwrap_or_default();
+        self.push_group(
+            event.decision_time().to_string(),
+            event.conversation.to_string(),
+            describe_event(event),
+            state_after(&own).unwrap_or(state),
+            &own,
+        );
+    }
+
+    /// Rows for deadlines fired by `--until`.
+    pub(crate) fn deadlines(&mut self, outputs: &[Output], _fold: &Fold) {
+        self.deadlines_where(outputs, |_| true);
+    }
+
+    fn deadlines_where(&mut self, outputs: &[Output], keep: impl Fn(&Output) -> bool) {
+        let mut start = 0;
+        let kept: Vec<&Output> = outputs.iter().filter(|o| keep(o)).collect();
+        while start < kept.len() {
+            let first = kept[start];
+            let end = kept[start..]
+                .iter()
+                .position(|o| o.caused_by != first.caused_by || o.conversation != first.conversation)
+                .map_or(kept.len(), |n| start + n);
+            let group = &kept[start..end];
+            self.push_group(
+                first.occurred_at.to_string(),
+                first.conversation.to_string(),
+                "deadline passed".to_owned(),
+                state_after(group).unwrap_or_default(),
+                group,
+            );
+            start = end;
+        }
+    }
+
+    pub(crate) fn print(&self, out: &mut impl Write) -> io::Result<()> {
+        let mut widths = HEADER.map(str::len);
+        for row in &self.rows {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        let mut line = |cells: [&str; 5]| -> io::Result<()> {
+            let mut text = String::new();
+            for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+                if i == 4 {
+                    text.push_str(cell);
+                } else {
+                    text.push_str(cell);
+                    text.extend(std::iter::repeat_n(' ', width - cell.chars().count() + 2));
+                }
+            }
+            writeln!(out, "{}", text.trim_end())
+        };
+        line(HEADER)?;
+        for row in &self.rows {
+            line([&row[0], &row[1], &row[2], &row[3], &row[4]])?;
+        }
+        Ok(())
+    }
+}
