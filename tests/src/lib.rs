@@ -1,1 +1,4 @@
+//! Helpers for ventana's integration tests.
+#![forbid(unsafe_code)]
 
+pub mod scenario;
