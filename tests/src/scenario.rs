@@ -28,7 +28,9 @@ pub fn offset(text: &str) -> Span {
             number.push(c);
             continue;
         }
-        let n: i64 = number.parse().unwrap_or_else(|_| panic!("bad offset {text:?}"));
+        let n: i64 = number
+            .parse()
+            .unwrap_or_else(|_| panic!("bad offset {text:?}"));
         number.clear();
         total += match c {
             'd' => Span::from_days(n),
@@ -50,7 +52,11 @@ pub fn at(text: &str) -> Timestamp {
 /// Prints an instant as an offset from T0, in the form [`offset`] reads.
 pub fn show_instant(t: Timestamp) -> String {
     let nanos = t.since(T0).nanos();
-    let (sign, mut seconds) = if nanos < 0 { ("-", -nanos / 1_000_000_000) } else { ("+", nanos / 1_000_000_000) };
+    let (sign, mut seconds) = if nanos < 0 {
+        ("-", -nanos / 1_000_000_000)
+    } else {
+        ("+", nanos / 1_000_000_000)
+    };
     let mut text = String::from(sign);
     // Days only from two on, so that "+24h" and "+25h" read as the rules are written.
     for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
@@ -134,7 +140,13 @@ pub fn status(id: &str, message_id: &str, status: Status, when: &str) -> E {
 }
 
 pub fn close(id: &str, when: &str) -> E {
-    event(id, when, EventBody::ConversationClosed { by: Some("op".into()) })
+    event(
+        id,
+        when,
+        EventBody::ConversationClosed {
+            by: Some("op".into()),
+        },
+    )
 }
 
 pub fn reopen(id: &str, when: &str) -> E {
@@ -143,7 +155,11 @@ pub fn reopen(id: &str, when: &str) -> E {
 
 /// A `tick`: lets time pass to `when`.
 pub fn tick(when: &str) -> E {
-    event(&format!("tick-{when}"), when, EventBody::Tick { at: at(when) })
+    event(
+        &format!("tick-{when}"),
+        when,
+        EventBody::Tick { at: at(when) },
+    )
 }
 
 impl E {
@@ -213,7 +229,10 @@ impl E {
 /// Renders an output with every field but its id and conversation.
 pub fn show(output: &Output) -> String {
     let cause = match output.caused_by.strip_prefix("tick:") {
-        Some(instant) => format!("tick {}", show_instant(Timestamp::parse_rfc3339(instant).unwrap())),
+        Some(instant) => format!(
+            "tick {}",
+            show_instant(Timestamp::parse_rfc3339(instant).unwrap())
+        ),
         None => output.caused_by.clone(),
     };
     let opt = |t: Option<Timestamp>| t.map_or("none".to_owned(), show_instant);
@@ -271,7 +290,11 @@ pub fn show(output: &Output) -> String {
             text
         }
         OutputBody::AutoReply { trigger, reply_by } => {
-            format!("auto_reply {} reply_by={}", trigger.as_str(), opt(*reply_by))
+            format!(
+                "auto_reply {} reply_by={}",
+                trigger.as_str(),
+                opt(*reply_by)
+            )
         }
         OutputBody::WindowClosing {
             closes_at,

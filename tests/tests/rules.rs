@@ -24,28 +24,46 @@ const OPENED: &str = "@+0s c1: state none->open standard ends=+24h session=1";
 
 #[test]
 fn r1_whatsapp_message_to_a_contact_who_never_wrote_is_rejected() {
-    wa().check(&[], agent("a1", "+0s"), &["@+0s a1: failed a1 policy no_customer_message suggest=send_template"]);
+    wa().check(
+        &[],
+        agent("a1", "+0s"),
+        &["@+0s a1: failed a1 policy no_customer_message suggest=send_template"],
+    );
 }
 
 #[test]
 fn r1_messenger_message_to_a_contact_who_never_wrote_is_rejected() {
-    fb().check(&[], bot("a1", "+0s"), &["@+0s a1: failed a1 policy no_customer_message suggest=send_template"]);
+    fb().check(
+        &[],
+        bot("a1", "+0s"),
+        &["@+0s a1: failed a1 policy no_customer_message suggest=send_template"],
+    );
 }
 
 #[test]
 fn r1_instagram_cannot_be_reached_first_at_all() {
-    ig().check(&[], agent("a1", "+0s"), &["@+0s a1: failed a1 policy no_customer_message suggest=wait_for_customer"]);
+    ig().check(
+        &[],
+        agent("a1", "+0s"),
+        &["@+0s a1: failed a1 policy no_customer_message suggest=wait_for_customer"],
+    );
 }
 
 #[test]
 fn r1_a_whatsapp_template_needs_no_customer_message_and_opens_nothing() {
-    wa().check(&[], bot("t1", "+0s").template(), &["@+0s t1: accepted t1 template ends=none"]);
+    wa().check(
+        &[],
+        bot("t1", "+0s").template(),
+        &["@+0s t1: accepted t1 template ends=none"],
+    );
 }
 
 #[test]
 fn r1_the_rejection_detail_names_the_rule() {
     let outputs = wa().run(&[], &agent("a1", "+0s"));
-    let OutputBody::DeliveryFailed { detail, .. } = &outputs[0].body else { panic!("{outputs:?}") };
+    let OutputBody::DeliveryFailed { detail, .. } = &outputs[0].body else {
+        panic!("{outputs:?}")
+    };
     assert!(detail.starts_with("R1: "), "{detail}");
 }
 
@@ -100,7 +118,11 @@ fn r2_a_new_customer_message_moves_the_window_end() {
 
 #[test]
 fn r2_a_late_older_customer_message_never_moves_the_window_earlier() {
-    wa().check(&[customer("c2", "+2h")], customer("c1", "+1h").logged("+2h1m"), &[]);
+    wa().check(
+        &[customer("c2", "+2h")],
+        customer("c1", "+1h").logged("+2h1m"),
+        &[],
+    );
 }
 
 #[test]
@@ -173,7 +195,9 @@ fn r3_an_echo_does_not_extend_the_window() {
 #[test]
 fn r4_the_detail_names_the_rule_and_the_instant_the_window_closed() {
     let outputs = wa().run(&[customer("c1", "+0s")], &agent("a1", "+30h"));
-    let OutputBody::DeliveryFailed { detail, .. } = &outputs[1].body else { panic!("{outputs:?}") };
+    let OutputBody::DeliveryFailed { detail, .. } = &outputs[1].body else {
+        panic!("{outputs:?}")
+    };
     assert_eq!(
         detail,
         "R4: the 24h standard window from the customer's last message closed at 2026-03-03T10:00:00Z, and no other window is open on whatsapp."
@@ -192,8 +216,13 @@ fn r4_instagram_after_the_extension_suggests_waiting() {
 #[test]
 fn r4_extended_window_detail_names_r7_and_the_instant() {
     let outputs = ig().run(&[customer("c1", "+0s"), tick("+7d")], &agent("a1", "+8d"));
-    let OutputBody::DeliveryFailed { detail, .. } = &outputs[0].body else { panic!("{outputs:?}") };
-    assert!(detail.starts_with("R7: ") && detail.contains("closed at 2026-03-09T10:00:00Z"), "{detail}");
+    let OutputBody::DeliveryFailed { detail, .. } = &outputs[0].body else {
+        panic!("{outputs:?}")
+    };
+    assert!(
+        detail.starts_with("R7: ") && detail.contains("closed at 2026-03-09T10:00:00Z"),
+        "{detail}"
+    );
 }
 
 // ----- R5: closing -----
@@ -229,7 +258,9 @@ fn r5_a_template_may_still_be_sent_to_a_closed_conversation() {
 fn r5_a_public_comment_reply_may_still_be_sent_to_a_closed_conversation() {
     fb().check(
         &[comment("k1", "cm1", "+0s"), close("x1", "+1h")],
-        agent("r1", "+2h").kind(MessageKind::CommentReply).on_comment("cm1"),
+        agent("r1", "+2h")
+            .kind(MessageKind::CommentReply)
+            .on_comment("cm1"),
         &["@+2h r1: accepted r1 comment_reply comment=cm1 ends=none"],
     );
 }
@@ -353,14 +384,15 @@ fn r7_automation_with_another_valid_tag_is_accepted_in_the_extension() {
 
 #[test]
 fn r7_the_extension_can_be_turned_off() {
-    fb().with(|p| p.messenger.human_agent_window = Span::ZERO).check(
-        &[customer("c1", "+0s")],
-        agent("a1", "+25h"),
-        &[
-            "@+24h tick +24h: state open->expired none ends=none session=1",
-            "@+25h a1: failed a1 policy window_expired suggest=send_template",
-        ],
-    );
+    fb().with(|p| p.messenger.human_agent_window = Span::ZERO)
+        .check(
+            &[customer("c1", "+0s")],
+            agent("a1", "+25h"),
+            &[
+                "@+24h tick +24h: state open->expired none ends=none session=1",
+                "@+25h a1: failed a1 policy window_expired suggest=send_template",
+            ],
+        );
 }
 
 #[test]
@@ -409,7 +441,9 @@ fn r8_the_last_second_before_the_deprecation_is_allowed() {
     fb().check(
         &[customer("c1", "+0s"), tick("+8d")],
         bot("b1", &last).tag(Tag::AccountUpdate),
-        &[&format!("@{last} b1: accepted b1 message_tag tag=account_update ends=none")],
+        &[&format!(
+            "@{last} b1: accepted b1 message_tag tag=account_update ends=none"
+        )],
     );
 }
 
@@ -424,11 +458,12 @@ fn r8_a_tag_not_in_the_policy_is_not_allowed() {
 
 #[test]
 fn r8_a_tag_is_not_valid_before_its_valid_from() {
-    fb().with(|p| p.messenger.tags[0].valid_from = Some(at("+30d"))).check(
-        &[customer("c1", "+0s"), tick("+8d")],
-        bot("b1", "+9d").tag(Tag::AccountUpdate),
-        &["@+9d b1: failed b1 policy tag_not_allowed suggest=send_template"],
-    );
+    fb().with(|p| p.messenger.tags[0].valid_from = Some(at("+30d")))
+        .check(
+            &[customer("c1", "+0s"), tick("+8d")],
+            bot("b1", "+9d").tag(Tag::AccountUpdate),
+            &["@+9d b1: failed b1 policy tag_not_allowed suggest=send_template"],
+        );
 }
 
 #[test]
@@ -496,7 +531,11 @@ fn r9_a_tag_rate_limits_that_tag() {
         })
     })
     .check(
-        &[customer("c1", "+0s"), tick("+8d"), bot("b1", "+9d").tag(Tag::AccountUpdate)],
+        &[
+            customer("c1", "+0s"),
+            tick("+8d"),
+            bot("b1", "+9d").tag(Tag::AccountUpdate),
+        ],
         bot("b2", "+9d1h").tag(Tag::AccountUpdate),
         &["@+9d1h b2: failed b2 policy tag_rate_limited suggest=send_template"],
     );
@@ -517,7 +556,9 @@ fn r9_rates_are_off_by_default() {
 fn r10_a_comment_reply_is_allowed_without_any_customer_activity() {
     fb().check(
         &[],
-        agent("r1", "+0s").kind(MessageKind::CommentReply).on_comment("cm1"),
+        agent("r1", "+0s")
+            .kind(MessageKind::CommentReply)
+            .on_comment("cm1"),
         &["@+0s r1: accepted r1 comment_reply comment=cm1 ends=none"],
     );
 }
@@ -526,7 +567,9 @@ fn r10_a_comment_reply_is_allowed_without_any_customer_activity() {
 fn r10_a_comment_reply_does_not_answer_the_customer() {
     ig().check(
         &[customer("c1", "+0s")],
-        agent("r1", "+1h").kind(MessageKind::CommentReply).on_comment("cm1"),
+        agent("r1", "+1h")
+            .kind(MessageKind::CommentReply)
+            .on_comment("cm1"),
         &["@+1h r1: accepted r1 comment_reply comment=cm1 ends=none"],
     );
 }
@@ -535,7 +578,12 @@ fn r10_a_comment_reply_does_not_answer_the_customer() {
 fn r10_any_number_of_comment_replies_at_any_time() {
     let reply = |id: &str, t: &str| bot(id, t).kind(MessageKind::CommentReply).on_comment("cm1");
     fb().check(
-        &[comment("k1", "cm1", "+0s"), reply("r1", "+1h"), reply("r2", "+2h"), tick("+30d")],
+        &[
+            comment("k1", "cm1", "+0s"),
+            reply("r1", "+1h"),
+            reply("r2", "+2h"),
+            tick("+30d"),
+        ],
         reply("r3", "+31d"),
         &["@+31d r3: accepted r3 comment_reply comment=cm1 ends=none"],
     );
@@ -577,7 +625,9 @@ fn r11_further_dms_await_the_customer() {
 fn r11_an_explicit_private_reply_names_its_comment() {
     fb().check(
         &[comment("k1", "cm1", "+0s")],
-        agent("p1", "+6d23h59m59s").kind(MessageKind::PrivateReply).on_comment("cm1"),
+        agent("p1", "+6d23h59m59s")
+            .kind(MessageKind::PrivateReply)
+            .on_comment("cm1"),
         &[
             "@+6d23h59m59s p1: accepted p1 private_reply comment=cm1 ends=+7d",
             "@+6d23h59m59s p1: state open->awaiting_customer private_reply ends=+7d session=1",
@@ -587,7 +637,11 @@ fn r11_an_explicit_private_reply_names_its_comment() {
 
 #[test]
 fn r11_a_used_private_reply_cannot_be_sent_again() {
-    let reply = |id: &str, t: &str| agent(id, t).kind(MessageKind::PrivateReply).on_comment("cm1");
+    let reply = |id: &str, t: &str| {
+        agent(id, t)
+            .kind(MessageKind::PrivateReply)
+            .on_comment("cm1")
+    };
     fb().check(
         &[comment("k1", "cm1", "+0s"), reply("p1", "+1h")],
         reply("p2", "+2h"),
@@ -599,7 +653,9 @@ fn r11_a_used_private_reply_cannot_be_sent_again() {
 fn r11_a_private_reply_at_exactly_7d_has_expired() {
     ig().check(
         &[comment("k1", "cm1", "+0s")],
-        agent("p1", "+7d").kind(MessageKind::PrivateReply).on_comment("cm1"),
+        agent("p1", "+7d")
+            .kind(MessageKind::PrivateReply)
+            .on_comment("cm1"),
         &[
             "@+7d tick +7d: state open->expired none ends=none session=1",
             "@+7d p1: failed p1 policy private_reply_expired suggest=wait_for_customer",
@@ -611,7 +667,9 @@ fn r11_a_private_reply_at_exactly_7d_has_expired() {
 fn r11_a_private_reply_to_an_unknown_comment_has_no_customer_message() {
     ig().check(
         &[comment("k1", "cm1", "+0s")],
-        agent("p1", "+1h").kind(MessageKind::PrivateReply).on_comment("cm9"),
+        agent("p1", "+1h")
+            .kind(MessageKind::PrivateReply)
+            .on_comment("cm9"),
         &["@+1h p1: failed p1 policy no_customer_message suggest=wait_for_customer"],
     );
 }
@@ -641,7 +699,11 @@ fn r11_with_holds_a_further_dm_is_held_until_the_allowance_ends() {
 #[test]
 fn r11_a_held_message_is_released_when_the_customer_writes() {
     holding().check(
-        &[comment("k1", "cm1", "+0s"), agent("a1", "+1h"), agent("a2", "+2h")],
+        &[
+            comment("k1", "cm1", "+0s"),
+            agent("a1", "+1h"),
+            agent("a2", "+2h"),
+        ],
         customer("c1", "+3h"),
         &[
             "@+3h c1: accepted a2 response ends=+27h",
@@ -653,7 +715,11 @@ fn r11_a_held_message_is_released_when_the_customer_writes() {
 #[test]
 fn r11_a_held_message_fails_when_the_allowance_ends() {
     holding().check(
-        &[comment("k1", "cm1", "+0s"), agent("a1", "+1h"), agent("a2", "+2h")],
+        &[
+            comment("k1", "cm1", "+0s"),
+            agent("a1", "+1h"),
+            agent("a2", "+2h"),
+        ],
         tick("+7d"),
         &[
             "@+7d tick +7d: failed a2 policy hold_expired suggest=wait_for_customer",
@@ -688,7 +754,11 @@ fn r12_a_customer_left_waiting_gets_an_agent_delayed_auto_reply() {
 
 #[test]
 fn r12_no_agent_delayed_auto_reply_once_answered() {
-    alarms().check(&[customer("c1", "+0s"), agent("a1", "+10m")], tick("+1h"), &[]);
+    alarms().check(
+        &[customer("c1", "+0s"), agent("a1", "+10m")],
+        tick("+1h"),
+        &[],
+    );
 }
 
 #[test]
@@ -703,7 +773,11 @@ fn r12_agent_delayed_comes_once_per_unanswered_stretch() {
 #[test]
 fn r12_a_new_unanswered_stretch_gets_its_own_auto_reply() {
     alarms().check(
-        &[customer("c1", "+0s"), agent("a1", "+5m"), customer("c2", "+1h")],
+        &[
+            customer("c1", "+0s"),
+            agent("a1", "+5m"),
+            customer("c2", "+1h"),
+        ],
         tick("+1h15m"),
         &["@+1h15m tick +1h15m: auto_reply agent_delayed reply_by=+25h"],
     );
@@ -738,7 +812,11 @@ fn r12_the_customer_can_be_reminded_too() {
 #[test]
 fn r12_no_warning_for_a_closed_conversation() {
     alarms().check(
-        &[customer("c1", "+0s"), agent("a1", "+10m"), close("x1", "+1h")],
+        &[
+            customer("c1", "+0s"),
+            agent("a1", "+10m"),
+            close("x1", "+1h"),
+        ],
         tick("+24h"),
         &[],
     );
@@ -749,7 +827,10 @@ fn r12_every_new_session_can_be_greeted() {
     alarms().with(|p| p.notifier.greet_on_open = true).check(
         &[],
         customer("c1", "+0s"),
-        &[OPENED, "@+0s c1: auto_reply conversation_opened reply_by=+24h"],
+        &[
+            OPENED,
+            "@+0s c1: auto_reply conversation_opened reply_by=+24h",
+        ],
     );
 }
 
@@ -810,9 +891,17 @@ fn r13_after_a_window_error_free_form_is_rejected_at_the_cut() {
         &agent("a2", "+2h"),
     );
     let shown: Vec<String> = outputs.iter().map(show).collect();
-    assert_eq!(shown, ["@+2h a2: failed a2 policy window_expired suggest=send_template"]);
-    let OutputBody::DeliveryFailed { detail, .. } = &outputs[0].body else { unreachable!() };
-    assert!(detail.contains("closed at 2026-03-02T11:00:00Z"), "{detail}");
+    assert_eq!(
+        shown,
+        ["@+2h a2: failed a2 policy window_expired suggest=send_template"]
+    );
+    let OutputBody::DeliveryFailed { detail, .. } = &outputs[0].body else {
+        unreachable!()
+    };
+    assert!(
+        detail.contains("closed at 2026-03-02T11:00:00Z"),
+        "{detail}"
+    );
 }
 
 #[test]
@@ -860,7 +949,11 @@ fn r13_recipient_unavailable_changes_no_state() {
 #[test]
 fn r13_statuses_only_move_forward() {
     wa().check(
-        &[customer("c1", "+0s"), agent("a1", "+1h"), status("s1", "a1", Status::Read, "+1h1m")],
+        &[
+            customer("c1", "+0s"),
+            agent("a1", "+1h"),
+            status("s1", "a1", Status::Read, "+1h1m"),
+        ],
         status("s2", "a1", Status::Delivered, "+1h2m"),
         &[],
     );
@@ -901,12 +994,20 @@ fn r14_a_duplicate_customer_message_changes_nothing() {
 
 #[test]
 fn r14_a_duplicate_outbound_message_is_not_decided_twice() {
-    wa().check(&[customer("c1", "+0s"), agent("a1", "+1h")], agent("a1", "+1h"), &[]);
+    wa().check(
+        &[customer("c1", "+0s"), agent("a1", "+1h")],
+        agent("a1", "+1h"),
+        &[],
+    );
 }
 
 #[test]
 fn r14_a_duplicate_arriving_later_does_not_even_let_time_pass() {
-    wa().check(&[customer("c1", "+0s")], customer("c1", "+0s").logged("+25h"), &[]);
+    wa().check(
+        &[customer("c1", "+0s")],
+        customer("c1", "+0s").logged("+25h"),
+        &[],
+    );
 }
 
 #[test]
@@ -934,13 +1035,23 @@ fn r15_an_echo_answers_the_customer() {
 
 #[test]
 fn r15_an_echo_is_never_decided_even_outside_the_window() {
-    wa().check(&[customer("c1", "+0s"), tick("+25h")], agent("e1", "+26h").echo(), &[]);
+    wa().check(
+        &[customer("c1", "+0s"), tick("+25h")],
+        agent("e1", "+26h").echo(),
+        &[],
+    );
 }
 
 #[test]
 fn r15_an_echoed_private_reply_uses_the_allowance() {
     ig().check(
-        &[comment("k1", "cm1", "+0s"), agent("e1", "+1h").kind(MessageKind::PrivateReply).on_comment("cm1").echo()],
+        &[
+            comment("k1", "cm1", "+0s"),
+            agent("e1", "+1h")
+                .kind(MessageKind::PrivateReply)
+                .on_comment("cm1")
+                .echo(),
+        ],
         agent("a2", "+2h"),
         &["@+2h a2: failed a2 policy awaiting_customer_acceptance suggest=wait_for_customer"],
     );
@@ -1047,6 +1158,11 @@ fn an_event_too_far_in_the_future_is_invalid() {
 #[test]
 fn a_private_reply_without_its_comment_is_invalid() {
     let mut fold = ventana_notifier::Fold::new(ventana_core::Policy::default());
-    let event = agent("p1", "+0s").kind(MessageKind::PrivateReply).build(&ig().key);
-    assert_eq!(fold.apply(&event, &mut Vec::new()).unwrap_err().to_string(), "missing field `comment_id`");
+    let event = agent("p1", "+0s")
+        .kind(MessageKind::PrivateReply)
+        .build(&ig().key);
+    assert_eq!(
+        fold.apply(&event, &mut Vec::new()).unwrap_err().to_string(),
+        "missing field `comment_id`"
+    );
 }

@@ -339,7 +339,11 @@ impl Conversation {
         if let Some(end) = unused_end {
             return view(State::Open, Window::PrivateReply, Some(end));
         }
-        if let Some(end) = self.allowances(ch, t).map(|c| Self::allowance_end(c, ch)).max() {
+        if let Some(end) = self
+            .allowances(ch, t)
+            .map(|c| Self::allowance_end(c, ch))
+            .max()
+        {
             return view(State::AwaitingCustomer, Window::PrivateReply, Some(end));
         }
         view(State::Expired, Window::None, None)
@@ -402,7 +406,12 @@ impl Conversation {
         }
     }
 
-    fn decide_free_form(&self, out: &Outbound, t: Timestamp, ch: Option<&ChannelPolicy>) -> Verdict {
+    fn decide_free_form(
+        &self,
+        out: &Outbound,
+        t: Timestamp,
+        ch: Option<&ChannelPolicy>,
+    ) -> Verdict {
         // 5.1
         if !self.active {
             return reject(Reason::NoCustomerMessage, None);
@@ -420,9 +429,13 @@ impl Conversation {
         if let Some(end) = self.extension_end(ch).filter(|end| t < *end) {
             match (out.sender, other_tag) {
                 (Sender::Agent, None) => {
-                    return self.rate_limited(Tag::HumanAgent, ch.human_agent_rate, t).unwrap_or(
-                        accept(MessagingType::MessageTag, Some(Tag::HumanAgent), Some(end)),
-                    );
+                    return self
+                        .rate_limited(Tag::HumanAgent, ch.human_agent_rate, t)
+                        .unwrap_or(accept(
+                            MessagingType::MessageTag,
+                            Some(Tag::HumanAgent),
+                            Some(end),
+                        ));
                 }
                 (Sender::Automation, None) => {
                     return reject(Reason::HumanAgentRequiresHuman, standard_end);
@@ -433,9 +446,11 @@ impl Conversation {
         // 5.4
         if let Some(tag) = other_tag {
             return match ch.valid_tag(tag, t) {
-                Some(policy) => self
-                    .rate_limited(tag, policy.rate, t)
-                    .unwrap_or(accept(MessagingType::MessageTag, Some(tag), None)),
+                Some(policy) => self.rate_limited(tag, policy.rate, t).unwrap_or(accept(
+                    MessagingType::MessageTag,
+                    Some(tag),
+                    None,
+                )),
                 None => reject(Reason::TagNotAllowed, standard_end),
             };
         }
@@ -453,7 +468,10 @@ impl Conversation {
             });
         }
         // 5.6
-        let used_end = self.allowances(ch, t).map(|c| Self::allowance_end(c, ch)).max();
+        let used_end = self
+            .allowances(ch, t)
+            .map(|c| Self::allowance_end(c, ch))
+            .max();
         if let Some(until) = used_end {
             return if ch.hold_until_accepted {
                 Verdict::Held { until }
@@ -501,8 +519,12 @@ impl Conversation {
         {
             allowed.push(Allowed::Message);
         }
-        if accepted_as(&probe(Sender::Agent, MessageKind::Message, Some(Tag::HumanAgent)))
-            .is_some_and(|a| a.tag == Some(Tag::HumanAgent))
+        if accepted_as(&probe(
+            Sender::Agent,
+            MessageKind::Message,
+            Some(Tag::HumanAgent),
+        ))
+        .is_some_and(|a| a.tag == Some(Tag::HumanAgent))
         {
             allowed.push(Allowed::HumanAgent);
         }
@@ -551,19 +573,26 @@ impl Conversation {
         let notifier = &policy.notifier;
         let standard_end = self.standard_end(ch);
         let closing_alarm = standard_end
-            .filter(|end| !notifier.window_closing.is_zero() && self.closing_alarm_for != Some(*end))
+            .filter(|end| {
+                !notifier.window_closing.is_zero() && self.closing_alarm_for != Some(*end)
+            })
             .map(|end| end.minus(notifier.window_closing));
         let agent_alarm = self
             .stretch
             .filter(|s| !s.alarmed && !notifier.agent_delay.is_zero())
             .map(|s| s.since.plus(notifier.agent_delay));
-        [standard_end, self.extension_end(ch), closing_alarm, agent_alarm]
-            .into_iter()
-            .flatten()
-            .chain(self.comments.iter().map(|c| Self::allowance_end(c, ch)))
-            .chain(self.holds.iter().map(|h| h.until))
-            .filter(|d| *d > clock)
-            .min()
+        [
+            standard_end,
+            self.extension_end(ch),
+            closing_alarm,
+            agent_alarm,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(self.comments.iter().map(|c| Self::allowance_end(c, ch)))
+        .chain(self.holds.iter().map(|h| h.until))
+        .filter(|d| *d > clock)
+        .min()
     }
 
     /// Fires every deadline up to and including `to`, in time order, then sets the clock to
@@ -669,9 +698,9 @@ impl Conversation {
         policy: &Policy,
         effects: &mut Vec<Effect<'e>>,
     ) -> Applied {
-        let now = self
-            .clock
-            .map_or(event.decision_time(), |clock| clock.max(event.decision_time()));
+        let now = self.clock.map_or(event.decision_time(), |clock| {
+            clock.max(event.decision_time())
+        });
         let is_tick = matches!(event.body, EventBody::Tick { .. });
         let id = hash_id(&event.id);
         if !is_tick
@@ -831,7 +860,8 @@ impl Conversation {
     }
 
     fn use_allowance(&mut self, comment_id: Option<&str>) {
-        if let Some(comment) = comment_id.and_then(|id| self.comments.iter_mut().find(|c| c.id == id))
+        if let Some(comment) =
+            comment_id.and_then(|id| self.comments.iter_mut().find(|c| c.id == id))
         {
             comment.used = true;
         }
@@ -891,7 +921,10 @@ impl Conversation {
             }
         };
         // Statuses only move forward; `failed` is terminal.
-        if message.status.is_some_and(|current| current >= report.status) {
+        if message
+            .status
+            .is_some_and(|current| current >= report.status)
+        {
             return;
         }
         message.status = Some(report.status);
@@ -924,7 +957,8 @@ impl Conversation {
     fn forget_before(&mut self, now: Timestamp, policy: &Policy) {
         let within = |at: Timestamp, span: Span| now.since(at) < span;
         self.seen.retain(|(_, at)| within(*at, DEDUPE_HORIZON));
-        self.messages.retain(|m| within(m.decided_at, DEDUPE_HORIZON));
+        self.messages
+            .retain(|m| within(m.decided_at, DEDUPE_HORIZON));
         if let Some(ch) = policy.channel(&self.key.channel) {
             let longest_rate = ch
                 .tags
@@ -935,7 +969,10 @@ impl Conversation {
                 .max()
                 .unwrap_or(Span::ZERO);
             self.tag_sends.retain(|(_, at)| within(*at, longest_rate));
-            let keep = ch.private_reply_window.nanos().saturating_add(COMMENT_MEMORY.nanos());
+            let keep = ch
+                .private_reply_window
+                .nanos()
+                .saturating_add(COMMENT_MEMORY.nanos());
             self.comments
                 .retain(|c| within(c.at, Span::from_nanos(keep)));
         }

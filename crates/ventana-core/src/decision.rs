@@ -9,7 +9,9 @@ use crate::time::Timestamp;
 pub enum Verdict {
     Accepted(Acceptance),
     /// R11: kept until the customer accepts the conversation, or failed at `until`.
-    Held { until: Timestamp },
+    Held {
+        until: Timestamp,
+    },
     Rejected(Rejection),
 }
 

@@ -31,7 +31,10 @@ pub enum EffectKind<'e> {
         verdict: Verdict,
     },
     /// R11: a held message was not accepted by the customer in time.
-    HoldExpired { message_id: String, until: Timestamp },
+    HoldExpired {
+        message_id: String,
+        until: Timestamp,
+    },
     /// R13: the platform reported a message failed.
     PlatformFailure {
         message_id: &'e str,
@@ -40,9 +43,14 @@ pub enum EffectKind<'e> {
         /// For window errors: the instant the platform closed the window at.
         window_closed_at: Option<Timestamp>,
     },
-    StateChanged { from: View, to: View },
+    StateChanged {
+        from: View,
+        to: View,
+    },
     /// Customer activity started a new session (`view.session` is the new one).
-    SessionOpened { view: View },
+    SessionOpened {
+        view: View,
+    },
     /// A notifier alarm came due; the notifier applies its guards to `view`.
     Alarm {
         alarm: Alarm,

@@ -31,15 +31,23 @@ pub enum EventBody {
     /// The customer wrote a direct message (text, media, call, story reply: any inbound).
     CustomerMessage,
     /// The customer commented publicly on a post of the business.
-    CustomerComment { comment_id: String },
+    CustomerComment {
+        comment_id: String,
+    },
     /// The business sends (or, for echoes, has sent) a message. Its `id` is the message id.
     OutboundMessage(Outbound),
     /// The platform reports what became of a message.
     DeliveryStatus(DeliveryStatus),
-    ConversationClosed { by: Option<String> },
-    ConversationReopened { by: Option<String> },
+    ConversationClosed {
+        by: Option<String>,
+    },
+    ConversationReopened {
+        by: Option<String>,
+    },
     /// A deadline the service's clock saw pass; written by the service, accepted in files.
-    Tick { at: Timestamp },
+    Tick {
+        at: Timestamp,
+    },
 }
 
 impl EventBody {

@@ -15,7 +15,7 @@ mod time;
 mod view;
 
 pub use conversation::{
-    validate, Allowed, Applied, Conversation, Invalid, Snapshot, DEDUPE_HORIZON,
+    Allowed, Applied, Conversation, DEDUPE_HORIZON, Invalid, Snapshot, validate,
 };
 pub use decision::{Acceptance, MessagingType, Reason, Rejection, Verdict};
 pub use effect::{Alarm, Cause, Effect, EffectKind};
@@ -24,6 +24,6 @@ pub use event::{
     PlatformErrorClass, Sender, Status, Tag,
 };
 pub use key::{Channel, ConversationKey, ConversationToken};
-pub use policy::{ChannelPolicy, NotifierPolicy, Policy, Rate, TagPolicy, TAG_DEPRECATION};
+pub use policy::{ChannelPolicy, NotifierPolicy, Policy, Rate, TAG_DEPRECATION, TagPolicy};
 pub use time::{Span, Timestamp, TimestampError};
 pub use view::{State, View, Window};

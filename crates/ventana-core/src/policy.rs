@@ -170,7 +170,11 @@ mod tests {
         let messenger = Policy::default().messenger;
         let before = Timestamp::parse_rfc3339("2026-04-26T23:59:59Z").unwrap();
         assert!(messenger.valid_tag(Tag::AccountUpdate, before).is_some());
-        assert!(messenger.valid_tag(Tag::AccountUpdate, TAG_DEPRECATION).is_none());
+        assert!(
+            messenger
+                .valid_tag(Tag::AccountUpdate, TAG_DEPRECATION)
+                .is_none()
+        );
         assert!(messenger.valid_tag(Tag::HumanAgent, before).is_none());
     }
 }

@@ -16,7 +16,9 @@ const NANOS_PER_SECOND: i64 = 1_000_000_000;
 pub struct Timestamp(i64);
 
 /// A length of time, in nanoseconds. Never negative when it comes from a policy.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Span(i64);
 
 /// An RFC 3339 instant that could not be read or lies outside the representable years.

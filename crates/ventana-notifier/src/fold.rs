@@ -2,8 +2,8 @@
 
 use rustc_hash::FxHashMap;
 use ventana_core::{
-    validate, Applied, Conversation, ConversationKey, Effect, Event, Invalid, Policy, Snapshot,
-    Timestamp,
+    Applied, Conversation, ConversationKey, Effect, Event, Invalid, Policy, Snapshot, Timestamp,
+    validate,
 };
 
 use crate::output::Output;

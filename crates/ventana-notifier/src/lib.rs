@@ -8,6 +8,6 @@ mod fold;
 mod output;
 mod render;
 
-pub use fold::{advance_to, fold_event, Fold};
+pub use fold::{Fold, advance_to, fold_event};
 pub use output::{Output, OutputBody, Source, Suggestion, Trigger};
 pub use render::{render, suggestion};

@@ -71,7 +71,9 @@ impl OutputBody {
     /// `auto_reply` (DESIGN §1.3).
     pub(crate) fn rank(&self) -> u8 {
         match self {
-            Self::OutboundAccepted { .. } | Self::OutboundHeld { .. } | Self::DeliveryFailed { .. } => 0,
+            Self::OutboundAccepted { .. }
+            | Self::OutboundHeld { .. }
+            | Self::DeliveryFailed { .. } => 0,
             Self::StateChanged { .. } => 1,
             Self::WindowClosing { .. } => 2,
             Self::AutoReply { .. } => 3,
@@ -97,7 +99,9 @@ impl Source {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Policy, Self::Platform].into_iter().find(|s| s.as_str() == text)
+        [Self::Policy, Self::Platform]
+            .into_iter()
+            .find(|s| s.as_str() == text)
     }
 }
 
@@ -150,8 +154,12 @@ impl Trigger {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::ConversationOpened, Self::AgentDelayed, Self::WindowClosing]
-            .into_iter()
-            .find(|t| t.as_str() == text)
+        [
+            Self::ConversationOpened,
+            Self::AgentDelayed,
+            Self::WindowClosing,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == text)
     }
 }

@@ -31,7 +31,13 @@ pub fn render(
             Cause::Tick(at) => format!("tick:{at}"),
         };
         let outbound = match (cause, event) {
-            (Cause::Event(_), Some(Event { body: EventBody::OutboundMessage(o), .. })) => Some(o),
+            (
+                Cause::Event(_),
+                Some(Event {
+                    body: EventBody::OutboundMessage(o),
+                    ..
+                }),
+            ) => Some(o),
             _ => None,
         };
         for effect in &effects[start..end] {
@@ -123,7 +129,9 @@ fn bodies(
                 ),
                 (PlatformErrorClass::RecipientUnavailable, _) => (
                     Reason::RecipientUnavailable,
-                    format!("R13: the platform reported the recipient unavailable (error {code}); the conversation is unchanged."),
+                    format!(
+                        "R13: the platform reported the recipient unavailable (error {code}); the conversation is unchanged."
+                    ),
                 ),
                 _ => (
                     Reason::PlatformError,

@@ -15,7 +15,10 @@ pub enum WireError {
     MissingField(&'static str),
     /// A field has a value outside its vocabulary (bad instant, channel, enum value).
     #[error("invalid field `{field}`: {problem}")]
-    InvalidField { field: &'static str, problem: String },
+    InvalidField {
+        field: &'static str,
+        problem: String,
+    },
     /// `occurred_at` is later than the decision time by more than `max_clock_skew`.
     #[error("clock skew: {0}")]
     ClockSkew(String),

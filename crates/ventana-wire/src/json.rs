@@ -5,11 +5,10 @@
 //! with `Z`, so the same values always print the same bytes.
 
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use ventana_core::{
-    Channel, ConversationKey, DeliveryStatus, Event, EventBody, MessageKind, MessagingType,
-    Origin, Outbound, PlatformError, Reason, Sender, Snapshot, State, Status, Tag, Timestamp,
-    Window,
+    Channel, ConversationKey, DeliveryStatus, Event, EventBody, MessageKind, MessagingType, Origin,
+    Outbound, PlatformError, Reason, Sender, Snapshot, State, Status, Tag, Timestamp, Window,
 };
 use ventana_notifier::{Output, OutputBody, Source, Suggestion, Trigger};
 
@@ -169,9 +168,14 @@ pub(crate) fn origin_str(origin: Origin) -> &'static str {
 }
 
 pub(crate) fn parse_status(text: &str) -> Option<Status> {
-    [Status::Sent, Status::Delivered, Status::Read, Status::Failed]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+    [
+        Status::Sent,
+        Status::Delivered,
+        Status::Read,
+        Status::Failed,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == text)
 }
 
 fn decode(line: &str) -> Result<RawEvent, WireError> {
@@ -267,7 +271,10 @@ pub fn event_to_json(event: &Event) -> String {
     if let Some(logged_at) = event.logged_at {
         map.insert("logged_at".into(), logged_at.to_string().into());
     }
-    map.insert("conversation".into(), conversation_value(&event.conversation));
+    map.insert(
+        "conversation".into(),
+        conversation_value(&event.conversation),
+    );
     let fields = match &event.body {
         EventBody::CustomerMessage => json!({}),
         EventBody::CustomerComment { comment_id } => json!({"comment_id": comment_id}),
@@ -426,7 +433,11 @@ pub fn parse_output(line: &str) -> Result<Output, WireError> {
             error: platform_error(raw.error)?,
         },
         "auto_reply" => OutputBody::AutoReply {
-            trigger: vocabulary(&required(raw.trigger, "trigger")?, "trigger", Trigger::parse)?,
+            trigger: vocabulary(
+                &required(raw.trigger, "trigger")?,
+                "trigger",
+                Trigger::parse,
+            )?,
             reply_by: opt_instant(raw.reply_by.as_deref(), "reply_by")?,
         },
         "window_closing" => OutputBody::WindowClosing {
@@ -478,7 +489,10 @@ mod tests {
         );
         let event = parse_event(&text).unwrap();
         assert_eq!(event.body, EventBody::CustomerMessage);
-        assert_eq!(event.decision_time().to_string(), "2026-03-02T10:00:01.250Z");
+        assert_eq!(
+            event.decision_time().to_string(),
+            "2026-03-02T10:00:01.250Z"
+        );
         assert_eq!(
             event_to_json(&event),
             r#"{"id":"wamid.1","type":"customer_message","occurred_at":"2026-03-02T10:00:00Z","logged_at":"2026-03-02T10:00:01.250Z","conversation":{"channel":"whatsapp","account":"acme","channel_id":"1555","contact_id":"49151"}}"#
@@ -489,13 +503,40 @@ mod tests {
     fn says_precisely_what_is_wrong() {
         let cases = [
             ("not json", "undecodable"),
-            (&line(r#""id": "1", "type": "fax", "occurred_at": "2026-03-02T10:00:00Z""#), "unknown_type"),
-            (&line(r#""id": "1", "type": "customer_comment", "occurred_at": "2026-03-02T10:00:00Z""#), "missing_field"),
-            (&line(r#""type": "customer_message", "occurred_at": "2026-03-02T10:00:00Z""#), "missing_field"),
-            (&line(r#""id": "1", "type": "customer_message", "occurred_at": "yesterday""#), "invalid_field"),
-            (&line(r#""id": "1", "type": "outbound_message", "sender": "robot", "kind": "message", "occurred_at": "2026-03-02T10:00:00Z""#), "invalid_field"),
-            (r#"{"id": "1", "type": "customer_message", "occurred_at": "2026-03-02T10:00:00Z"}"#, "missing_field"),
-            (&line(r#""id": 7, "type": "customer_message", "occurred_at": "2026-03-02T10:00:00Z""#), "undecodable"),
+            (
+                &line(r#""id": "1", "type": "fax", "occurred_at": "2026-03-02T10:00:00Z""#),
+                "unknown_type",
+            ),
+            (
+                &line(
+                    r#""id": "1", "type": "customer_comment", "occurred_at": "2026-03-02T10:00:00Z""#,
+                ),
+                "missing_field",
+            ),
+            (
+                &line(r#""type": "customer_message", "occurred_at": "2026-03-02T10:00:00Z""#),
+                "missing_field",
+            ),
+            (
+                &line(r#""id": "1", "type": "customer_message", "occurred_at": "yesterday""#),
+                "invalid_field",
+            ),
+            (
+                &line(
+                    r#""id": "1", "type": "outbound_message", "sender": "robot", "kind": "message", "occurred_at": "2026-03-02T10:00:00Z""#,
+                ),
+                "invalid_field",
+            ),
+            (
+                r#"{"id": "1", "type": "customer_message", "occurred_at": "2026-03-02T10:00:00Z"}"#,
+                "missing_field",
+            ),
+            (
+                &line(
+                    r#""id": 7, "type": "customer_message", "occurred_at": "2026-03-02T10:00:00Z""#,
+                ),
+                "undecodable",
+            ),
         ];
         for (text, reason) in cases {
             let error = parse_event(text).unwrap_err();
@@ -505,7 +546,10 @@ mod tests {
 
     #[test]
     fn a_tick_needs_only_its_instant() {
-        let event = parse_event(&line(r#""id": "t1", "type": "tick", "at": "2026-03-03T10:00:00Z""#)).unwrap();
+        let event = parse_event(&line(
+            r#""id": "t1", "type": "tick", "at": "2026-03-03T10:00:00Z""#,
+        ))
+        .unwrap();
         assert_eq!(event.occurred_at.to_string(), "2026-03-03T10:00:00Z");
     }
 }

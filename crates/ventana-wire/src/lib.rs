@@ -10,4 +10,4 @@ pub mod proto;
 
 pub use error::WireError;
 pub use json::{event_to_json, output_to_json, parse_event, parse_output, snapshot_to_json};
-pub use policy::{parse_policy, parse_span, PolicyError};
+pub use policy::{PolicyError, parse_policy, parse_span};

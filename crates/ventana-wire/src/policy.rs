@@ -89,7 +89,12 @@ fn instant(text: Option<String>, key: &str) -> Result<Option<Timestamp>, PolicyE
 /// Reads a rate such as `1/24h`: at most N messages per rolling period.
 fn rate(text: Option<String>, key: &str) -> Result<Option<Rate>, PolicyError> {
     let Some(text) = text else { return Ok(None) };
-    let problem = || invalid(key, format!("{text:?} is not of the form N/PERIOD, e.g. \"1/24h\""));
+    let problem = || {
+        invalid(
+            key,
+            format!("{text:?} is not of the form N/PERIOD, e.g. \"1/24h\""),
+        )
+    };
     let (count, per) = text.split_once('/').ok_or_else(problem)?;
     let count: u32 = count.trim().parse().map_err(|_| problem())?;
     let per = parse_span(per.trim()).map_err(|e| invalid(key, e))?;
@@ -99,15 +104,26 @@ fn rate(text: Option<String>, key: &str) -> Result<Option<Rate>, PolicyError> {
     Ok(Some(Rate { count, per }))
 }
 
-fn channel(raw: Option<RawChannel>, name: &str, mut policy: ChannelPolicy) -> Result<ChannelPolicy, PolicyError> {
+fn channel(
+    raw: Option<RawChannel>,
+    name: &str,
+    mut policy: ChannelPolicy,
+) -> Result<ChannelPolicy, PolicyError> {
     let Some(raw) = raw else { return Ok(policy) };
     let key = |field: &str| format!("channels.{name}.{field}");
-    policy.standard_window = span(raw.standard_window, &key("standard_window"), policy.standard_window)?;
+    policy.standard_window = span(
+        raw.standard_window,
+        &key("standard_window"),
+        policy.standard_window,
+    )?;
     if policy.standard_window.is_zero() || policy.standard_window < Span::ZERO {
         return Err(invalid(&key("standard_window"), "must be longer than 0s"));
     }
-    policy.human_agent_window =
-        span(raw.human_agent_window, &key("human_agent_window"), policy.human_agent_window)?;
+    policy.human_agent_window = span(
+        raw.human_agent_window,
+        &key("human_agent_window"),
+        policy.human_agent_window,
+    )?;
     if !policy.human_agent_window.is_zero() && !policy.extension_on() {
         return Err(invalid(
             &key("human_agent_window"),
@@ -115,9 +131,14 @@ fn channel(raw: Option<RawChannel>, name: &str, mut policy: ChannelPolicy) -> Re
         ));
     }
     policy.utility_templates = raw.utility_templates.unwrap_or(policy.utility_templates);
-    policy.private_reply_window =
-        span(raw.private_reply_window, &key("private_reply_window"), policy.private_reply_window)?;
-    policy.hold_until_accepted = raw.hold_until_accepted.unwrap_or(policy.hold_until_accepted);
+    policy.private_reply_window = span(
+        raw.private_reply_window,
+        &key("private_reply_window"),
+        policy.private_reply_window,
+    )?;
+    policy.hold_until_accepted = raw
+        .hold_until_accepted
+        .unwrap_or(policy.hold_until_accepted);
     policy.human_agent_rate = rate(raw.human_agent_rate, &key("human_agent_rate"))?;
     if let Some(tags) = raw.tags {
         policy.tags = tags
@@ -161,17 +182,32 @@ pub fn parse_policy(text: &str) -> Result<Policy, PolicyError> {
     let defaults = Policy::default();
     let notifier = raw.notifier;
     let mut policy = Policy {
-        max_clock_skew: span(raw.max_clock_skew, "max_clock_skew", defaults.max_clock_skew)?,
+        max_clock_skew: span(
+            raw.max_clock_skew,
+            "max_clock_skew",
+            defaults.max_clock_skew,
+        )?,
         whatsapp: channel(raw.channels.whatsapp, "whatsapp", defaults.whatsapp)?,
         messenger: channel(raw.channels.messenger, "messenger", defaults.messenger)?,
         instagram: channel(raw.channels.instagram, "instagram", defaults.instagram)?,
         notifier: defaults.notifier,
     };
-    policy.notifier.agent_delay = span(notifier.agent_delay, "notifier.agent_delay", policy.notifier.agent_delay)?;
-    policy.notifier.window_closing =
-        span(notifier.window_closing, "notifier.window_closing", policy.notifier.window_closing)?;
-    policy.notifier.remind_customer = notifier.remind_customer.unwrap_or(policy.notifier.remind_customer);
-    policy.notifier.greet_on_open = notifier.greet_on_open.unwrap_or(policy.notifier.greet_on_open);
+    policy.notifier.agent_delay = span(
+        notifier.agent_delay,
+        "notifier.agent_delay",
+        policy.notifier.agent_delay,
+    )?;
+    policy.notifier.window_closing = span(
+        notifier.window_closing,
+        "notifier.window_closing",
+        policy.notifier.window_closing,
+    )?;
+    policy.notifier.remind_customer = notifier
+        .remind_customer
+        .unwrap_or(policy.notifier.remind_customer);
+    policy.notifier.greet_on_open = notifier
+        .greet_on_open
+        .unwrap_or(policy.notifier.greet_on_open);
     Ok(policy)
 }
 
@@ -222,19 +258,43 @@ greet_on_open = false
         )
         .unwrap();
         assert!(!policy.messenger.extension_on());
-        assert_eq!(policy.messenger.human_agent_rate, Some(Rate { count: 1, per: Span::from_hours(24) }));
-        assert_eq!(policy.messenger.tags[0].rate, Some(Rate { count: 2, per: Span::from_days(1) }));
+        assert_eq!(
+            policy.messenger.human_agent_rate,
+            Some(Rate {
+                count: 1,
+                per: Span::from_hours(24)
+            })
+        );
+        assert_eq!(
+            policy.messenger.tags[0].rate,
+            Some(Rate {
+                count: 2,
+                per: Span::from_days(1)
+            })
+        );
         assert_eq!(policy.messenger.tags[0].valid_until, None);
     }
 
     #[test]
     fn mistakes_name_the_key() {
         let cases = [
-            ("[channels.whatsapp]\nstandard_windw = \"24h\"", "standard_windw"),
-            ("[channels.messenger]\nhuman_agent_window = \"12h\"", "channels.messenger.human_agent_window"),
+            (
+                "[channels.whatsapp]\nstandard_windw = \"24h\"",
+                "standard_windw",
+            ),
+            (
+                "[channels.messenger]\nhuman_agent_window = \"12h\"",
+                "channels.messenger.human_agent_window",
+            ),
             ("[notifier]\nagent_delay = \"soon\"", "notifier.agent_delay"),
-            ("[channels.messenger]\ntags = [{ name = \"promo\" }]", "channels.messenger.tags[0].name"),
-            ("[channels.messenger]\nhuman_agent_rate = \"often\"", "channels.messenger.human_agent_rate"),
+            (
+                "[channels.messenger]\ntags = [{ name = \"promo\" }]",
+                "channels.messenger.tags[0].name",
+            ),
+            (
+                "[channels.messenger]\nhuman_agent_rate = \"often\"",
+                "channels.messenger.human_agent_rate",
+            ),
             ("[channels.telegram]\nstandard_window = \"1h\"", "telegram"),
         ];
         for (text, key) in cases {

@@ -44,7 +44,9 @@ fn from_enum<T>(
 macro_rules! enum_codec {
     ($to:ident, $from:ident, $domain:ty, $pb:ty, $prefix:literal, $str:expr, $parse:expr) => {
         fn $to(value: $domain) -> i32 {
-            to_enum($prefix, $str(value), |s| <$pb>::from_str_name(s).map(|v| v as i32))
+            to_enum($prefix, $str(value), |s| {
+                <$pb>::from_str_name(s).map(|v| v as i32)
+            })
         }
         fn $from(value: i32, field: &'static str) -> Result<$domain, WireError> {
             from_enum(
@@ -58,26 +60,122 @@ macro_rules! enum_codec {
     };
 }
 
-enum_codec!(sender_to, sender_from, ventana_core::Sender, pb::Sender, "SENDER", sender_str, |s| match s {
-    "agent" => Some(ventana_core::Sender::Agent),
-    "automation" => Some(ventana_core::Sender::Automation),
-    _ => None,
-});
-enum_codec!(kind_to, kind_from, ventana_core::MessageKind, pb::MessageKind, "MESSAGE_KIND", kind_str, parse_kind);
-enum_codec!(tag_to, tag_from, Tag, pb::Tag, "TAG", Tag::as_str, Tag::parse);
-enum_codec!(origin_to, origin_from, ventana_core::Origin, pb::Origin, "ORIGIN", origin_str, |s| match s {
-    "request" => Some(ventana_core::Origin::Request),
-    "echo" => Some(ventana_core::Origin::Echo),
-    _ => None,
-});
-enum_codec!(status_to, status_from, Status, pb::Status, "STATUS", Status::as_str, parse_status);
-enum_codec!(state_to, state_from, State, pb::State, "STATE", State::as_str, State::parse);
-enum_codec!(window_to, window_from, Window, pb::Window, "WINDOW", Window::as_str, Window::parse);
-enum_codec!(messaging_to, messaging_from, MessagingType, pb::MessagingType, "MESSAGING_TYPE", MessagingType::as_str, MessagingType::parse);
-enum_codec!(source_to, source_from, Source, pb::Source, "SOURCE", Source::as_str, Source::parse);
-enum_codec!(reason_to, reason_from, Reason, pb::Reason, "REASON", Reason::as_str, Reason::parse);
-enum_codec!(suggestion_to, suggestion_from, Suggestion, pb::Suggestion, "SUGGESTION", Suggestion::as_str, Suggestion::parse);
-enum_codec!(trigger_to, trigger_from, Trigger, pb::Trigger, "TRIGGER", Trigger::as_str, Trigger::parse);
+enum_codec!(
+    sender_to,
+    sender_from,
+    ventana_core::Sender,
+    pb::Sender,
+    "SENDER",
+    sender_str,
+    |s| match s {
+        "agent" => Some(ventana_core::Sender::Agent),
+        "automation" => Some(ventana_core::Sender::Automation),
+        _ => None,
+    }
+);
+enum_codec!(
+    kind_to,
+    kind_from,
+    ventana_core::MessageKind,
+    pb::MessageKind,
+    "MESSAGE_KIND",
+    kind_str,
+    parse_kind
+);
+enum_codec!(
+    tag_to,
+    tag_from,
+    Tag,
+    pb::Tag,
+    "TAG",
+    Tag::as_str,
+    Tag::parse
+);
+enum_codec!(
+    origin_to,
+    origin_from,
+    ventana_core::Origin,
+    pb::Origin,
+    "ORIGIN",
+    origin_str,
+    |s| match s {
+        "request" => Some(ventana_core::Origin::Request),
+        "echo" => Some(ventana_core::Origin::Echo),
+        _ => None,
+    }
+);
+enum_codec!(
+    status_to,
+    status_from,
+    Status,
+    pb::Status,
+    "STATUS",
+    Status::as_str,
+    parse_status
+);
+enum_codec!(
+    state_to,
+    state_from,
+    State,
+    pb::State,
+    "STATE",
+    State::as_str,
+    State::parse
+);
+enum_codec!(
+    window_to,
+    window_from,
+    Window,
+    pb::Window,
+    "WINDOW",
+    Window::as_str,
+    Window::parse
+);
+enum_codec!(
+    messaging_to,
+    messaging_from,
+    MessagingType,
+    pb::MessagingType,
+    "MESSAGING_TYPE",
+    MessagingType::as_str,
+    MessagingType::parse
+);
+enum_codec!(
+    source_to,
+    source_from,
+    Source,
+    pb::Source,
+    "SOURCE",
+    Source::as_str,
+    Source::parse
+);
+enum_codec!(
+    reason_to,
+    reason_from,
+    Reason,
+    pb::Reason,
+    "REASON",
+    Reason::as_str,
+    Reason::parse
+);
+enum_codec!(
+    suggestion_to,
+    suggestion_from,
+    Suggestion,
+    pb::Suggestion,
+    "SUGGESTION",
+    Suggestion::as_str,
+    Suggestion::parse
+);
+enum_codec!(
+    trigger_to,
+    trigger_from,
+    Trigger,
+    pb::Trigger,
+    "TRIGGER",
+    Trigger::as_str,
+    Trigger::parse
+);
 
 fn opt_tag_to(tag: Option<Tag>) -> i32 {
     tag.map_or(pb::Tag::Unspecified as i32, tag_to)
@@ -107,8 +205,13 @@ fn ts_from(t: &prost_types::Timestamp) -> Timestamp {
     )
 }
 
-fn required_ts(t: Option<prost_types::Timestamp>, field: &'static str) -> Result<Timestamp, WireError> {
-    t.as_ref().map(ts_from).ok_or(WireError::MissingField(field))
+fn required_ts(
+    t: Option<prost_types::Timestamp>,
+    field: &'static str,
+) -> Result<Timestamp, WireError> {
+    t.as_ref()
+        .map(ts_from)
+        .ok_or(WireError::MissingField(field))
 }
 
 fn key_to(key: &ConversationKey) -> pb::ConversationKey {
@@ -154,9 +257,11 @@ impl From<&Event> for pb::InputEvent {
         use pb::input_event::Body;
         let body = match &event.body {
             EventBody::CustomerMessage => Body::CustomerMessage(pb::CustomerMessage {}),
-            EventBody::CustomerComment { comment_id } => Body::CustomerComment(pb::CustomerComment {
-                comment_id: comment_id.clone(),
-            }),
+            EventBody::CustomerComment { comment_id } => {
+                Body::CustomerComment(pb::CustomerComment {
+                    comment_id: comment_id.clone(),
+                })
+            }
             EventBody::OutboundMessage(out) => Body::OutboundMessage(pb::OutboundMessage {
                 sender: sender_to(out.sender),
                 kind: kind_to(out.kind),
@@ -175,7 +280,9 @@ impl From<&Event> for pb::InputEvent {
             EventBody::ConversationReopened { by } => {
                 Body::ConversationReopened(pb::ConversationReopened { by: by.clone() })
             }
-            EventBody::Tick { at } => Body::Tick(pb::Tick { at: Some(ts_to(*at)) }),
+            EventBody::Tick { at } => Body::Tick(pb::Tick {
+                at: Some(ts_to(*at)),
+            }),
         };
         pb::InputEvent {
             id: event.id.clone(),
@@ -259,10 +366,12 @@ impl From<&Output> for pb::OutputEvent {
                 comment_id: comment_id.clone(),
                 window_ends_at: window_ends_at.map(ts_to),
             }),
-            OutputBody::OutboundHeld { message_id, until } => Body::OutboundHeld(pb::OutboundHeld {
-                message_id: message_id.clone(),
-                until: Some(ts_to(*until)),
-            }),
+            OutputBody::OutboundHeld { message_id, until } => {
+                Body::OutboundHeld(pb::OutboundHeld {
+                    message_id: message_id.clone(),
+                    until: Some(ts_to(*until)),
+                })
+            }
             OutputBody::DeliveryFailed {
                 message_id,
                 source,

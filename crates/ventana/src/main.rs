@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use ventana::replay::{replay, Format, ReplayOptions};
+use ventana::replay::{Format, ReplayOptions, replay};
 use ventana_core::{Policy, Timestamp};
 
 /// Knows, for every customer conversation on Meta channels, what may still be sent and until
@@ -72,8 +72,8 @@ fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
 
 fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let policy = load_policy(args.policy.as_ref())?;
-    let file = File::open(&args.input)
-        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    let file =
+        File::open(&args.input).with_context(|| format!("cannot read {}", args.input.display()))?;
     let options = ReplayOptions {
         policy,
         until: args.until,

@@ -4,7 +4,7 @@ use std::io::{self, BufRead, Write};
 
 use ventana_core::{Applied, Event, Policy, Timestamp};
 use ventana_notifier::{Fold, Output};
-use ventana_wire::{output_to_json, parse_event, snapshot_to_json, WireError};
+use ventana_wire::{WireError, output_to_json, parse_event, snapshot_to_json};
 
 use crate::table::Table;
 
@@ -62,7 +62,10 @@ pub fn replay(
                 continue;
             }
         };
-        if options.until.is_some_and(|until| event.decision_time() > until) {
+        if options
+            .until
+            .is_some_and(|until| event.decision_time() > until)
+        {
             continue;
         }
         outputs.clear();

@@ -28,12 +28,23 @@ fn describe_event(event: &Event) -> String {
                 ventana_core::Sender::Agent => "agent",
                 ventana_core::Sender::Automation => "automation",
             };
-            let echo = if out.origin == Origin::Echo { " (echo)" } else { "" };
-            let tag = out.tag.map_or(String::new(), |t| format!(" tag={}", t.as_str()));
+            let echo = if out.origin == Origin::Echo {
+                " (echo)"
+            } else {
+                ""
+            };
+            let tag = out
+                .tag
+                .map_or(String::new(), |t| format!(" tag={}", t.as_str()));
             format!("{sender} {kind}{tag}{echo}")
         }
         EventBody::DeliveryStatus(s) => match &s.error {
-            Some(e) => format!("status {} of {} (error {})", s.status.as_str(), s.message_id, e.code),
+            Some(e) => format!(
+                "status {} of {} (error {})",
+                s.status.as_str(),
+                s.message_id,
+                e.code
+            ),
             None => format!("status {} of {}", s.status.as_str(), s.message_id),
         },
         EventBody::ConversationClosed { .. } => "closed by operator".to_owned(),
@@ -45,7 +56,11 @@ fn describe_event(event: &Event) -> String {
 
 fn describe_view(view: View) -> String {
     match view.window_ends_at {
-        Some(end) => format!("{} ({} until {end})", view.state.as_str(), view.window.as_str()),
+        Some(end) => format!(
+            "{} ({} until {end})",
+            view.state.as_str(),
+            view.window.as_str()
+        ),
         None => view.state.as_str().to_owned(),
     }
 }
@@ -72,13 +87,19 @@ fn describe_output(output: &Output) -> Option<String> {
             reason.as_str(),
             suggestion.as_str()
         ),
-        OutputBody::AutoReply { trigger, .. } => format!("auto-reply requested: {}", trigger.as_str()),
+        OutputBody::AutoReply { trigger, .. } => {
+            format!("auto-reply requested: {}", trigger.as_str())
+        }
         OutputBody::WindowClosing {
             closes_at,
             customer_waiting,
         } => format!(
             "warning: window closes at {closes_at}{}",
-            if *customer_waiting { ", customer waiting" } else { "" }
+            if *customer_waiting {
+                ", customer waiting"
+            } else {
+                ""
+            }
         ),
     })
 }
@@ -102,9 +123,17 @@ fn state_after(outputs: &[&Output]) -> Option<String> {
 }
 
 impl Table {
-    fn push_group(&mut self, time: String, conversation: String, event: String, state: String, outputs: &[&Output]) {
+    fn push_group(
+        &mut self,
+        time: String,
+        conversation: String,
+        event: String,
+        state: String,
+        outputs: &[&Output],
+    ) {
         let decisions: Vec<String> = outputs.iter().filter_map(|o| describe_output(o)).collect();
-        self.rows.push([time, conversation, event, state, decisions.join("; ")]);
+        self.rows
+            .push([time, conversation, event, state, decisions.join("; ")]);
     }
 
     /// Rows for the deadlines that fired before `event`, then one for the event itself.
@@ -136,7 +165,9 @@ impl Table {
             let first = kept[start];
             let end = kept[start..]
                 .iter()
-                .position(|o| o.caused_by != first.caused_by || o.conversation != first.conversation)
+                .position(|o| {
+                    o.caused_by != first.caused_by || o.conversation != first.conversation
+                })
                 .map_or(kept.len(), |n| start + n);
             let group = &kept[start..end];
             self.push_group(

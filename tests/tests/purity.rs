@@ -1,0 +1,90 @@
+//! The core and the notifier stay pure: no async runtime, storage or NATS in their
+//! dependency trees, and no clock read in their source.
+
+use std::path::Path;
+use std::process::Command;
+
+const FORBIDDEN_CRATES: [&str; 4] = ["tokio", "sled", "async-nats", "mio"];
+const CLOCK_READS: [&str; 5] = [
+    "Utc::now",
+    "Local::now",
+    "SystemTime",
+    "Instant::now",
+    "std::time::Instant",
+];
+
+fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+fn dependencies(package: &str) -> Vec<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(workspace())
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            package,
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            line.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn the_pure_crates_depend_on_no_runtime_storage_or_nats() {
+    for package in ["ventana-core", "ventana-notifier"] {
+        let deps = dependencies(package);
+        assert!(
+            deps.iter().any(|d| d == "chrono"),
+            "{package}: the tree was read: {deps:?}"
+        );
+        for forbidden in FORBIDDEN_CRATES {
+            assert!(
+                !deps.iter().any(|d| d == forbidden),
+                "{package} depends on {forbidden}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_pure_crates_never_read_a_clock() {
+    let mut read = 0;
+    for dir in ["crates/ventana-core/src", "crates/ventana-notifier/src"] {
+        for entry in std::fs::read_dir(workspace().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            read += 1;
+            for pattern in CLOCK_READS {
+                assert!(
+                    !text.contains(pattern),
+                    "{} reads a clock: {pattern}",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(read >= 8, "only {read} source files were checked");
+}
