@@ -80,6 +80,17 @@ impl Fold {
         self.conversations.get(key)
     }
 
+    /// Every conversation, in no particular order.
+    pub fn conversations(&self) -> impl Iterator<Item = &Conversation> {
+        self.conversations.values()
+    }
+
+    /// Puts a conversation (e.g. decoded from a snapshot) in place of any with its key.
+    pub fn restore(&mut self, conversation: Conversation) {
+        self.conversations
+            .insert(conversation.key().clone(), conversation);
+    }
+
     /// Snapshots of every conversation, sorted by conversation.
     pub fn snapshots(&self) -> Vec<Snapshot> {
         let mut snapshots: Vec<Snapshot> = self
