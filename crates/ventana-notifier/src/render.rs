@@ -262,7 +262,7 @@ fn policy_detail(
             None => format!("R4: no messaging window is open on {channel}."),
         },
         Reason::ExtendedWindowExpired => format!(
-            "R7: the {standard} standard window and the {extension} human-agent extension{} have passed, so nothing but a new customer message reopens the conversation.",
+            "R7: the {extension} human-agent extension after the customer's last message{} (the {standard} standard window before it too), and only a new customer message reopens the conversation.",
             closed(at)
         ),
         Reason::HumanAgentRequiresHuman => format!(

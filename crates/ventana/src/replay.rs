@@ -69,7 +69,8 @@ pub fn replay(
             continue;
         }
         outputs.clear();
-        match fold.apply(&event, &mut outputs) {
+        let applied = fold.apply(&event, &mut outputs);
+        match applied {
             Ok(Applied::Applied) => summary.events += 1,
             Ok(Applied::Duplicate) => summary.duplicates += 1,
             Err(invalid) => {
@@ -80,7 +81,7 @@ pub fn replay(
         }
         summary.outputs += outputs.len() as u64;
         match table.as_mut() {
-            Some(table) => table.event(&event, &outputs, &fold),
+            Some(table) => table.event(&event, applied == Ok(Applied::Duplicate), &outputs, &fold),
             None => print_json(&outputs, out)?,
         }
     }

@@ -137,7 +137,13 @@ impl Table {
     }
 
     /// Rows for the deadlines that fired before `event`, then one for the event itself.
-    pub(crate) fn event(&mut self, event: &Event, outputs: &[Output], fold: &Fold) {
+    pub(crate) fn event(
+        &mut self,
+        event: &Event,
+        duplicate: bool,
+        outputs: &[Output],
+        fold: &Fold,
+    ) {
         self.deadlines_where(outputs, |o| o.caused_by != event.id);
         let own: Vec<&Output> = outputs.iter().filter(|o| o.caused_by == event.id).collect();
         let state = fold
@@ -147,7 +153,11 @@ impl Table {
         self.push_group(
             event.decision_time().to_string(),
             event.conversation.to_string(),
-            describe_event(event),
+            if duplicate {
+                format!("{} (duplicate, ignored)", describe_event(event))
+            } else {
+                describe_event(event)
+            },
             state_after(&own).unwrap_or(state),
             &own,
         );

@@ -1,0 +1,216 @@
+//! The `ventana replay` contract (DESIGN §6), driven through the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn ventana(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ventana"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .expect("ventana runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+fn temp_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ventana-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const EXAMPLES: [&str; 3] = ["whatsapp", "messenger", "instagram-comment"];
+
+#[test]
+fn examples_replay_to_their_recorded_outputs_byte_for_byte() {
+    // `examples/NAME.out.jsonl` records `ventana replay --input examples/NAME.jsonl --snapshots`.
+    // After an intended change of behaviour, regenerate with VENTANA_UPDATE_EXAMPLES=1.
+    for name in EXAMPLES {
+        let input = format!("examples/{name}.jsonl");
+        let output = ventana(&["replay", "--input", &input, "--snapshots"]);
+        assert!(output.status.success(), "{name}: {}", stderr(&output));
+        assert_eq!(stderr(&output), "", "{name}");
+        let recorded = root().join(format!("examples/{name}.out.jsonl"));
+        if std::env::var_os("VENTANA_UPDATE_EXAMPLES").is_some() {
+            std::fs::write(&recorded, &output.stdout).unwrap();
+        }
+        let expected = std::fs::read_to_string(&recorded).unwrap();
+        assert_eq!(
+            stdout(&output),
+            expected,
+            "{name} differs from {}",
+            recorded.display()
+        );
+        let again = ventana(&["replay", "--input", &input, "--snapshots"]);
+        assert_eq!(again.stdout, output.stdout, "{name}: not deterministic");
+    }
+}
+
+#[test]
+fn every_line_is_an_output_event_and_snapshots_come_last_sorted() {
+    let output = ventana(&[
+        "replay",
+        "--input",
+        "examples/whatsapp.jsonl",
+        "--snapshots",
+    ]);
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    let (snapshots, outputs): (Vec<&str>, Vec<&str>) = lines
+        .iter()
+        .partition(|l| l.contains(r#""type":"snapshot""#));
+    assert_eq!(snapshots.len(), 1);
+    assert_eq!(lines.last(), snapshots.last());
+    for line in outputs {
+        ventana_wire::parse_output(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    }
+}
+
+#[test]
+fn invalid_lines_are_reported_with_their_number_and_skipped() {
+    let conversation =
+        r#""conversation":{"channel":"whatsapp","account":"a","channel_id":"b","contact_id":"c"}"#;
+    let log = [
+        format!(r#"{{"id":"c1","type":"customer_message","occurred_at":"2026-03-02T10:00:00Z",{conversation}}}"#),
+        "{not json".to_owned(),
+        format!(r#"{{"id":"x","type":"fax","occurred_at":"2026-03-02T10:00:00Z",{conversation}}}"#),
+        String::new(),
+        format!(r#"{{"id":"a1","type":"outbound_message","occurred_at":"2026-03-02T10:01:00Z","kind":"message",{conversation}}}"#),
+        format!(r#"{{"id":"c2","type":"customer_message","occurred_at":"2026-03-02T11:00:00Z","logged_at":"2026-03-02T10:50:00Z",{conversation}}}"#),
+        format!(r#"{{"id":"a2","type":"outbound_message","occurred_at":"2026-03-02T10:02:00Z","sender":"agent","kind":"message",{conversation}}}"#),
+    ]
+    .join("\n");
+    let path = temp_file("invalid.jsonl", &log);
+    let output = ventana(&["replay", "--input", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let errors: Vec<String> = stderr(&output).lines().map(str::to_owned).collect();
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert!(errors[0].starts_with("line 2: undecodable"), "{errors:?}");
+    assert!(
+        errors[1].starts_with("line 3: unknown event type \"fax\""),
+        "{errors:?}"
+    );
+    assert!(
+        errors[2].starts_with("line 5: missing field `sender`"),
+        "{errors:?}"
+    );
+    assert!(errors[3].starts_with("line 6: clock skew"), "{errors:?}");
+    // The valid events still flowed: the customer opened, the agent was accepted.
+    let text = stdout(&output);
+    assert!(
+        text.contains(r#""caused_by":"c1""#) && text.contains(r#""type":"outbound_accepted""#),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unreadable_file_or_a_bad_policy_exits_1_with_a_clear_message() {
+    let output = ventana(&["replay", "--input", "no/such/file.jsonl"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("cannot read no/such/file.jsonl"),
+        "{}",
+        stderr(&output)
+    );
+
+    let policy = temp_file(
+        "bad.toml",
+        "[channels.messenger]\nhuman_agent_window = \"12h\"\n",
+    );
+    let output = ventana(&[
+        "replay",
+        "--input",
+        "examples/whatsapp.jsonl",
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("channels.messenger.human_agent_window"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_policy_file_changes_the_decisions() {
+    let policy = temp_file(
+        "no-extension.toml",
+        "[channels.messenger]\nhuman_agent_window = \"0s\"\n",
+    );
+    let output = ventana(&[
+        "replay",
+        "--input",
+        "examples/messenger.jsonl",
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(!text.contains(r#""tag":"human_agent""#), "{text}");
+    assert!(
+        text.contains(r#""message_id":"m_a2","source":"policy","reason":"window_expired""#),
+        "{text}"
+    );
+}
+
+#[test]
+fn until_stops_folding_and_fires_every_deadline_up_to_it() {
+    let output = ventana(&[
+        "replay",
+        "--input",
+        "examples/whatsapp.jsonl",
+        "--until",
+        "2026-03-03T12:00:00Z",
+        "--snapshots",
+    ]);
+    assert!(output.status.success());
+    let text = stdout(&output);
+    assert!(
+        !text.contains("wamid.c3"),
+        "events after --until are not folded"
+    );
+    let snapshot = text.lines().last().unwrap();
+    assert!(snapshot.contains(r#""state":"expired""#), "{snapshot}");
+    assert!(snapshot.contains(r#""allowed":["template"]"#), "{snapshot}");
+}
+
+#[test]
+fn the_table_format_is_a_readable_timeline() {
+    let output = ventana(&[
+        "replay",
+        "--input",
+        "examples/instagram-comment.jsonl",
+        "--format",
+        "table",
+    ]);
+    assert!(output.status.success());
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("TIME") && lines[0].contains("DECISION"));
+    assert!(
+        text.contains("NOT DELIVERED: awaiting_customer_acceptance"),
+        "{text}"
+    );
+    assert!(text.contains("(duplicate, ignored)"), "{text}");
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let text = stdout(&ventana(&["replay", "--help"]));
+    for flag in ["--input", "--policy", "--until", "--snapshots", "--format"] {
+        assert!(text.contains(flag), "{flag} missing from:\n{text}");
+    }
+}
