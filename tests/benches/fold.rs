@@ -18,17 +18,14 @@ const CONVERSATIONS: u32 = 100_000;
 const DAYS: u32 = 14;
 
 /// The core alone: validate, find the conversation, advance, decide and evolve.
-fn fold_core(events: &[Event], policy: &Policy) -> FxHashMap<ConversationKey, Conversation> {
-    let mut conversations: FxHashMap<ConversationKey, Conversation> = FxHashMap::default();
+fn fold_core(events: &[Event], policy: &Policy) -> FxHashMap<ConversationToken, Conversation> {
+    let mut conversations: FxHashMap<ConversationToken, Conversation> = FxHashMap::default();
     let mut effects = Vec::new();
     for event in events {
         validate(event, policy).expect("generated events are valid");
-        let conversation = match conversations.get_mut(&event.conversation) {
-            Some(conversation) => conversation,
-            None => conversations
-                .entry(event.conversation.clone())
-                .or_insert_with(|| Conversation::new(event.conversation.clone())),
-        };
+        let conversation = conversations
+            .entry(event.conversation.token())
+            .or_insert_with(|| Conversation::new(event.conversation.clone()));
         effects.clear();
         black_box(conversation.apply(event, policy, &mut effects));
     }
@@ -49,7 +46,7 @@ fn fold_with_outputs(events: &[Event], policy: &Policy) -> usize {
     total
 }
 
-fn report_state_sizes(conversations: &FxHashMap<ConversationKey, Conversation>) {
+fn report_state_sizes(conversations: &FxHashMap<ConversationToken, Conversation>) {
     let mut sizes: Vec<usize> = conversations
         .values()
         .map(|c| encode_state(c).len())

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::xxh3_128;
+use xxhash_rust::xxh3::Xxh3Default;
 
 /// The channel a conversation runs on.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -81,20 +81,21 @@ impl ConversationKey {
     /// The key's token. Fields are joined with a separator no field may contain
     /// ambiguously (each is length-prefixed), so distinct keys never share an input.
     pub fn token(&self) -> ConversationToken {
-        let channel = self.channel.to_string();
-        let mut bytes = Vec::with_capacity(
-            32 + channel.len() + self.account.len() + self.channel_id.len() + self.contact_id.len(),
-        );
-        for part in [
-            channel.as_str(),
-            &self.account,
-            &self.channel_id,
-            &self.contact_id,
-        ] {
-            bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
-            bytes.extend_from_slice(part.as_bytes());
+        let mut hasher = Xxh3Default::new();
+        let (prefix, name) = match &self.channel {
+            Channel::WhatsApp => ("whatsapp", ""),
+            Channel::Messenger => ("messenger", ""),
+            Channel::Instagram => ("instagram", ""),
+            Channel::Custom(name) => ("custom:", name.as_str()),
+        };
+        hasher.update(&((prefix.len() + name.len()) as u64).to_le_bytes());
+        hasher.update(prefix.as_bytes());
+        hasher.update(name.as_bytes());
+        for part in [&self.account, &self.channel_id, &self.contact_id] {
+            hasher.update(&(part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
         }
-        ConversationToken(xxh3_128(&bytes))
+        ConversationToken(hasher.digest128())
     }
 }
 

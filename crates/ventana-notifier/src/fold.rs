@@ -2,8 +2,8 @@
 
 use rustc_hash::FxHashMap;
 use ventana_core::{
-    Applied, Conversation, ConversationKey, Effect, Event, Invalid, Policy, Snapshot, Timestamp,
-    validate,
+    Applied, Conversation, ConversationKey, ConversationToken, Effect, Event, Invalid, Policy,
+    Snapshot, Timestamp, validate,
 };
 
 use crate::output::Output;
@@ -39,7 +39,8 @@ pub fn advance_to(
 #[derive(Debug)]
 pub struct Fold {
     policy: Policy,
-    conversations: FxHashMap<ConversationKey, Conversation>,
+    /// Keyed by token: a 128-bit hash is cheaper to hash and compare than four strings.
+    conversations: FxHashMap<ConversationToken, Conversation>,
 }
 
 impl Fold {
@@ -59,7 +60,7 @@ impl Fold {
         validate(event, &self.policy)?;
         let conversation = self
             .conversations
-            .entry(event.conversation.clone())
+            .entry(event.conversation.token())
             .or_insert_with(|| Conversation::new(event.conversation.clone()));
         Ok(fold_event(conversation, event, &self.policy, out))
     }
@@ -67,17 +68,15 @@ impl Fold {
     /// Fires every deadline at or before `to` in every conversation, conversation by
     /// conversation in key order.
     pub fn advance_all(&mut self, to: Timestamp, out: &mut Vec<Output>) {
-        let mut keys: Vec<&ConversationKey> = self.conversations.keys().collect();
-        keys.sort_by_cached_key(|k| sort_key(k));
-        let keys: Vec<ConversationKey> = keys.into_iter().cloned().collect();
-        for key in keys {
-            let conversation = self.conversations.get_mut(&key).expect("listed key");
+        let mut conversations: Vec<&mut Conversation> = self.conversations.values_mut().collect();
+        conversations.sort_by_cached_key(|c| sort_key(c.key()));
+        for conversation in conversations {
             advance_to(conversation, to, &self.policy, out);
         }
     }
 
     pub fn conversation(&self, key: &ConversationKey) -> Option<&Conversation> {
-        self.conversations.get(key)
+        self.conversations.get(&key.token())
     }
 
     /// Every conversation, in no particular order.
@@ -88,7 +87,7 @@ impl Fold {
     /// Puts a conversation (e.g. decoded from a snapshot) in place of any with its key.
     pub fn restore(&mut self, conversation: Conversation) {
         self.conversations
-            .insert(conversation.key().clone(), conversation);
+            .insert(conversation.key().token(), conversation);
     }
 
     /// Snapshots of every conversation, sorted by conversation.
