@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rustc_hash::FxHashMap;
-use ventana_core::{Conversation, ConversationKey, Event, Policy, validate};
+use ventana_core::{Conversation, ConversationToken, Event, Policy, validate};
 use ventana_notifier::Fold;
 use ventana_tests::traffic::{build_log, seeded_steps};
 use ventana_wire::codec::encode_state;
