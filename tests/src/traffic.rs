@@ -174,19 +174,45 @@ impl SplitMix {
 }
 
 /// `events` steps over `conversations` conversations, spread over about `days` days.
+///
+/// Traffic is bursty, as support traffic is: nine steps in ten continue one of the ~2 000
+/// conversations active at the moment (a customer and an agent going back and forth); one
+/// in ten starts the next conversation, which joins the active set in place of a random one.
+/// With 10 events per conversation on average, every conversation of the range is used.
 pub fn seeded_steps(seed: u64, events: usize, conversations: u32, days: u32) -> Vec<Step> {
+    const ACTIVE: usize = 2_000;
     let mut rng = SplitMix::new(seed);
     let max_gap = 2 * u64::from(days) * 86_400 / events.max(1) as u64 + 1;
+    let mut started = 0u32;
+    let mut active: Vec<u32> = Vec::with_capacity(ACTIVE);
     (0..events)
-        .map(|_| Step {
-            conversation: rng.below(u64::from(conversations)) as u32,
-            gap_seconds: rng.below(max_gap) as u32,
-            action: rng.below(u64::from(ACTIONS)) as u8,
-            late_seconds: if rng.below(10) == 0 {
-                rng.below(3_600) as u16
+        .map(|_| {
+            let conversation = if active.is_empty() || rng.below(10) == 0 {
+                // A stride coprime with any range below 2^31 spreads new conversations over
+                // the whole key range.
+                let next =
+                    (u64::from(started) * 2_654_435_761 % u64::from(conversations.max(1))) as u32;
+                started += 1;
+                if active.len() < ACTIVE {
+                    active.push(next);
+                } else {
+                    let slot = rng.below(ACTIVE as u64) as usize;
+                    active[slot] = next;
+                }
+                next
             } else {
-                0
-            },
+                active[rng.below(active.len() as u64) as usize]
+            };
+            Step {
+                conversation,
+                gap_seconds: rng.below(max_gap) as u32,
+                action: rng.below(u64::from(ACTIONS)) as u8,
+                late_seconds: if rng.below(10) == 0 {
+                    rng.below(3_600) as u16
+                } else {
+                    0
+                },
+            }
         })
         .collect()
 }

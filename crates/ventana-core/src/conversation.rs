@@ -113,12 +113,12 @@ pub struct Conversation {
     comments: Vec<Comment>,
     /// R11: messages held until the customer accepts.
     holds: Vec<Hold>,
-    /// Messages decided or echoed within the dedupe horizon, for delivery statuses.
-    messages: Vec<SentMessage>,
     /// R9: tagged messages sent, for rate limits.
     tag_sends: Vec<(Tag, Timestamp)>,
-    /// R14: ids (128-bit hashes) of events applied within the dedupe horizon.
-    seen: Vec<(u128, Timestamp)>,
+    /// What happened within the dedupe horizon, by 128-bit hash of its id: every applied
+    /// event (R14) and every message a delivery status may refer to (R13). One list, so a
+    /// conversation touches one vector per event.
+    recent: Vec<Recent>,
     /// The last published view.
     published: View,
 }
@@ -144,9 +144,13 @@ struct Hold {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct SentMessage {
+struct Recent {
     id: u128,
-    decided_at: Timestamp,
+    /// When the event was applied or, for a message, decided.
+    at: Timestamp,
+    /// Applied as an input event: a later event with this id is a duplicate.
+    applied: bool,
+    /// For a message: the furthest delivery status reported.
     status: Option<Status>,
 }
 
@@ -235,9 +239,8 @@ impl Conversation {
             closing_alarm_for: None,
             comments: Vec::new(),
             holds: Vec::new(),
-            messages: Vec::new(),
             tag_sends: Vec::new(),
-            seen: Vec::new(),
+            recent: Vec::new(),
             published: View::default(),
         }
     }
@@ -705,9 +708,9 @@ impl Conversation {
         let id = hash_id(&event.id);
         if !is_tick
             && self
-                .seen
+                .recent
                 .iter()
-                .any(|(seen, at)| *seen == id && now.since(*at) < DEDUPE_HORIZON)
+                .any(|r| r.applied && r.id == id && now.since(r.at) < DEDUPE_HORIZON)
         {
             return Applied::Duplicate;
         }
@@ -716,7 +719,15 @@ impl Conversation {
             return Applied::Applied;
         }
         self.forget_before(now, policy);
-        self.seen.push((id, now));
+        match self.recent.iter_mut().find(|r| r.id == id) {
+            Some(known) => known.applied = true,
+            None => self.recent.push(Recent {
+                id,
+                at: now,
+                applied: true,
+                status: None,
+            }),
+        }
         self.events += 1;
         self.last_event_id.clear();
         self.last_event_id.push_str(&event.id);
@@ -846,16 +857,22 @@ impl Conversation {
     fn record_answer(&mut self, message: u128, now: Timestamp) {
         self.last_answer_at = Some(now);
         self.stretch = None;
-        self.record_message(message, now);
+        self.message(message, now).at = now;
     }
 
-    fn record_message(&mut self, message: u128, now: Timestamp) {
-        if !self.messages.iter().any(|m| m.id == message) {
-            self.messages.push(SentMessage {
-                id: message,
-                decided_at: now,
-                status: None,
-            });
+    /// The record of a message, made (as decided at `now`) if there is none.
+    fn message(&mut self, id: u128, now: Timestamp) -> &mut Recent {
+        match self.recent.iter().position(|r| r.id == id) {
+            Some(i) => &mut self.recent[i],
+            None => {
+                self.recent.push(Recent {
+                    id,
+                    at: now,
+                    applied: false,
+                    status: None,
+                });
+                self.recent.last_mut().expect("just pushed")
+            }
         }
     }
 
@@ -908,18 +925,7 @@ impl Conversation {
         policy: &Policy,
         effects: &mut Vec<Effect<'e>>,
     ) {
-        let id = hash_id(&report.message_id);
-        let message = match self.messages.iter_mut().find(|m| m.id == id) {
-            Some(message) => message,
-            None => {
-                self.messages.push(SentMessage {
-                    id,
-                    decided_at: now,
-                    status: None,
-                });
-                self.messages.last_mut().expect("just pushed")
-            }
-        };
+        let message = self.message(hash_id(&report.message_id), now);
         // Statuses only move forward; `failed` is terminal.
         if message
             .status
@@ -931,7 +937,7 @@ impl Conversation {
         if report.status != Status::Failed {
             return;
         }
-        let decided_at = message.decided_at;
+        let decided_at = message.at;
         let class = report
             .error
             .as_ref()
@@ -956,9 +962,7 @@ impl Conversation {
     /// Drops what no rule can need any more at `now`.
     fn forget_before(&mut self, now: Timestamp, policy: &Policy) {
         let within = |at: Timestamp, span: Span| now.since(at) < span;
-        self.seen.retain(|(_, at)| within(*at, DEDUPE_HORIZON));
-        self.messages
-            .retain(|m| within(m.decided_at, DEDUPE_HORIZON));
+        self.recent.retain(|r| within(r.at, DEDUPE_HORIZON));
         if let Some(ch) = policy.channel(&self.key.channel) {
             let longest_rate = ch
                 .tags

@@ -40,7 +40,8 @@ pub fn advance_to(
 pub struct Fold {
     policy: Policy,
     /// Keyed by token: a 128-bit hash is cheaper to hash and compare than four strings.
-    conversations: FxHashMap<ConversationToken, Conversation>,
+    /// Boxed: moving a pointer, not a state, when the map grows.
+    conversations: FxHashMap<ConversationToken, Box<Conversation>>,
 }
 
 impl Fold {
@@ -61,14 +62,15 @@ impl Fold {
         let conversation = self
             .conversations
             .entry(event.conversation.token())
-            .or_insert_with(|| Conversation::new(event.conversation.clone()));
+            .or_insert_with(|| Box::new(Conversation::new(event.conversation.clone())));
         Ok(fold_event(conversation, event, &self.policy, out))
     }
 
     /// Fires every deadline at or before `to` in every conversation, conversation by
     /// conversation in key order.
     pub fn advance_all(&mut self, to: Timestamp, out: &mut Vec<Output>) {
-        let mut conversations: Vec<&mut Conversation> = self.conversations.values_mut().collect();
+        let mut conversations: Vec<&mut Box<Conversation>> =
+            self.conversations.values_mut().collect();
         conversations.sort_by_cached_key(|c| sort_key(c.key()));
         for conversation in conversations {
             advance_to(conversation, to, &self.policy, out);
@@ -76,18 +78,18 @@ impl Fold {
     }
 
     pub fn conversation(&self, key: &ConversationKey) -> Option<&Conversation> {
-        self.conversations.get(&key.token())
+        self.conversations.get(&key.token()).map(|c| &**c)
     }
 
     /// Every conversation, in no particular order.
     pub fn conversations(&self) -> impl Iterator<Item = &Conversation> {
-        self.conversations.values()
+        self.conversations.values().map(|c| &**c)
     }
 
     /// Puts a conversation (e.g. decoded from a snapshot) in place of any with its key.
     pub fn restore(&mut self, conversation: Conversation) {
         self.conversations
-            .insert(conversation.key().token(), conversation);
+            .insert(conversation.key().token(), Box::new(conversation));
     }
 
     /// Snapshots of every conversation, sorted by conversation.
