@@ -119,6 +119,10 @@ impl ConversationToken {
         self.0
     }
 
+    pub fn from_u128(value: u128) -> Self {
+        Self(value)
+    }
+
     /// Reads a token printed by `Display`.
     pub fn parse(text: &str) -> Option<Self> {
         if text.len() != 26 {

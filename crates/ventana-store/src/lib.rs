@@ -1,0 +1,444 @@
+//! ventana's sled layout. One tree, keys by prefix, so that everything one consumer batch
+//! produced — states, deadline and window-end index entries, outbox rows and the checkpoint
+//! — is written by one atomic `apply_batch`:
+//!
+//! | key | value |
+//! |---|---|
+//! | `v` | layout version (one byte) |
+//! | `c` | checkpoint: the last applied `VENTANA_IN` stream sequence (u64 BE) |
+//! | `s` + token | conversation state (`ventana_wire::codec`: format byte + bincode) |
+//! | `d` + instant + token | a conversation's next deadline (due-timer index) |
+//! | `w` + instant + token | a conversation's current window end (`expiring` index) |
+//! | `o` + sequence | an outbox row: subject, output id, payload |
+//!
+//! Instants are stored as big-endian with the sign bit flipped, so byte order is time order.
+//! sled is blocking: callers run these methods off the async executor.
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+
+use thiserror::Error;
+use ventana_core::{Conversation, ConversationToken, Policy, Timestamp};
+use ventana_wire::codec::{decode_state, encode_state, CodecError};
+
+/// Bumped whenever the key layout changes incompatibly.
+pub const LAYOUT_VERSION: u8 = 1;
+
+const VERSION: &[u8] = b"v";
+const CHECKPOINT: &[u8] = b"c";
+const STATE: u8 = b's';
+const DEADLINE: u8 = b'd';
+const WINDOW_END: u8 = b'w';
+const OUTBOX: u8 = b'o';
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The data directory was written by another layout: refuse to start rather than misread.
+    #[error("the data directory {path} has store layout {found}; this ventana uses layout {LAYOUT_VERSION}: rebuild it from the log (`ventana rebuild`) or use a new directory")]
+    Incompatible { path: String, found: u8 },
+    /// sled failed (disk full, corruption, I/O): the service stops; nothing is acked.
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored state cannot be read.
+    #[error("stored state of {token}: {source}")]
+    State {
+        token: String,
+        source: CodecError,
+    },
+    /// A stored row is malformed.
+    #[error("corrupt store row: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The index entries a conversation state has: its next deadline and its window end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Indexed {
+    pub deadline: Option<Timestamp>,
+    pub window_ends_at: Option<Timestamp>,
+}
+
+impl Indexed {
+    pub fn of(conversation: &Conversation, policy: &Policy) -> Self {
+        Self {
+            deadline: conversation.next_deadline(policy),
+            window_ends_at: conversation.view().window_ends_at,
+        }
+    }
+}
+
+/// An output waiting to be published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub subject: String,
+    /// The output id: `Nats-Msg-Id`.
+    pub id: String,
+    pub payload: Vec<u8>,
+}
+
+impl OutboxRow {
+    fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(8 + self.subject.len() + self.id.len() + self.payload.len());
+        for part in [self.subject.as_bytes(), self.id.as_bytes()] {
+            bytes.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(part);
+        }
+        bytes.extend_from_slice(&self.payload);
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        let corrupt = || StoreError::Corrupt("outbox row".into());
+        let mut rest = bytes;
+        let mut part = || -> Result<String> {
+            let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(corrupt)?;
+            let len = u32::from_be_bytes(*len) as usize;
+            let (text, tail) = tail.split_at_checked(len).ok_or_else(corrupt)?;
+            rest = tail;
+            String::from_utf8(text.to_vec()).map_err(|_| corrupt())
+        };
+        let subject = part()?;
+        let id = part()?;
+        Ok(Self {
+            subject,
+            id,
+            payload: rest.to_vec(),
+        })
+    }
+}
+
+fn instant_bytes(t: Timestamp) -> [u8; 8] {
+    ((t.unix_nanos() as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn instant_from(bytes: &[u8]) -> Timestamp {
+    let raw = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
+    Timestamp::from_unix_nanos((raw ^ (1 << 63)) as i64)
+}
+
+fn token_bytes(token: ConversationToken) -> [u8; 16] {
+    token.as_u128().to_be_bytes()
+}
+
+fn token_from(bytes: &[u8]) -> ConversationToken {
+    ConversationToken::from_u128(u128::from_be_bytes(bytes[..16].try_into().expect("16 bytes")))
+}
+
+fn state_key(token: ConversationToken) -> Vec<u8> {
+    let mut key = vec![STATE];
+    key.extend_from_slice(&token_bytes(token));
+    key
+}
+
+fn timed_key(prefix: u8, at: Timestamp, token: ConversationToken) -> Vec<u8> {
+    let mut key = vec![prefix];
+    key.extend_from_slice(&instant_bytes(at));
+    key.extend_from_slice(&token_bytes(token));
+    key
+}
+
+/// Everything one consumer batch produced, written atomically by [`Store::commit`].
+#[derive(Debug, Default)]
+pub struct Commit {
+    batch: sled::Batch,
+    checkpoint: Option<u64>,
+}
+
+impl Commit {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stores `conversation`, moving its index entries from `before` to `after`.
+    pub fn put_state(&mut self, conversation: &Conversation, before: Indexed, after: Indexed) {
+        let token = conversation.key().token();
+        self.batch.insert(state_key(token), encode_state(conversation));
+        if before.deadline != after.deadline {
+            if let Some(at) = before.deadline {
+                self.batch.remove(timed_key(DEADLINE, at, token));
+            }
+            if let Some(at) = after.deadline {
+                self.batch.insert(timed_key(DEADLINE, at, token), &[][..]);
+            }
+        }
+        if before.window_ends_at != after.window_ends_at {
+            if let Some(at) = before.window_ends_at {
+                self.batch.remove(timed_key(WINDOW_END, at, token));
+            }
+            if let Some(at) = after.window_ends_at {
+                self.batch.insert(timed_key(WINDOW_END, at, token), &[][..]);
+            }
+        }
+    }
+
+    /// Queues an output for publishing; `sequence` orders the outbox.
+    pub fn push_outbox(&mut self, sequence: u64, row: &OutboxRow) {
+        let mut key = vec![OUTBOX];
+        key.extend_from_slice(&sequence.to_be_bytes());
+        self.batch.insert(key, row.encode());
+    }
+
+    /// The last input stream sequence this commit covers.
+    pub fn checkpoint(&mut self, sequence: u64) {
+        self.checkpoint = Some(sequence);
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `path` with a page cache of `cache_bytes`.
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let tree = db.open_tree("ventana")?;
+        match tree.get(VERSION)? {
+            Some(found) if found.as_ref() == [LAYOUT_VERSION] => {}
+            Some(found) => {
+                return Err(StoreError::Incompatible {
+                    path: path.display().to_string(),
+                    found: found.first().copied().unwrap_or(0),
+                });
+            }
+            None if tree.is_empty() => {
+                tree.insert(VERSION, &[LAYOUT_VERSION][..])?;
+                db.flush()?;
+            }
+            None => {
+                return Err(StoreError::Incompatible {
+                    path: path.display().to_string(),
+                    found: 0,
+                });
+            }
+        }
+        Ok(Self { db, tree })
+    }
+
+    /// The last applied input stream sequence (0 when none).
+    pub fn checkpoint(&self) -> Result<u64> {
+        Ok(self
+            .tree
+            .get(CHECKPOINT)?
+            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
+            .unwrap_or(0))
+    }
+
+    pub fn load(&self, token: ConversationToken) -> Result<Option<Conversation>> {
+        self.tree
+            .get(state_key(token))?
+            .map(|bytes| {
+                decode_state(&bytes).map_err(|source| StoreError::State {
+                    token: token.to_string(),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
+    /// Writes a commit atomically (not yet durable: see [`Store::flush`]).
+    pub fn commit(&self, mut commit: Commit) -> Result<()> {
+        if let Some(sequence) = commit.checkpoint {
+            commit.batch.insert(CHECKPOINT, &sequence.to_be_bytes()[..]);
+        }
+        self.tree.apply_batch(commit.batch)?;
+        Ok(())
+    }
+
+    /// Makes everything committed so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Conversations whose next deadline is at or before `now`, soonest first.
+    pub fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<(Timestamp, ConversationToken)>> {
+        self.timed(DEADLINE, None, Some(now), limit)
+    }
+
+    /// The earliest deadline of any conversation.
+    pub fn next_due(&self) -> Result<Option<Timestamp>> {
+        Ok(self.timed(DEADLINE, None, None, 1)?.first().map(|(at, _)| *at))
+    }
+
+    /// Conversations whose window ends after `after` (exclusive; a pagination cursor of
+    /// (instant, token)) and at or before `until`, soonest first.
+    pub fn expiring(
+        &self,
+        after: (Timestamp, Option<ConversationToken>),
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(Timestamp, ConversationToken)>> {
+        self.timed(WINDOW_END, Some(after), Some(until), limit)
+    }
+
+    fn timed(
+        &self,
+        prefix: u8,
+        after: Option<(Timestamp, Option<ConversationToken>)>,
+        until: Option<Timestamp>,
+        limit: usize,
+    ) -> Result<Vec<(Timestamp, ConversationToken)>> {
+        let start = match after {
+            Some((at, Some(token))) => {
+                let mut key = timed_key(prefix, at, token);
+                key.push(0); // strictly after this entry
+                key
+            }
+            Some((at, None)) => {
+                let mut key = vec![prefix];
+                key.extend_from_slice(&instant_bytes(at));
+                key
+            }
+            None => vec![prefix],
+        };
+        let mut found = Vec::new();
+        for entry in self.tree.range(start..vec![prefix + 1]) {
+            let (key, _) = entry?;
+            if key.len() != 25 {
+                return Err(StoreError::Corrupt(format!("index key of {} bytes", key.len())));
+            }
+            let at = instant_from(&key[1..9]);
+            if until.is_some_and(|until| at > until) || found.len() >= limit {
+                break;
+            }
+            found.push((at, token_from(&key[9..25])));
+        }
+        Ok(found)
+    }
+
+    /// Up to `limit` outbox rows, oldest first.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<(u64, OutboxRow)>> {
+        let mut rows = Vec::new();
+        for entry in self.tree.scan_prefix([OUTBOX]).take(limit) {
+            let (key, value) = entry?;
+            let sequence = u64::from_be_bytes(
+                key[1..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("outbox key".into()))?,
+            );
+            rows.push((sequence, OutboxRow::decode(&value)?));
+        }
+        Ok(rows)
+    }
+
+    /// Removes published outbox rows.
+    pub fn remove_outbox(&self, sequences: &[u64]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for sequence in sequences {
+            let mut key = vec![OUTBOX];
+            key.extend_from_slice(&sequence.to_be_bytes());
+            batch.remove(key);
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// How many outputs wait to be published.
+    pub fn outbox_len(&self) -> usize {
+        self.tree.scan_prefix([OUTBOX]).count()
+    }
+
+    /// Every stored conversation, in token order.
+    pub fn conversations(&self) -> impl Iterator<Item = Result<Conversation>> + '_ {
+        self.tree.scan_prefix([STATE]).map(|entry| {
+            let (key, value) = entry?;
+            decode_state(&value).map_err(|source| StoreError::State {
+                token: token_from(&key[1..]).to_string(),
+                source,
+            })
+        })
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ventana_core::{Channel, ConversationKey};
+
+    fn key(n: u32) -> ConversationKey {
+        ConversationKey::new(Channel::WhatsApp, "acme", "1", n.to_string())
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_unix_seconds(1_772_445_600 + seconds)
+    }
+
+    #[test]
+    fn a_commit_is_read_back_and_indexes_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.checkpoint().unwrap(), 0);
+        let conversation = Conversation::new(key(1));
+        let token = key(1).token();
+        let first = Indexed { deadline: Some(at(100)), window_ends_at: Some(at(200)) };
+        let mut commit = Commit::new();
+        commit.put_state(&conversation, Indexed::default(), first);
+        commit.push_outbox(7, &OutboxRow { subject: "s".into(), id: "i".into(), payload: b"{}".to_vec() });
+        commit.checkpoint(42);
+        store.commit(commit).unwrap();
+        assert_eq!(store.checkpoint().unwrap(), 42);
+        assert_eq!(store.load(token).unwrap(), Some(conversation.clone()));
+        assert_eq!(store.due(at(99), 10).unwrap(), vec![]);
+        assert_eq!(store.due(at(100), 10).unwrap(), vec![(at(100), token)]);
+        assert_eq!(store.expiring((at(0), None), at(300), 10).unwrap(), vec![(at(200), token)]);
+        let rows = store.outbox(10).unwrap();
+        assert_eq!(rows[0].0, 7);
+        assert_eq!(rows[0].1.payload, b"{}");
+
+        let second = Indexed { deadline: Some(at(150)), window_ends_at: None };
+        let mut commit = Commit::new();
+        commit.put_state(&conversation, first, second);
+        store.commit(commit).unwrap();
+        assert_eq!(store.next_due().unwrap(), Some(at(150)));
+        assert_eq!(store.expiring((at(0), None), at(300), 10).unwrap(), vec![]);
+        store.remove_outbox(&[7]).unwrap();
+        assert_eq!(store.outbox_len(), 0);
+    }
+
+    #[test]
+    fn instants_before_1970_sort_first() {
+        assert!(instant_bytes(Timestamp::from_unix_seconds(-5)) < instant_bytes(Timestamp::from_unix_seconds(5)));
+    }
+
+    #[test]
+    fn pagination_continues_after_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let mut commit = Commit::new();
+        for n in 0..5 {
+            let indexed = Indexed { deadline: None, window_ends_at: Some(at(100)) };
+            commit.put_state(&Conversation::new(key(n)), Indexed::default(), indexed);
+        }
+        store.commit(commit).unwrap();
+        let page = store.expiring((at(0), None), at(1000), 3).unwrap();
+        assert_eq!(page.len(), 3);
+        let rest = store.expiring((page[2].0, Some(page[2].1)), at(1000), 3).unwrap();
+        assert_eq!(rest.len(), 2);
+        assert!(rest.iter().all(|entry| !page.contains(entry)));
+    }
+
+    #[test]
+    fn another_layout_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("ventana").unwrap().insert(VERSION, &[99u8][..]).unwrap();
+            db.flush().unwrap();
+        }
+        let error = Store::open(dir.path(), 1 << 20).unwrap_err().to_string();
+        assert!(error.contains("layout 99") && error.contains("rebuild"), "{error}");
+    }
+}
