@@ -107,6 +107,14 @@ fn conversation(raw: Option<RawConversation>) -> Result<ConversationKey, WireErr
     })
 }
 
+/// Reads a conversation key from its JSON object (`channel`, `account`, `channel_id`,
+/// `contact_id`).
+pub fn parse_conversation(value: &Value) -> Result<ConversationKey, WireError> {
+    let raw: RawConversation =
+        serde_json::from_value(value.clone()).map_err(|e| WireError::Undecodable(e.to_string()))?;
+    conversation(Some(raw))
+}
+
 fn platform_error(raw: Option<RawError>) -> Result<Option<PlatformError>, WireError> {
     raw.map(|e| {
         Ok(PlatformError {

@@ -7,6 +7,7 @@ mod error;
 pub mod json;
 pub mod policy;
 pub mod proto;
+pub mod subjects;
 
 pub use error::WireError;
 pub use json::{event_to_json, output_to_json, parse_event, parse_output, snapshot_to_json};

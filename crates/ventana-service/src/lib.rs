@@ -1,0 +1,177 @@
+//! ventanad: ventana's live service. Channel adapters publish input events to JetStream
+//! (`VENTANA_IN`); ventanad folds them with the same code as `ventana replay`, keeps every
+//! conversation's state in sled, publishes outputs to `VENTANA_OUT` from a durable outbox,
+//! logs `tick`s when deadlines pass, and answers the request-reply API.
+//!
+//! [`run`] is the whole service; the `ventanad` binary and the tests call it alike.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod nats;
+pub mod outbox;
+pub mod pipeline;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use tokio::sync::{oneshot, watch, Notify};
+use tracing::{error, info};
+use ventana_core::{ConversationToken, Policy};
+use ventana_store::Store;
+
+pub use config::Config;
+use pipeline::Decision;
+
+/// What the service's tasks share.
+#[derive(Debug)]
+pub struct Shared {
+    pub store: Store,
+    pub policy: Policy,
+    pub metrics: metrics::Metrics,
+    outbox_wake: Notify,
+    clock_wake: Notify,
+    waiters: Mutex<HashMap<(ConversationToken, String), oneshot::Sender<Decision>>>,
+    consumer_seen: AtomicI64,
+}
+
+impl Shared {
+    fn new(store: Store, policy: Policy) -> Self {
+        Self {
+            store,
+            policy,
+            metrics: metrics::Metrics::default(),
+            outbox_wake: Notify::new(),
+            clock_wake: Notify::new(),
+            waiters: Mutex::new(HashMap::new()),
+            consumer_seen: AtomicI64::new(0),
+        }
+    }
+
+    fn wait_for(&self, token: ConversationToken, message_id: String, sender: oneshot::Sender<Decision>) {
+        self.waiters.lock().expect("waiters lock").insert((token, message_id), sender);
+    }
+
+    fn forget_wait(&self, token: ConversationToken, message_id: &str) {
+        self.waiters.lock().expect("waiters lock").remove(&(token, message_id.to_owned()));
+    }
+
+    fn resolve(&self, decisions: Vec<(ConversationToken, String, Decision)>) {
+        let mut waiters = self.waiters.lock().expect("waiters lock");
+        if waiters.is_empty() {
+            return;
+        }
+        for (token, message_id, decision) in decisions {
+            if let Some(sender) = waiters.remove(&(token, message_id)) {
+                let _ = sender.send(decision);
+            }
+        }
+    }
+
+    fn touch_consumer(&self) {
+        self.consumer_seen.store(clock::now().unix_nanos(), Ordering::Relaxed);
+    }
+
+    /// The consumer loop came round within the last 60 s (it wakes at least every 30 s).
+    fn consumer_alive(&self) -> bool {
+        let seen = self.consumer_seen.load(Ordering::Relaxed);
+        clock::now().unix_nanos() - seen < 60_000_000_000
+    }
+}
+
+/// Runs ventanad until `shutdown` completes: finishes the batch in hand (flushed and acked),
+/// then stops every task.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let policy = config.load_policy()?;
+    let store = {
+        let path = config.data.clone();
+        let cache = config.cache_mb * 1024 * 1024;
+        tokio::task::spawn_blocking(move || Store::open(&path, cache))
+            .await?
+            .with_context(|| format!("cannot open the store in {}", config.data.display()))?
+    };
+    let client = nats::connect(&config.nats, "ventanad").await?;
+    let js = async_nats::jetstream::new(client.clone());
+    let consumer = nats::declare(&js, &config).await?;
+    let listener = tokio::net::TcpListener::bind(config.http)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http))?;
+    info!(http = %listener.local_addr()?, data = %config.data.display(), "ventanad started");
+
+    let shared = Arc::new(Shared::new(store, policy));
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(pipeline::run(shared.clone(), js.clone(), consumer.clone(), config.batch.max(1), stopped.clone()));
+    tasks.spawn(outbox::run(shared.clone(), js.clone(), stopped.clone()));
+    tasks.spawn(clock::run(shared.clone(), js.clone(), config.partitions, stopped.clone()));
+    tasks.spawn(api::run(shared.clone(), client.clone(), js.clone(), config.partitions, config.send_timeout, stopped.clone()));
+    tasks.spawn(http::run(shared.clone(), client.clone(), listener, stopped.clone()));
+    {
+        let shared = shared.clone();
+        let mut stopped = stopped.clone();
+        let mut consumer = consumer;
+        tasks.spawn(async move {
+            loop {
+                if let Ok(info) = consumer.info().await {
+                    shared.metrics.consumer_lag.set(info.num_pending as i64);
+                }
+                let store = shared.store.clone();
+                if let Ok(depth) = tokio::task::spawn_blocking(move || store.outbox_len()).await {
+                    shared.metrics.outbox_depth.set(depth as i64);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                    _ = stopped.changed() => return Ok(()),
+                }
+            }
+        });
+    }
+
+    let mut failure = None;
+    tokio::pin!(shutdown);
+    tokio::select! {
+        _ = &mut shutdown => info!("shutting down"),
+        Some(result) = tasks.join_next() => {
+            failure = Some(match result {
+                Ok(Ok(())) => anyhow::anyhow!("a task stopped unexpectedly"),
+                Ok(Err(error)) => error,
+                Err(error) => anyhow::anyhow!("a task panicked: {error}"),
+            });
+        }
+    }
+    let _ = stop.send(true);
+    while let Some(result) = tasks.join_next().await {
+        if let Ok(Err(error)) = result {
+            error!(%error, "task failed while stopping");
+        }
+    }
+    let store = shared.store.clone();
+    tokio::task::spawn_blocking(move || store.flush()).await??;
+    client.flush().await.ok();
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

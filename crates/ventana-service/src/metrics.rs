@@ -1,0 +1,75 @@
+//! Prometheus metrics of ventanad.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub events_folded: Counter,
+    pub duplicates: Counter,
+    pub decisions: Family<ReasonLabel, Counter>,
+    pub dlq: Family<ReasonLabel, Counter>,
+    pub outputs_published: Counter,
+    pub outbox_depth: Gauge,
+    pub consumer_lag: Gauge,
+    pub batch_seconds: Histogram,
+    pub ticks_logged: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ventana");
+        let metrics = Self {
+            events_folded: Counter::default(),
+            duplicates: Counter::default(),
+            decisions: Family::default(),
+            dlq: Family::default(),
+            outputs_published: Counter::default(),
+            outbox_depth: Gauge::default(),
+            consumer_lag: Gauge::default(),
+            batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            ticks_logged: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("events_folded", "Input events folded", metrics.events_folded.clone());
+        registry.register("duplicates", "Input events dropped as duplicates (R14)", metrics.duplicates.clone());
+        registry.register(
+            "decisions",
+            "Outbound decisions by reason (accepted, held, or the delivery_failed reason)",
+            metrics.decisions.clone(),
+        );
+        registry.register("dlq", "Bad input copied to the DLQ, by reason", metrics.dlq.clone());
+        registry.register("outputs_published", "Outputs published to VENTANA_OUT", metrics.outputs_published.clone());
+        registry.register("outbox_depth", "Outputs waiting in the outbox", metrics.outbox_depth.clone());
+        registry.register("consumer_lag", "Input events not yet delivered to ventanad", metrics.consumer_lag.clone());
+        registry.register("batch_seconds", "Time to fold, persist and ack one batch", metrics.batch_seconds.clone());
+        registry.register("ticks_logged", "Deadline ticks logged to VENTANA_IN", metrics.ticks_logged.clone());
+        Self { registry, ..metrics }
+    }
+}
+
+impl Metrics {
+    pub fn reason(&self, family: &Family<ReasonLabel, Counter>, reason: &str) {
+        family
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String");
+        text
+    }
+}

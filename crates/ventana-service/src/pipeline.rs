@@ -1,0 +1,259 @@
+//! The consumer: decode → fold (the same `fold_event` as `ventana replay`, with the
+//! JetStream timestamp as `logged_at`) → one sled commit per batch holding states, index
+//! entries, outbox rows and the checkpoint → flush → ack.
+//!
+//! Bad input is copied to `ventana.dlq.<reason>` (and acked with its batch); everything else
+//! keeps flowing. Events at or below the checkpoint are skipped, so a redelivery after a
+//! crash changes nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_nats::jetstream::{self, consumer::pull};
+use async_nats::HeaderMap;
+use futures::StreamExt;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+use ventana_core::{validate, Conversation, ConversationToken, Event, Timestamp};
+use ventana_notifier::{fold_event, OutputBody};
+use ventana_store::{Commit, Indexed, OutboxRow, Store};
+use ventana_wire::subjects::{self, dlq_subject, output_subject, token_of_input_subject};
+use ventana_wire::{output_to_json, parse_event, WireError};
+
+use crate::Shared;
+
+/// Largest input message accepted; larger ones go to the DLQ as `oversize`.
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+
+/// One input message, as delivered.
+struct Incoming {
+    sequence: u64,
+    published: Timestamp,
+    subject: String,
+    payload: bytes::Bytes,
+}
+
+/// What a decided outbound message became, for `send` callers waiting on it.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub json: String,
+}
+
+fn timestamp_of(t: time::OffsetDateTime) -> Timestamp {
+    Timestamp::from_unix_nanos(t.unix_timestamp_nanos() as i64)
+}
+
+/// Decodes and validates one message; the event, or the reason it is bad.
+fn decode(incoming: &Incoming, shared: &Shared) -> Result<Event, WireError> {
+    if incoming.payload.len() > MAX_EVENT_BYTES {
+        return Err(WireError::Oversize {
+            size: incoming.payload.len(),
+            limit: MAX_EVENT_BYTES,
+        });
+    }
+    let text = std::str::from_utf8(&incoming.payload).map_err(|e| WireError::Undecodable(e.to_string()))?;
+    let mut event = parse_event(text)?;
+    if token_of_input_subject(&incoming.subject) != Some(event.conversation.token()) {
+        return Err(WireError::InvalidField {
+            field: "conversation",
+            problem: format!("does not match the subject {}", incoming.subject),
+        });
+    }
+    event.logged_at = Some(incoming.published);
+    validate(&event, &shared.policy)?;
+    Ok(event)
+}
+
+/// Folds a batch of decoded events into the store: one atomic commit, flushed.
+/// Runs on a blocking thread.
+fn fold_batch(
+    shared: &Shared,
+    events: &[(u64, Event)],
+    last_sequence: u64,
+) -> anyhow::Result<Vec<(ConversationToken, String, Decision)>> {
+    let store: &Store = &shared.store;
+    let mut touched: HashMap<ConversationToken, (Conversation, Indexed)> = HashMap::new();
+    let mut commit = Commit::new();
+    let mut decisions = Vec::new();
+    let mut outputs = Vec::new();
+    for (sequence, event) in events {
+        let token = event.conversation.token();
+        let (conversation, _) = match touched.entry(token) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let conversation = store
+                    .load(token)?
+                    .unwrap_or_else(|| Conversation::new(event.conversation.clone()));
+                let before = Indexed::of(&conversation, &shared.policy);
+                entry.insert((conversation, before))
+            }
+        };
+        outputs.clear();
+        let applied = fold_event(conversation, event, &shared.policy, &mut outputs);
+        match applied {
+            ventana_core::Applied::Applied => shared.metrics.events_folded.inc(),
+            ventana_core::Applied::Duplicate => shared.metrics.duplicates.inc(),
+        };
+        for (index, output) in outputs.iter().enumerate() {
+            let json = output_to_json(output);
+            let decision = match &output.body {
+                OutputBody::OutboundAccepted { .. } => Some("accepted"),
+                OutputBody::OutboundHeld { .. } => Some("held"),
+                OutputBody::DeliveryFailed { reason, .. } => Some(reason.as_str()),
+                _ => None,
+            };
+            if let Some(reason) = decision {
+                shared.metrics.reason(&shared.metrics.decisions, reason);
+                if output.caused_by == event.id {
+                    if let OutputBody::OutboundAccepted { message_id, .. }
+                    | OutputBody::OutboundHeld { message_id, .. }
+                    | OutputBody::DeliveryFailed { message_id, .. } = &output.body
+                    {
+                        decisions.push((token, message_id.clone(), Decision { json: json.clone() }));
+                    }
+                }
+            }
+            commit.push_outbox(
+                (sequence << 16) | index as u64,
+                &OutboxRow {
+                    subject: output_subject(output.body.type_name(), token),
+                    id: output.id.clone(),
+                    payload: json.into_bytes(),
+                },
+            );
+        }
+    }
+    for (conversation, before) in touched.values() {
+        commit.put_state(conversation, *before, Indexed::of(conversation, &shared.policy));
+    }
+    commit.checkpoint(last_sequence);
+    store.commit(commit)?;
+    store.flush()?;
+    Ok(decisions)
+}
+
+/// Copies bad input to `ventana.dlq.<reason>` and waits for the server to store it.
+async fn to_dlq(js: &jetstream::Context, bad: &[(&Incoming, WireError)]) -> anyhow::Result<()> {
+    let mut acks = Vec::with_capacity(bad.len());
+    for (incoming, error) in bad {
+        let mut headers = HeaderMap::new();
+        headers.insert(subjects::MSG_ID, format!("dlq:{}", incoming.sequence).as_str());
+        headers.insert(subjects::REASON_HEADER, error.reason());
+        headers.insert(subjects::ERROR_HEADER, error.to_string().replace(['\r', '\n'], " ").as_str());
+        headers.insert("Ventana-Subject", incoming.subject.as_str());
+        acks.push(
+            js.publish_with_headers(dlq_subject(error.reason()), headers, incoming.payload.clone())
+                .await
+                .context("publishing to the DLQ")?,
+        );
+    }
+    for ack in acks {
+        ack.await.context("the DLQ did not store a bad message")?;
+    }
+    Ok(())
+}
+
+/// Consumes VENTANA_IN until `shutdown` turns true, finishing the batch in hand.
+pub async fn run(
+    shared: Arc<Shared>,
+    js: jetstream::Context,
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    batch: usize,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut checkpoint = {
+        let store = shared.store.clone();
+        tokio::task::spawn_blocking(move || store.checkpoint()).await??
+    };
+    info!(checkpoint, "consuming VENTANA_IN");
+    'reconnect: loop {
+        let messages = match consumer
+            .stream()
+            .max_messages_per_batch(batch)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+        {
+            Ok(messages) => messages,
+            Err(error) => {
+                warn!(%error, "cannot pull from VENTANA_IN; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'reconnect,
+                    _ = shutdown.changed() => return Ok(()),
+                }
+            }
+        };
+        let mut chunks = messages.ready_chunks(batch);
+        loop {
+            shared.touch_consumer();
+            let chunk = tokio::select! {
+                biased;
+                _ = shutdown.changed() => return Ok(()),
+                chunk = chunks.next() => chunk,
+            };
+            let Some(chunk) = chunk else {
+                continue 'reconnect;
+            };
+            let started = Instant::now();
+            let mut delivered = Vec::with_capacity(chunk.len());
+            for message in chunk {
+                match message {
+                    Ok(message) => delivered.push(message),
+                    Err(error) => {
+                        debug!(%error, "pull stream interrupted; reopening");
+                        if delivered.is_empty() {
+                            continue 'reconnect;
+                        }
+                        break;
+                    }
+                }
+            }
+            let mut incoming = Vec::with_capacity(delivered.len());
+            for message in &delivered {
+                let info = message.info().map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?;
+                incoming.push(Incoming {
+                    sequence: info.stream_sequence,
+                    published: timestamp_of(info.published),
+                    subject: message.subject.to_string(),
+                    payload: message.payload.clone(),
+                });
+            }
+            let last_sequence = incoming.iter().map(|i| i.sequence).max().unwrap_or(checkpoint);
+            let mut events = Vec::with_capacity(incoming.len());
+            let mut bad = Vec::new();
+            for item in incoming.iter().filter(|i| i.sequence > checkpoint) {
+                match decode(item, &shared) {
+                    Ok(event) => events.push((item.sequence, event)),
+                    Err(error) => {
+                        shared.metrics.reason(&shared.metrics.dlq, error.reason());
+                        warn!(sequence = item.sequence, subject = %item.subject, reason = error.reason(), %error, "bad input copied to the DLQ");
+                        bad.push((item, error));
+                    }
+                }
+            }
+            if !bad.is_empty() {
+                to_dlq(&js, &bad).await?;
+            }
+            if last_sequence > checkpoint {
+                let worker = shared.clone();
+                let decisions = tokio::task::spawn_blocking(move || fold_batch(&worker, &events, last_sequence))
+                    .await
+                    .context("the fold panicked")??;
+                checkpoint = last_sequence;
+                shared.outbox_wake.notify_one();
+                shared.clock_wake.notify_one();
+                shared.resolve(decisions);
+            }
+            if let Some(last) = delivered.last() {
+                // AckPolicy::All: acking the last message acks the whole batch.
+                if let Err(error) = last.ack().await {
+                    warn!(%error, "ack failed; the batch will be redelivered and skipped");
+                }
+            }
+            shared.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! NATS names: streams, subjects, headers and message ids. Nobody else formats a subject.
+
+use ventana_core::{ConversationKey, ConversationToken, Timestamp};
+
+/// The log of input events.
+pub const IN_STREAM: &str = "VENTANA_IN";
+/// Outputs, published from the outbox.
+pub const OUT_STREAM: &str = "VENTANA_OUT";
+/// Copies of bad input, with the reason.
+pub const DLQ_STREAM: &str = "VENTANA_DLQ";
+pub const IN_SUBJECTS: &str = "ventana.in.>";
+pub const OUT_SUBJECTS: &str = "ventana.out.>";
+pub const DLQ_SUBJECTS: &str = "ventana.dlq.>";
+/// The durable consumer ventanad folds `VENTANA_IN` with.
+pub const CONSUMER: &str = "ventanad";
+
+/// The header JetStream deduplicates publishes by.
+pub const MSG_ID: &str = "Nats-Msg-Id";
+/// The header a DLQ copy carries its reason in (and the error in `Ventana-Error`).
+pub const REASON_HEADER: &str = "Ventana-Reason";
+pub const ERROR_HEADER: &str = "Ventana-Error";
+
+/// The request-reply API (NATS services framework).
+pub const SERVICE_NAME: &str = "ventana";
+pub const API_STATE: &str = "ventana.api.v1.state";
+pub const API_CHECK: &str = "ventana.api.v1.check";
+pub const API_SEND: &str = "ventana.api.v1.send";
+pub const API_EXPIRING: &str = "ventana.api.v1.expiring";
+
+/// Default number of input partitions.
+pub const DEFAULT_PARTITIONS: u32 = 16;
+
+/// `ventana.in.<partition>.<token>`: where an adapter publishes a conversation's events.
+pub fn input_subject(key: &ConversationKey, partitions: u32) -> String {
+    input_subject_of(key.token(), partitions)
+}
+
+pub fn input_subject_of(token: ConversationToken, partitions: u32) -> String {
+    format!("ventana.in.{}.{token}", token.partition(partitions))
+}
+
+/// The token of an input subject, if it is one.
+pub fn token_of_input_subject(subject: &str) -> Option<ConversationToken> {
+    let mut parts = subject.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("ventana"), Some("in"), Some(_), Some(token), None) => ConversationToken::parse(token),
+        _ => None,
+    }
+}
+
+/// `ventana.out.<type>.<token>`.
+pub fn output_subject(output_type: &str, token: ConversationToken) -> String {
+    format!("ventana.out.{output_type}.{token}")
+}
+
+/// `ventana.dlq.<reason>`.
+pub fn dlq_subject(reason: &str) -> String {
+    format!("ventana.dlq.{reason}")
+}
+
+/// The id of the `tick` the service logs when a conversation's deadline passes: the same
+/// deadline always gets the same id, so JetStream drops a re-publish.
+pub fn tick_id(token: ConversationToken, at: Timestamp) -> String {
+    format!("tick:{token}:{at}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ventana_core::Channel;
+
+    #[test]
+    fn input_subjects_carry_partition_and_token() {
+        let key = ConversationKey::new(Channel::WhatsApp, "acme", "1", "2");
+        let subject = input_subject(&key, 16);
+        assert_eq!(subject, format!("ventana.in.{}.{}", key.token().partition(16), key.token()));
+        assert_eq!(token_of_input_subject(&subject), Some(key.token()));
+        assert_eq!(token_of_input_subject("ventana.out.x.y"), None);
+    }
+}
