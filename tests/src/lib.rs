@@ -1,5 +1,7 @@
 //! Helpers for ventana's integration tests.
 #![forbid(unsafe_code)]
 
+pub mod nats;
 pub mod scenario;
+pub mod service;
 pub mod traffic;

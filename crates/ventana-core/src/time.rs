@@ -101,6 +101,10 @@ impl Span {
         Self(seconds * NANOS_PER_SECOND)
     }
 
+    pub const fn from_millis(millis: i64) -> Self {
+        Self(millis * 1_000_000)
+    }
+
     pub const fn from_minutes(minutes: i64) -> Self {
         Self::from_seconds(minutes * 60)
     }

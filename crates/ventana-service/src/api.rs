@@ -5,22 +5,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::HeaderMap;
 use async_nats::jetstream;
 use async_nats::service::ServiceExt;
-use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::sync::{oneshot, watch};
 use tracing::warn;
 use ventana_core::{Conversation, ConversationKey, ConversationToken, EventBody, Span, Timestamp};
-use ventana_notifier::{advance_to, fold_event, OutputBody};
+use ventana_notifier::{OutputBody, advance_to, fold_event};
 use ventana_wire::json::parse_conversation;
-use ventana_wire::subjects::{self, input_subject, MSG_ID};
+use ventana_wire::subjects::{self, MSG_ID, input_subject};
 use ventana_wire::{output_to_json, parse_event, snapshot_to_json};
 
-use crate::clock::now;
 use crate::Shared;
+use crate::clock::now;
 
 /// An API failure: a code clients can branch on, and a message people can read.
 #[derive(Debug)]
@@ -31,11 +31,17 @@ pub struct ApiError {
 
 impl ApiError {
     fn bad_request(message: impl ToString) -> Self {
-        Self { code: "bad_request", message: message.to_string() }
+        Self {
+            code: "bad_request",
+            message: message.to_string(),
+        }
     }
 
     fn internal(message: impl ToString) -> Self {
-        Self { code: "internal", message: message.to_string() }
+        Self {
+            code: "internal",
+            message: message.to_string(),
+        }
     }
 
     fn json(&self) -> String {
@@ -54,18 +60,27 @@ fn body(payload: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
 }
 
 /// The conversation named by `conversation` (an object) or `token`, as stored (or new).
-async fn conversation_of(shared: &Shared, request: &serde_json::Map<String, Value>) -> Result<Conversation, ApiError> {
-    let (token, key): (ConversationToken, Option<ConversationKey>) = match (request.get("conversation"), request.get("token")) {
-        (Some(value), _) => {
-            let key = parse_conversation(value).map_err(ApiError::bad_request)?;
-            (key.token(), Some(key))
-        }
-        (None, Some(Value::String(token))) => (
-            ConversationToken::parse(token).ok_or_else(|| ApiError::bad_request("`token` is not a conversation token"))?,
-            None,
-        ),
-        _ => return Err(ApiError::bad_request("name the conversation with `conversation` or `token`")),
-    };
+async fn conversation_of(
+    shared: &Shared,
+    request: &serde_json::Map<String, Value>,
+) -> Result<Conversation, ApiError> {
+    let (token, key): (ConversationToken, Option<ConversationKey>) =
+        match (request.get("conversation"), request.get("token")) {
+            (Some(value), _) => {
+                let key = parse_conversation(value).map_err(ApiError::bad_request)?;
+                (key.token(), Some(key))
+            }
+            (None, Some(Value::String(token))) => (
+                ConversationToken::parse(token)
+                    .ok_or_else(|| ApiError::bad_request("`token` is not a conversation token"))?,
+                None,
+            ),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "name the conversation with `conversation` or `token`",
+                ));
+            }
+        };
     let store = shared.store.clone();
     let stored = tokio::task::spawn_blocking(move || store.load(token))
         .await
@@ -74,7 +89,10 @@ async fn conversation_of(shared: &Shared, request: &serde_json::Map<String, Valu
     match (stored, key) {
         (Some(conversation), _) => Ok(conversation),
         (None, Some(key)) => Ok(Conversation::new(key)),
-        (None, None) => Err(ApiError { code: "not_found", message: format!("no conversation has token {token}") }),
+        (None, None) => Err(ApiError {
+            code: "not_found",
+            message: format!("no conversation has token {token}"),
+        }),
     }
 }
 
@@ -92,9 +110,14 @@ async fn state(shared: &Shared, payload: &[u8]) -> Reply {
 
 /// Turns a request into an `outbound_message` event: `type` is implied, `occurred_at`
 /// defaults to now, `id` to `default_id`.
-fn outbound_event(mut request: serde_json::Map<String, Value>, default_id: Option<&str>) -> Result<ventana_core::Event, ApiError> {
+fn outbound_event(
+    mut request: serde_json::Map<String, Value>,
+    default_id: Option<&str>,
+) -> Result<ventana_core::Event, ApiError> {
     request.insert("type".into(), "outbound_message".into());
-    request.entry("occurred_at").or_insert_with(|| now().to_string().into());
+    request
+        .entry("occurred_at")
+        .or_insert_with(|| now().to_string().into());
     if let Some(id) = default_id {
         request.entry("id").or_insert_with(|| id.into());
     }
@@ -114,12 +137,29 @@ async fn check(shared: &Shared, payload: &[u8]) -> Reply {
     fold_event(&mut copy, &event, &shared.policy, &mut outputs);
     outputs
         .iter()
-        .find(|o| o.caused_by == event.id && matches!(o.body, OutputBody::OutboundAccepted { .. } | OutputBody::OutboundHeld { .. } | OutputBody::DeliveryFailed { .. }))
+        .find(|o| {
+            o.caused_by == event.id
+                && matches!(
+                    o.body,
+                    OutputBody::OutboundAccepted { .. }
+                        | OutputBody::OutboundHeld { .. }
+                        | OutputBody::DeliveryFailed { .. }
+                )
+        })
         .map(output_to_json)
-        .ok_or_else(|| ApiError { code: "duplicate", message: format!("message {} was already decided", event.id) })
+        .ok_or_else(|| ApiError {
+            code: "duplicate",
+            message: format!("message {} was already decided", event.id),
+        })
 }
 
-async fn send(shared: Arc<Shared>, js: &jetstream::Context, partitions: u32, timeout: Duration, payload: &[u8]) -> Reply {
+async fn send(
+    shared: Arc<Shared>,
+    js: &jetstream::Context,
+    partitions: u32,
+    timeout: Duration,
+    payload: &[u8],
+) -> Reply {
     let request = body(payload)?;
     if !request.contains_key("id") {
         return Err(ApiError::bad_request("`id` (the message id) is required"));
@@ -134,14 +174,21 @@ async fn send(shared: Arc<Shared>, js: &jetstream::Context, partitions: u32, tim
     let mut headers = HeaderMap::new();
     headers.insert(MSG_ID, event.id.as_str());
     let published = async {
-        js.publish_with_headers(input_subject(&event.conversation, partitions), headers, ventana_wire::event_to_json(&event).into())
-            .await?
-            .await
+        js.publish_with_headers(
+            input_subject(&event.conversation, partitions),
+            headers,
+            ventana_wire::event_to_json(&event).into(),
+        )
+        .await?
+        .await
     }
     .await;
     if let Err(error) = published {
         shared.forget_wait(token, &event.id);
-        return Err(ApiError { code: "unavailable", message: format!("cannot log the message: {error}") });
+        return Err(ApiError {
+            code: "unavailable",
+            message: format!("cannot log the message: {error}"),
+        });
     }
     match tokio::time::timeout(timeout, receiver).await {
         Ok(Ok(decision)) => Ok(decision.json),
@@ -149,7 +196,10 @@ async fn send(shared: Arc<Shared>, js: &jetstream::Context, partitions: u32, tim
             shared.forget_wait(token, &event.id);
             Err(ApiError {
                 code: "timeout",
-                message: format!("message {} was logged but not decided within {timeout:?} (a duplicate id is never decided twice)", event.id),
+                message: format!(
+                    "message {} was logged but not decided within {timeout:?} (a duplicate id is never decided twice)",
+                    event.id
+                ),
             })
         }
     }
@@ -158,17 +208,30 @@ async fn send(shared: Arc<Shared>, js: &jetstream::Context, partitions: u32, tim
 async fn expiring(shared: &Shared, payload: &[u8]) -> Reply {
     let request = body(payload)?;
     let within = match request.get("within") {
-        Some(Value::String(text)) => ventana_wire::parse_span(text).map_err(ApiError::bad_request)?,
+        Some(Value::String(text)) => {
+            ventana_wire::parse_span(text).map_err(ApiError::bad_request)?
+        }
         None => Span::from_hours(1),
-        _ => return Err(ApiError::bad_request("`within` is a duration such as \"1h\"")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "`within` is a duration such as \"1h\"",
+            ));
+        }
     };
-    let limit = request.get("limit").and_then(Value::as_u64).unwrap_or(100).clamp(1, 1000) as usize;
+    let limit = request
+        .get("limit")
+        .and_then(Value::as_u64)
+        .unwrap_or(100)
+        .clamp(1, 1000) as usize;
     let start = now();
     let cursor = match request.get("cursor") {
         Some(Value::String(cursor)) => {
-            let (at, token) = cursor.split_once('|').ok_or_else(|| ApiError::bad_request("bad cursor"))?;
+            let (at, token) = cursor
+                .split_once('|')
+                .ok_or_else(|| ApiError::bad_request("bad cursor"))?;
             let at = Timestamp::parse_rfc3339(at).map_err(ApiError::bad_request)?;
-            let token = ConversationToken::parse(token).ok_or_else(|| ApiError::bad_request("bad cursor"))?;
+            let token = ConversationToken::parse(token)
+                .ok_or_else(|| ApiError::bad_request("bad cursor"))?;
             (at, Some(token))
         }
         _ => (start, None),
@@ -185,7 +248,9 @@ async fn expiring(shared: &Shared, payload: &[u8]) -> Reply {
     .await
     .map_err(ApiError::internal)?
     .map_err(ApiError::internal)?;
-    let next_cursor = (rows.len() == limit).then(|| rows.last().map(|(at, token, _)| format!("{at}|{token}"))).flatten();
+    let next_cursor = (rows.len() == limit)
+        .then(|| rows.last().map(|(at, token, _)| format!("{at}|{token}")))
+        .flatten();
     let conversations: Vec<Value> = rows
         .into_iter()
         .filter_map(|(at, token, conversation)| {
@@ -213,7 +278,12 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the NATS service: {e}"))?;
     let mut endpoints = Vec::new();
-    for subject in [subjects::API_STATE, subjects::API_CHECK, subjects::API_SEND, subjects::API_EXPIRING] {
+    for subject in [
+        subjects::API_STATE,
+        subjects::API_CHECK,
+        subjects::API_SEND,
+        subjects::API_EXPIRING,
+    ] {
         endpoints.push(
             service
                 .endpoint(subject)
@@ -236,7 +306,9 @@ pub async fn run(
             let reply = match subject.as_str() {
                 subjects::API_STATE => state(&shared, &payload).await,
                 subjects::API_CHECK => check(&shared, &payload).await,
-                subjects::API_SEND => send(shared.clone(), &js, partitions, send_timeout, &payload).await,
+                subjects::API_SEND => {
+                    send(shared.clone(), &js, partitions, send_timeout, &payload).await
+                }
                 subjects::API_EXPIRING => expiring(&shared, &payload).await,
                 _ => Err(ApiError::bad_request(format!("unknown endpoint {subject}"))),
             };

@@ -6,13 +6,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use async_nats::jetstream;
 use async_nats::HeaderMap;
+use async_nats::jetstream;
 use tokio::sync::watch;
 use tracing::warn;
 use ventana_core::{ConversationToken, Event, EventBody, Timestamp};
 use ventana_wire::event_to_json;
-use ventana_wire::subjects::{input_subject_of, tick_id, MSG_ID};
+use ventana_wire::subjects::{MSG_ID, input_subject_of, tick_id};
 
 use crate::Shared;
 
@@ -45,7 +45,9 @@ pub async fn run(
         logged.retain(|entry| due.iter().any(|(at, token, _)| (*token, *at) == *entry));
         let mut acks = Vec::new();
         for (deadline, token, conversation) in due {
-            let Some(conversation) = conversation else { continue };
+            let Some(conversation) = conversation else {
+                continue;
+            };
             if !logged.insert((token, deadline)) {
                 continue;
             }
@@ -59,7 +61,11 @@ pub async fn run(
             let mut headers = HeaderMap::new();
             headers.insert(MSG_ID, event.id.as_str());
             match js
-                .publish_with_headers(input_subject_of(token, partitions), headers, event_to_json(&event).into())
+                .publish_with_headers(
+                    input_subject_of(token, partitions),
+                    headers,
+                    event_to_json(&event).into(),
+                )
                 .await
             {
                 Ok(ack) => acks.push((token, deadline, ack)),

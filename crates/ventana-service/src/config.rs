@@ -15,7 +15,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct NatsOptions {
     /// NATS server URL(s), comma-separated.
-    #[arg(long = "nats", env = "VENTANA_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long = "nats",
+        env = "VENTANA_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     pub url: String,
     /// User name (with --nats-password).
     #[arg(long, env = "VENTANA_NATS_USER")]

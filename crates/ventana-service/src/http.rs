@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::Router;
 use tokio::sync::watch;
 
 use crate::Shared;
@@ -19,8 +19,15 @@ struct App {
 async fn healthz(State(app): State<App>) -> (StatusCode, String) {
     let connected = app.client.connection_state() == async_nats::connection::State::Connected;
     let consumer = app.shared.consumer_alive();
-    let status = if connected && consumer { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, format!("{{\"nats_connected\":{connected},\"consumer_alive\":{consumer}}}\n"))
+    let status = if connected && consumer {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        format!("{{\"nats_connected\":{connected},\"consumer_alive\":{consumer}}}\n"),
+    )
 }
 
 async fn metrics(State(app): State<App>) -> String {

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod http;
@@ -21,7 +22,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{Notify, oneshot, watch};
 use tracing::{error, info};
 use ventana_core::{ConversationToken, Policy};
 use ventana_store::Store;
@@ -54,12 +55,23 @@ impl Shared {
         }
     }
 
-    fn wait_for(&self, token: ConversationToken, message_id: String, sender: oneshot::Sender<Decision>) {
-        self.waiters.lock().expect("waiters lock").insert((token, message_id), sender);
+    fn wait_for(
+        &self,
+        token: ConversationToken,
+        message_id: String,
+        sender: oneshot::Sender<Decision>,
+    ) {
+        self.waiters
+            .lock()
+            .expect("waiters lock")
+            .insert((token, message_id), sender);
     }
 
     fn forget_wait(&self, token: ConversationToken, message_id: &str) {
-        self.waiters.lock().expect("waiters lock").remove(&(token, message_id.to_owned()));
+        self.waiters
+            .lock()
+            .expect("waiters lock")
+            .remove(&(token, message_id.to_owned()));
     }
 
     fn resolve(&self, decisions: Vec<(ConversationToken, String, Decision)>) {
@@ -75,7 +87,8 @@ impl Shared {
     }
 
     fn touch_consumer(&self) {
-        self.consumer_seen.store(clock::now().unix_nanos(), Ordering::Relaxed);
+        self.consumer_seen
+            .store(clock::now().unix_nanos(), Ordering::Relaxed);
     }
 
     /// The consumer loop came round within the last 60 s (it wakes at least every 30 s).
@@ -107,11 +120,34 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let shared = Arc::new(Shared::new(store, policy));
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(pipeline::run(shared.clone(), js.clone(), consumer.clone(), config.batch.max(1), stopped.clone()));
+    tasks.spawn(pipeline::run(
+        shared.clone(),
+        js.clone(),
+        consumer.clone(),
+        config.batch.max(1),
+        stopped.clone(),
+    ));
     tasks.spawn(outbox::run(shared.clone(), js.clone(), stopped.clone()));
-    tasks.spawn(clock::run(shared.clone(), js.clone(), config.partitions, stopped.clone()));
-    tasks.spawn(api::run(shared.clone(), client.clone(), js.clone(), config.partitions, config.send_timeout, stopped.clone()));
-    tasks.spawn(http::run(shared.clone(), client.clone(), listener, stopped.clone()));
+    tasks.spawn(clock::run(
+        shared.clone(),
+        js.clone(),
+        config.partitions,
+        stopped.clone(),
+    ));
+    tasks.spawn(api::run(
+        shared.clone(),
+        client.clone(),
+        js.clone(),
+        config.partitions,
+        config.send_timeout,
+        stopped.clone(),
+    ));
+    tasks.spawn(http::run(
+        shared.clone(),
+        client.clone(),
+        listener,
+        stopped.clone(),
+    ));
     {
         let shared = shared.clone();
         let mut stopped = stopped.clone();

@@ -4,7 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,20 +41,55 @@ impl Default for Metrics {
             ticks_logged: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("events_folded", "Input events folded", metrics.events_folded.clone());
-        registry.register("duplicates", "Input events dropped as duplicates (R14)", metrics.duplicates.clone());
+        registry.register(
+            "events_folded",
+            "Input events folded",
+            metrics.events_folded.clone(),
+        );
+        registry.register(
+            "duplicates",
+            "Input events dropped as duplicates (R14)",
+            metrics.duplicates.clone(),
+        );
         registry.register(
             "decisions",
             "Outbound decisions by reason (accepted, held, or the delivery_failed reason)",
             metrics.decisions.clone(),
         );
-        registry.register("dlq", "Bad input copied to the DLQ, by reason", metrics.dlq.clone());
-        registry.register("outputs_published", "Outputs published to VENTANA_OUT", metrics.outputs_published.clone());
-        registry.register("outbox_depth", "Outputs waiting in the outbox", metrics.outbox_depth.clone());
-        registry.register("consumer_lag", "Input events not yet delivered to ventanad", metrics.consumer_lag.clone());
-        registry.register("batch_seconds", "Time to fold, persist and ack one batch", metrics.batch_seconds.clone());
-        registry.register("ticks_logged", "Deadline ticks logged to VENTANA_IN", metrics.ticks_logged.clone());
-        Self { registry, ..metrics }
+        registry.register(
+            "dlq",
+            "Bad input copied to the DLQ, by reason",
+            metrics.dlq.clone(),
+        );
+        registry.register(
+            "outputs_published",
+            "Outputs published to VENTANA_OUT",
+            metrics.outputs_published.clone(),
+        );
+        registry.register(
+            "outbox_depth",
+            "Outputs waiting in the outbox",
+            metrics.outbox_depth.clone(),
+        );
+        registry.register(
+            "consumer_lag",
+            "Input events not yet delivered to ventanad",
+            metrics.consumer_lag.clone(),
+        );
+        registry.register(
+            "batch_seconds",
+            "Time to fold, persist and ack one batch",
+            metrics.batch_seconds.clone(),
+        );
+        registry.register(
+            "ticks_logged",
+            "Deadline ticks logged to VENTANA_IN",
+            metrics.ticks_logged.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
     }
 }
 
@@ -69,7 +104,8 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String");
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String");
         text
     }
 }

@@ -43,7 +43,12 @@ pub async fn connect(options: &NatsOptions, name: &str) -> anyhow::Result<async_
         .with_context(|| format!("cannot connect to NATS at {}", options.url))
 }
 
-fn stream_config(name: &str, subjects: &str, duplicate_window: Duration, replicas: usize) -> stream::Config {
+fn stream_config(
+    name: &str,
+    subjects: &str,
+    duplicate_window: Duration,
+    replicas: usize,
+) -> stream::Config {
     stream::Config {
         name: name.to_owned(),
         subjects: vec![subjects.to_owned()],
@@ -55,7 +60,10 @@ fn stream_config(name: &str, subjects: &str, duplicate_window: Duration, replica
 }
 
 /// Creates or updates VENTANA_IN, VENTANA_OUT and VENTANA_DLQ, and the durable consumer.
-pub async fn declare(js: &jetstream::Context, config: &Config) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
+pub async fn declare(
+    js: &jetstream::Context,
+    config: &Config,
+) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
     let replicas = config.replicas.max(1);
     for (name, subjects, window) in [
         (IN_STREAM, IN_SUBJECTS, config.in_duplicate_window),
@@ -66,7 +74,10 @@ pub async fn declare(js: &jetstream::Context, config: &Config) -> anyhow::Result
             .await
             .with_context(|| format!("cannot declare stream {name}"))?;
     }
-    let stream = js.get_stream(IN_STREAM).await.context("cannot open VENTANA_IN")?;
+    let stream = js
+        .get_stream(IN_STREAM)
+        .await
+        .context("cannot open VENTANA_IN")?;
     let consumer = stream
         .get_or_create_consumer(
             CONSUMER,

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream;
 use async_nats::HeaderMap;
+use async_nats::jetstream;
 use tokio::sync::watch;
 use tracing::warn;
 use ventana_wire::subjects::MSG_ID;
@@ -15,7 +15,11 @@ use crate::Shared;
 
 const ROWS_PER_ROUND: usize = 1024;
 
-pub async fn run(shared: Arc<Shared>, js: jetstream::Context, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run(
+    shared: Arc<Shared>,
+    js: jetstream::Context,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     loop {
         let store = shared.store.clone();
         let rows = tokio::task::spawn_blocking(move || store.outbox(ROWS_PER_ROUND)).await??;
@@ -46,7 +50,10 @@ pub async fn run(shared: Arc<Shared>, js: jetstream::Context, mut shutdown: watc
     }
 }
 
-async fn publish(js: &jetstream::Context, rows: &[(u64, ventana_store::OutboxRow)]) -> anyhow::Result<()> {
+async fn publish(
+    js: &jetstream::Context,
+    rows: &[(u64, ventana_store::OutboxRow)],
+) -> anyhow::Result<()> {
     let mut acks = Vec::with_capacity(rows.len());
     for (_, row) in rows {
         let mut headers = HeaderMap::new();

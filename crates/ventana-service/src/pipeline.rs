@@ -11,16 +11,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use async_nats::jetstream::{self, consumer::pull};
 use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
-use ventana_core::{validate, Conversation, ConversationToken, Event, Timestamp};
-use ventana_notifier::{fold_event, OutputBody};
+use ventana_core::{Conversation, ConversationToken, Event, Timestamp, validate};
+use ventana_notifier::{OutputBody, fold_event};
 use ventana_store::{Commit, Indexed, OutboxRow, Store};
 use ventana_wire::subjects::{self, dlq_subject, output_subject, token_of_input_subject};
-use ventana_wire::{output_to_json, parse_event, WireError};
+use ventana_wire::{WireError, output_to_json, parse_event};
 
 use crate::Shared;
 
@@ -53,7 +53,8 @@ fn decode(incoming: &Incoming, shared: &Shared) -> Result<Event, WireError> {
             limit: MAX_EVENT_BYTES,
         });
     }
-    let text = std::str::from_utf8(&incoming.payload).map_err(|e| WireError::Undecodable(e.to_string()))?;
+    let text = std::str::from_utf8(&incoming.payload)
+        .map_err(|e| WireError::Undecodable(e.to_string()))?;
     let mut event = parse_event(text)?;
     if token_of_input_subject(&incoming.subject) != Some(event.conversation.token()) {
         return Err(WireError::InvalidField {
@@ -111,7 +112,11 @@ fn fold_batch(
                     | OutputBody::OutboundHeld { message_id, .. }
                     | OutputBody::DeliveryFailed { message_id, .. } = &output.body
                     {
-                        decisions.push((token, message_id.clone(), Decision { json: json.clone() }));
+                        decisions.push((
+                            token,
+                            message_id.clone(),
+                            Decision { json: json.clone() },
+                        ));
                     }
                 }
             }
@@ -126,7 +131,11 @@ fn fold_batch(
         }
     }
     for (conversation, before) in touched.values() {
-        commit.put_state(conversation, *before, Indexed::of(conversation, &shared.policy));
+        commit.put_state(
+            conversation,
+            *before,
+            Indexed::of(conversation, &shared.policy),
+        );
     }
     commit.checkpoint(last_sequence);
     store.commit(commit)?;
@@ -139,14 +148,24 @@ async fn to_dlq(js: &jetstream::Context, bad: &[(&Incoming, WireError)]) -> anyh
     let mut acks = Vec::with_capacity(bad.len());
     for (incoming, error) in bad {
         let mut headers = HeaderMap::new();
-        headers.insert(subjects::MSG_ID, format!("dlq:{}", incoming.sequence).as_str());
+        headers.insert(
+            subjects::MSG_ID,
+            format!("dlq:{}", incoming.sequence).as_str(),
+        );
         headers.insert(subjects::REASON_HEADER, error.reason());
-        headers.insert(subjects::ERROR_HEADER, error.to_string().replace(['\r', '\n'], " ").as_str());
+        headers.insert(
+            subjects::ERROR_HEADER,
+            error.to_string().replace(['\r', '\n'], " ").as_str(),
+        );
         headers.insert("Ventana-Subject", incoming.subject.as_str());
         acks.push(
-            js.publish_with_headers(dlq_subject(error.reason()), headers, incoming.payload.clone())
-                .await
-                .context("publishing to the DLQ")?,
+            js.publish_with_headers(
+                dlq_subject(error.reason()),
+                headers,
+                incoming.payload.clone(),
+            )
+            .await
+            .context("publishing to the DLQ")?,
         );
     }
     for ack in acks {
@@ -213,7 +232,9 @@ pub async fn run(
             }
             let mut incoming = Vec::with_capacity(delivered.len());
             for message in &delivered {
-                let info = message.info().map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?;
+                let info = message
+                    .info()
+                    .map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?;
                 incoming.push(Incoming {
                     sequence: info.stream_sequence,
                     published: timestamp_of(info.published),
@@ -221,7 +242,11 @@ pub async fn run(
                     payload: message.payload.clone(),
                 });
             }
-            let last_sequence = incoming.iter().map(|i| i.sequence).max().unwrap_or(checkpoint);
+            let last_sequence = incoming
+                .iter()
+                .map(|i| i.sequence)
+                .max()
+                .unwrap_or(checkpoint);
             let mut events = Vec::with_capacity(incoming.len());
             let mut bad = Vec::new();
             for item in incoming.iter().filter(|i| i.sequence > checkpoint) {
@@ -239,9 +264,11 @@ pub async fn run(
             }
             if last_sequence > checkpoint {
                 let worker = shared.clone();
-                let decisions = tokio::task::spawn_blocking(move || fold_batch(&worker, &events, last_sequence))
-                    .await
-                    .context("the fold panicked")??;
+                let decisions = tokio::task::spawn_blocking(move || {
+                    fold_batch(&worker, &events, last_sequence)
+                })
+                .await
+                .context("the fold panicked")??;
                 checkpoint = last_sequence;
                 shared.outbox_wake.notify_one();
                 shared.clock_wake.notify_one();
@@ -253,7 +280,10 @@ pub async fn run(
                     warn!(%error, "ack failed; the batch will be redelivered and skipped");
                 }
             }
-            shared.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+            shared
+                .metrics
+                .batch_seconds
+                .observe(started.elapsed().as_secs_f64());
         }
     }
 }

@@ -19,7 +19,7 @@ use std::path::Path;
 
 use thiserror::Error;
 use ventana_core::{Conversation, ConversationToken, Policy, Timestamp};
-use ventana_wire::codec::{decode_state, encode_state, CodecError};
+use ventana_wire::codec::{CodecError, decode_state, encode_state};
 
 /// Bumped whenever the key layout changes incompatibly.
 pub const LAYOUT_VERSION: u8 = 1;
@@ -34,17 +34,16 @@ const OUTBOX: u8 = b'o';
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// The data directory was written by another layout: refuse to start rather than misread.
-    #[error("the data directory {path} has store layout {found}; this ventana uses layout {LAYOUT_VERSION}: rebuild it from the log (`ventana rebuild`) or use a new directory")]
+    #[error(
+        "the data directory {path} has store layout {found}; this ventana uses layout {LAYOUT_VERSION}: rebuild it from the log (`ventana rebuild`) or use a new directory"
+    )]
     Incompatible { path: String, found: u8 },
     /// sled failed (disk full, corruption, I/O): the service stops; nothing is acked.
     #[error("storage: {0}")]
     Sled(#[from] sled::Error),
     /// A stored state cannot be read.
     #[error("stored state of {token}: {source}")]
-    State {
-        token: String,
-        source: CodecError,
-    },
+    State { token: String, source: CodecError },
     /// A stored row is malformed.
     #[error("corrupt store row: {0}")]
     Corrupt(String),
@@ -79,7 +78,8 @@ pub struct OutboxRow {
 
 impl OutboxRow {
     fn encode(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(8 + self.subject.len() + self.id.len() + self.payload.len());
+        let mut bytes =
+            Vec::with_capacity(8 + self.subject.len() + self.id.len() + self.payload.len());
         for part in [self.subject.as_bytes(), self.id.as_bytes()] {
             bytes.extend_from_slice(&(part.len() as u32).to_be_bytes());
             bytes.extend_from_slice(part);
@@ -122,7 +122,9 @@ fn token_bytes(token: ConversationToken) -> [u8; 16] {
 }
 
 fn token_from(bytes: &[u8]) -> ConversationToken {
-    ConversationToken::from_u128(u128::from_be_bytes(bytes[..16].try_into().expect("16 bytes")))
+    ConversationToken::from_u128(u128::from_be_bytes(
+        bytes[..16].try_into().expect("16 bytes"),
+    ))
 }
 
 fn state_key(token: ConversationToken) -> Vec<u8> {
@@ -153,7 +155,8 @@ impl Commit {
     /// Stores `conversation`, moving its index entries from `before` to `after`.
     pub fn put_state(&mut self, conversation: &Conversation, before: Indexed, after: Indexed) {
         let token = conversation.key().token();
-        self.batch.insert(state_key(token), encode_state(conversation));
+        self.batch
+            .insert(state_key(token), encode_state(conversation));
         if before.deadline != after.deadline {
             if let Some(at) = before.deadline {
                 self.batch.remove(timed_key(DEADLINE, at, token));
@@ -265,7 +268,10 @@ impl Store {
 
     /// The earliest deadline of any conversation.
     pub fn next_due(&self) -> Result<Option<Timestamp>> {
-        Ok(self.timed(DEADLINE, None, None, 1)?.first().map(|(at, _)| *at))
+        Ok(self
+            .timed(DEADLINE, None, None, 1)?
+            .first()
+            .map(|(at, _)| *at))
     }
 
     /// Conversations whose window ends after `after` (exclusive; a pagination cursor of
@@ -303,7 +309,10 @@ impl Store {
         for entry in self.tree.range(start..vec![prefix + 1]) {
             let (key, _) = entry?;
             if key.len() != 25 {
-                return Err(StoreError::Corrupt(format!("index key of {} bytes", key.len())));
+                return Err(StoreError::Corrupt(format!(
+                    "index key of {} bytes",
+                    key.len()
+                )));
             }
             let at = instant_from(&key[1..9]);
             if until.is_some_and(|until| at > until) || found.len() >= limit {
@@ -383,22 +392,38 @@ mod tests {
         assert_eq!(store.checkpoint().unwrap(), 0);
         let conversation = Conversation::new(key(1));
         let token = key(1).token();
-        let first = Indexed { deadline: Some(at(100)), window_ends_at: Some(at(200)) };
+        let first = Indexed {
+            deadline: Some(at(100)),
+            window_ends_at: Some(at(200)),
+        };
         let mut commit = Commit::new();
         commit.put_state(&conversation, Indexed::default(), first);
-        commit.push_outbox(7, &OutboxRow { subject: "s".into(), id: "i".into(), payload: b"{}".to_vec() });
+        commit.push_outbox(
+            7,
+            &OutboxRow {
+                subject: "s".into(),
+                id: "i".into(),
+                payload: b"{}".to_vec(),
+            },
+        );
         commit.checkpoint(42);
         store.commit(commit).unwrap();
         assert_eq!(store.checkpoint().unwrap(), 42);
         assert_eq!(store.load(token).unwrap(), Some(conversation.clone()));
         assert_eq!(store.due(at(99), 10).unwrap(), vec![]);
         assert_eq!(store.due(at(100), 10).unwrap(), vec![(at(100), token)]);
-        assert_eq!(store.expiring((at(0), None), at(300), 10).unwrap(), vec![(at(200), token)]);
+        assert_eq!(
+            store.expiring((at(0), None), at(300), 10).unwrap(),
+            vec![(at(200), token)]
+        );
         let rows = store.outbox(10).unwrap();
         assert_eq!(rows[0].0, 7);
         assert_eq!(rows[0].1.payload, b"{}");
 
-        let second = Indexed { deadline: Some(at(150)), window_ends_at: None };
+        let second = Indexed {
+            deadline: Some(at(150)),
+            window_ends_at: None,
+        };
         let mut commit = Commit::new();
         commit.put_state(&conversation, first, second);
         store.commit(commit).unwrap();
@@ -410,7 +435,10 @@ mod tests {
 
     #[test]
     fn instants_before_1970_sort_first() {
-        assert!(instant_bytes(Timestamp::from_unix_seconds(-5)) < instant_bytes(Timestamp::from_unix_seconds(5)));
+        assert!(
+            instant_bytes(Timestamp::from_unix_seconds(-5))
+                < instant_bytes(Timestamp::from_unix_seconds(5))
+        );
     }
 
     #[test]
@@ -419,13 +447,18 @@ mod tests {
         let store = Store::open(dir.path(), 1 << 20).unwrap();
         let mut commit = Commit::new();
         for n in 0..5 {
-            let indexed = Indexed { deadline: None, window_ends_at: Some(at(100)) };
+            let indexed = Indexed {
+                deadline: None,
+                window_ends_at: Some(at(100)),
+            };
             commit.put_state(&Conversation::new(key(n)), Indexed::default(), indexed);
         }
         store.commit(commit).unwrap();
         let page = store.expiring((at(0), None), at(1000), 3).unwrap();
         assert_eq!(page.len(), 3);
-        let rest = store.expiring((page[2].0, Some(page[2].1)), at(1000), 3).unwrap();
+        let rest = store
+            .expiring((page[2].0, Some(page[2].1)), at(1000), 3)
+            .unwrap();
         assert_eq!(rest.len(), 2);
         assert!(rest.iter().all(|entry| !page.contains(entry)));
     }
@@ -435,10 +468,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let db = sled::open(dir.path()).unwrap();
-            db.open_tree("ventana").unwrap().insert(VERSION, &[99u8][..]).unwrap();
+            db.open_tree("ventana")
+                .unwrap()
+                .insert(VERSION, &[99u8][..])
+                .unwrap();
             db.flush().unwrap();
         }
         let error = Store::open(dir.path(), 1 << 20).unwrap_err().to_string();
-        assert!(error.contains("layout 99") && error.contains("rebuild"), "{error}");
+        assert!(
+            error.contains("layout 99") && error.contains("rebuild"),
+            "{error}"
+        );
     }
 }

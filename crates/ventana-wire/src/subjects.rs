@@ -42,8 +42,16 @@ pub fn input_subject_of(token: ConversationToken, partitions: u32) -> String {
 /// The token of an input subject, if it is one.
 pub fn token_of_input_subject(subject: &str) -> Option<ConversationToken> {
     let mut parts = subject.split('.');
-    match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("ventana"), Some("in"), Some(_), Some(token), None) => ConversationToken::parse(token),
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("ventana"), Some("in"), Some(_), Some(token), None) => {
+            ConversationToken::parse(token)
+        }
         _ => None,
     }
 }
@@ -73,7 +81,10 @@ mod tests {
     fn input_subjects_carry_partition_and_token() {
         let key = ConversationKey::new(Channel::WhatsApp, "acme", "1", "2");
         let subject = input_subject(&key, 16);
-        assert_eq!(subject, format!("ventana.in.{}.{}", key.token().partition(16), key.token()));
+        assert_eq!(
+            subject,
+            format!("ventana.in.{}.{}", key.token().partition(16), key.token())
+        );
         assert_eq!(token_of_input_subject(&subject), Some(key.token()));
         assert_eq!(token_of_input_subject("ventana.out.x.y"), None);
     }

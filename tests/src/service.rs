@@ -1,0 +1,123 @@
+//! Running ventanad in-process for a test, the way the binary does: `run(config, shutdown)`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use ventana_service::config::{Config, NatsOptions};
+
+use crate::nats::free_port;
+
+/// Windows short enough that deadlines pass while a test runs.
+pub const FAST_POLICY: &str = r#"
+[channels.whatsapp]
+standard_window = "1s"
+[channels.messenger]
+standard_window = "1s"
+human_agent_window = "2s"
+private_reply_window = "2s"
+hold_until_accepted = true
+[channels.instagram]
+standard_window = "1s"
+human_agent_window = "2s"
+private_reply_window = "2s"
+[notifier]
+agent_delay = "300ms"
+window_closing = "500ms"
+remind_customer = true
+greet_on_open = true
+"#;
+
+pub fn config(nats_url: &str, data: &Path, policy: Option<PathBuf>) -> Config {
+    Config {
+        nats: NatsOptions {
+            url: nats_url.to_owned(),
+            ..Default::default()
+        },
+        data: data.to_owned(),
+        policy,
+        cache_mb: 64,
+        partitions: 16,
+        replicas: 1,
+        in_duplicate_window: Duration::from_secs(600),
+        out_duplicate_window: Duration::from_secs(7200),
+        batch: 1000,
+        send_timeout: Duration::from_secs(5),
+        http: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+    }
+}
+
+/// Writes `text` as a policy file in `dir`.
+pub fn policy_file(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[derive(Debug)]
+pub struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+pub fn start(config: Config) -> Running {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(ventana_service::run(config, async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        stop: Some(stop),
+        task,
+    }
+}
+
+impl Running {
+    /// Asks for a graceful stop and waits for it.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await?
+    }
+}
+
+/// Polls `condition` until it holds, failing the test after `limit`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How many messages `stream` holds.
+pub async fn stream_len(js: &async_nats::jetstream::Context, stream: &str) -> u64 {
+    match js.get_stream(stream).await {
+        Ok(mut stream) => stream.info().await.map(|i| i.state.messages).unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+/// Whether ventanad's consumer has folded and acked everything in VENTANA_IN.
+pub async fn caught_up(js: &async_nats::jetstream::Context) -> bool {
+    let Ok(stream) = js.get_stream(ventana_wire::subjects::IN_STREAM).await else {
+        return false;
+    };
+    let Ok(mut consumer) = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
+            ventana_wire::subjects::CONSUMER,
+        )
+        .await
+    else {
+        return false;
+    };
+    match consumer.info().await {
+        Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
+        Err(_) => false,
+    }
+}

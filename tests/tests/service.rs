@@ -1,0 +1,334 @@
+//! ventanad against a real nats-server and a real sled store.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use ventana_core::{Event, Policy, Span, Timestamp};
+use ventana_notifier::Fold;
+use ventana_service::client::{logged_events, publish_events, read_stream};
+use ventana_service::clock::now;
+use ventana_tests::nats::NatsServer;
+use ventana_tests::service::{
+    FAST_POLICY, caught_up, config, eventually, policy_file, start, stream_len,
+};
+use ventana_tests::traffic::{build_log, seeded_steps};
+use ventana_wire::subjects::{
+    API_CHECK, API_EXPIRING, API_SEND, API_STATE, DLQ_STREAM, IN_STREAM, OUT_STREAM,
+};
+use ventana_wire::{output_to_json, parse_event, parse_policy};
+
+fn example(name: &str) -> Vec<Event> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/{name}.jsonl"));
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| parse_event(l).unwrap())
+        .collect()
+}
+
+/// Publishes `events` as live traffic: each stamped with the time it is published at (a
+/// few of the customer messages late), paced at about `per_second`.
+async fn publish_live(js: &async_nats::jetstream::Context, events: &[Event], per_second: usize) {
+    let chunk = (per_second / 20).max(1);
+    let mut pace = tokio::time::interval(Duration::from_millis(50));
+    for (n, window) in events.chunks(chunk).enumerate() {
+        pace.tick().await;
+        let at = now();
+        let live: Vec<Event> = window
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let mut e = e.clone();
+                let late = if (n + i) % 9 == 0 {
+                    Span::from_millis(700)
+                } else {
+                    Span::ZERO
+                };
+                e.occurred_at = at.minus(late);
+                e
+            })
+            .collect();
+        publish_events(js, &live, 16).await.unwrap();
+    }
+}
+
+/// Replays the live input log with `policy` and returns the printed outputs.
+fn replay(policy: &Policy, events: &[Event]) -> Vec<String> {
+    let mut fold = Fold::new(policy.clone());
+    let mut outputs = Vec::new();
+    for event in events {
+        let _ = fold.apply(event, &mut outputs);
+    }
+    outputs.iter().map(output_to_json).collect()
+}
+
+async fn out_payloads(js: &async_nats::jetstream::Context) -> Vec<String> {
+    read_stream(js, OUT_STREAM, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_outputs_equal_a_replay_of_the_live_log() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy_path = policy_file(dir.path(), FAST_POLICY);
+    let policy = parse_policy(FAST_POLICY).unwrap();
+    let service = start(config(
+        &nats.url(),
+        &dir.path().join("data"),
+        Some(policy_path),
+    ));
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    eventually("the streams", Duration::from_secs(10), || async {
+        js.get_stream(IN_STREAM).await.is_ok()
+    })
+    .await;
+
+    let mut events: Vec<Event> = ["whatsapp", "messenger", "instagram-comment"]
+        .iter()
+        .flat_map(|n| example(n))
+        .collect();
+    events.extend(build_log(&seeded_steps(3, 10_000, 300, 1)));
+    publish_live(&js, &events, 4_000).await;
+    eventually(
+        "ventanad to fold everything",
+        Duration::from_secs(30),
+        || caught_up(&js),
+    )
+    .await;
+
+    let logged = logged_events(&read_stream(&js, IN_STREAM, None).await.unwrap());
+    let ticks = logged.iter().filter(|e| e.id.starts_with("tick:")).count();
+    assert!(
+        ticks > 100,
+        "deadlines passed while the test ran, and were logged: {ticks}"
+    );
+    let expected = replay(&policy, &logged);
+    eventually(
+        "every output to be published",
+        Duration::from_secs(30),
+        || async { stream_len(&js, OUT_STREAM).await >= expected.len() as u64 },
+    )
+    .await;
+    let published = out_payloads(&js).await;
+    assert!(expected.len() > 5_000, "{} outputs", expected.len());
+    let differing = expected.iter().zip(&published).position(|(a, b)| a != b);
+    assert_eq!(differing, None, "first difference at output {differing:?}");
+    service.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_goes_to_the_dlq_and_valid_traffic_flows() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(config(&nats.url(), &dir.path().join("data"), None));
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    eventually("the streams", Duration::from_secs(10), || async {
+        js.get_stream(IN_STREAM).await.is_ok()
+    })
+    .await;
+
+    let valid = build_log(&seeded_steps(5, 2_000, 50, 1));
+    let mut acks = Vec::new();
+    let junk = [
+        "not json at all".to_owned(),
+        r#"{"id":"x","type":"fax","occurred_at":"2026-03-02T10:00:00Z","conversation":{"channel":"whatsapp","account":"a","channel_id":"b","contact_id":"c"}}"#.to_owned(),
+        r#"{"type":"customer_message"}"#.to_owned(),
+        "x".repeat(70 * 1024),
+    ];
+    for i in 0..1000 {
+        let payload = junk[i % junk.len()].clone();
+        acks.push(
+            js.publish(
+                format!("ventana.in.{}.{}", i % 16, "aaaaaaaaaaaaaaaaaaaaaaaaaa"),
+                payload.into(),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+    let at = now();
+    let valid: Vec<Event> = valid
+        .into_iter()
+        .map(|mut e| {
+            e.occurred_at = at;
+            e
+        })
+        .collect();
+    publish_events(&js, &valid, 16).await.unwrap();
+    eventually(
+        "ventanad to fold everything",
+        Duration::from_secs(30),
+        || caught_up(&js),
+    )
+    .await;
+
+    let dlq = read_stream(&js, DLQ_STREAM, None).await.unwrap();
+    assert_eq!(dlq.len(), 1000);
+    let mut reasons = std::collections::BTreeMap::new();
+    for message in &dlq {
+        *reasons.entry(message.subject.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        reasons.get("ventana.dlq.undecodable"),
+        Some(&250),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons.get("ventana.dlq.unknown_type"),
+        Some(&250),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons.get("ventana.dlq.missing_field"),
+        Some(&250),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons.get("ventana.dlq.oversize"),
+        Some(&250),
+        "{reasons:?}"
+    );
+
+    // Valid traffic: exactly what a replay of the valid events gives.
+    let logged = logged_events(&read_stream(&js, IN_STREAM, None).await.unwrap());
+    let expected = replay(&Policy::default(), &logged);
+    eventually("outputs", Duration::from_secs(30), || async {
+        stream_len(&js, OUT_STREAM).await >= expected.len() as u64
+    })
+    .await;
+    assert_eq!(out_payloads(&js).await[..expected.len()], expected[..]);
+    service.stop().await.unwrap();
+}
+
+async fn request(client: &async_nats::Client, subject: &str, body: Value) -> Value {
+    let reply = client
+        .request(subject.to_owned(), body.to_string().into())
+        .await
+        .unwrap();
+    serde_json::from_slice(&reply.payload).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_answers_state_check_send_and_expiring() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(config(&nats.url(), &dir.path().join("data"), None));
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    eventually("the streams", Duration::from_secs(10), || async {
+        js.get_stream(IN_STREAM).await.is_ok()
+    })
+    .await;
+    eventually("the API", Duration::from_secs(10), || async {
+        client
+            .request("$SRV.PING.ventana".to_owned(), "".into())
+            .await
+            .is_ok()
+    })
+    .await;
+
+    let conversation = |contact: &str| json!({"channel": "whatsapp", "account": "acme", "channel_id": "1", "contact_id": contact});
+    // Nobody wrote yet: state none, a message would be refused, nothing is logged by check.
+    let state = request(
+        &client,
+        API_STATE,
+        json!({"conversation": conversation("a")}),
+    )
+    .await;
+    assert_eq!(state["state"], "none");
+    let verdict = request(
+        &client,
+        API_CHECK,
+        json!({"conversation": conversation("a"), "sender": "agent", "kind": "message"}),
+    )
+    .await;
+    assert_eq!(verdict["type"], "delivery_failed");
+    assert_eq!(verdict["reason"], "no_customer_message");
+    assert_eq!(
+        stream_len(&js, IN_STREAM).await,
+        0,
+        "check has no side effect"
+    );
+
+    // Customers write, at staggered times in the last hours.
+    let at = now();
+    let customers: Vec<Event> = (0..5)
+        .map(|i| {
+            let line = json!({"id": format!("c{i}"), "type": "customer_message",
+                "occurred_at": at.minus(Span::from_hours(23 - i)).to_string(), "conversation": conversation(&format!("k{i}"))});
+            parse_event(&line.to_string()).unwrap()
+        })
+        .collect();
+    // Late by hours: allowed (only the future is limited by the clock skew).
+    publish_events(&js, &customers, 16).await.unwrap();
+    eventually("the customers folded", Duration::from_secs(10), || {
+        caught_up(&js)
+    })
+    .await;
+
+    let state = request(
+        &client,
+        API_STATE,
+        json!({"conversation": conversation("k0")}),
+    )
+    .await;
+    assert_eq!(state["state"], "open");
+    let sent = request(&client, API_SEND, json!({"id": "m1", "conversation": conversation("k0"), "sender": "agent", "kind": "message"})).await;
+    assert_eq!(sent["type"], "outbound_accepted", "{sent}");
+    assert_eq!(sent["messaging_type"], "response");
+    let state = request(
+        &client,
+        API_STATE,
+        json!({"conversation": conversation("k0")}),
+    )
+    .await;
+    assert_eq!(state["state"], "awaiting_customer");
+    let refused = request(&client, API_SEND, json!({"id": "m2", "conversation": conversation("a"), "sender": "agent", "kind": "message"})).await;
+    assert_eq!(refused["reason"], "no_customer_message", "{refused}");
+
+    // Soonest first, paginated.
+    let page = request(&client, API_EXPIRING, json!({"within": "3h", "limit": 2})).await;
+    let tokens: Vec<&str> = page["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["conversation"]["contact_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(tokens, ["k0", "k1"]);
+    let rest = request(
+        &client,
+        API_EXPIRING,
+        json!({"within": "3h", "limit": 2, "cursor": page["next_cursor"]}),
+    )
+    .await;
+    let tokens: Vec<&str> = rest["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["conversation"]["contact_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(tokens, ["k2"]);
+    let closes: Vec<Timestamp> = page["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| Timestamp::parse_rfc3339(c["closes_at"].as_str().unwrap()).unwrap())
+        .collect();
+    assert!(closes[0] <= closes[1]);
+
+    let error = request(&client, API_STATE, json!({"nothing": 1})).await;
+    assert_eq!(error["error"]["code"], "bad_request");
+    service.stop().await.unwrap();
+}
