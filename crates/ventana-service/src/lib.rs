@@ -111,7 +111,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     };
     let client = nats::connect(&config.nats, "ventanad").await?;
     let js = async_nats::jetstream::new(client.clone());
-    let consumer = nats::declare(&js, &config).await?;
+    let checkpoint = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.checkpoint()).await??
+    };
+    let consumer = nats::declare(&js, &config, checkpoint).await?;
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
         .with_context(|| format!("cannot listen on {}", config.http))?;
@@ -124,6 +128,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         shared.clone(),
         js.clone(),
         consumer.clone(),
+        config.replicas.max(1),
         config.batch.max(1),
         stopped.clone(),
     ));

@@ -59,10 +59,17 @@ fn stream_config(
     }
 }
 
-/// Creates or updates VENTANA_IN, VENTANA_OUT and VENTANA_DLQ, and the durable consumer.
+/// Creates or updates VENTANA_IN, VENTANA_OUT and VENTANA_DLQ, and (re)creates the durable
+/// consumer so that it starts right after `checkpoint`, the last sequence sled holds.
+///
+/// The store, not the consumer, is the source of truth: after a crash, messages delivered
+/// but not acked would otherwise only come back after the ack wait, behind newer ones, and
+/// be skipped as already applied. Starting the consumer at `checkpoint + 1` makes the order
+/// of application the order of the log, whatever happened before.
 pub async fn declare(
     js: &jetstream::Context,
     config: &Config,
+    checkpoint: u64,
 ) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
     let replicas = config.replicas.max(1);
     for (name, subjects, window) in [
@@ -74,23 +81,37 @@ pub async fn declare(
             .await
             .with_context(|| format!("cannot declare stream {name}"))?;
     }
+    consumer_after(js, checkpoint, replicas).await
+}
+
+/// (Re)creates the durable consumer to deliver from `checkpoint + 1` on.
+pub async fn consumer_after(
+    js: &jetstream::Context,
+    checkpoint: u64,
+    replicas: usize,
+) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
     let stream = js
         .get_stream(IN_STREAM)
         .await
         .context("cannot open VENTANA_IN")?;
-    let consumer = stream
-        .get_or_create_consumer(
-            CONSUMER,
-            pull::Config {
-                durable_name: Some(CONSUMER.to_owned()),
-                ack_policy: jetstream::consumer::AckPolicy::All,
-                ack_wait: Duration::from_secs(60),
-                max_ack_pending: 100_000,
-                num_replicas: replicas,
-                ..Default::default()
+    // Absent on a first start; any other failure shows when creating it.
+    let _ = stream.delete_consumer(CONSUMER).await;
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some(CONSUMER.to_owned()),
+            deliver_policy: if checkpoint == 0 {
+                jetstream::consumer::DeliverPolicy::All
+            } else {
+                jetstream::consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: checkpoint + 1,
+                }
             },
-        )
+            ack_policy: jetstream::consumer::AckPolicy::All,
+            ack_wait: Duration::from_secs(60),
+            max_ack_pending: 100_000,
+            num_replicas: replicas,
+            ..Default::default()
+        })
         .await
-        .context("cannot declare the ventanad consumer")?;
-    Ok(consumer)
+        .context("cannot declare the ventanad consumer")
 }

@@ -178,7 +178,8 @@ async fn to_dlq(js: &jetstream::Context, bad: &[(&Incoming, WireError)]) -> anyh
 pub async fn run(
     shared: Arc<Shared>,
     js: jetstream::Context,
-    consumer: jetstream::consumer::Consumer<pull::Config>,
+    mut consumer: jetstream::consumer::Consumer<pull::Config>,
+    replicas: usize,
     batch: usize,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -187,6 +188,9 @@ pub async fn run(
         tokio::task::spawn_blocking(move || store.checkpoint()).await??
     };
     info!(checkpoint, "consuming VENTANA_IN");
+    // Set when the consumer was just recreated at `checkpoint + 1`: a first delivery
+    // further on then means the messages between were deleted from the log.
+    let mut fresh_consumer = true;
     'reconnect: loop {
         let messages = match consumer
             .stream()
@@ -241,6 +245,33 @@ pub async fn run(
                     subject: message.subject.to_string(),
                     payload: message.payload.clone(),
                 });
+            }
+            // Apply strictly in log order. A gap means messages were delivered and lost (a
+            // NATS restart, a redelivery pending behind newer ones): start again from the
+            // checkpoint rather than skip them.
+            if let Some(first) = incoming
+                .iter()
+                .map(|i| i.sequence)
+                .filter(|s| *s > checkpoint)
+                .min()
+            {
+                if first > checkpoint + 1 && !fresh_consumer {
+                    warn!(
+                        checkpoint,
+                        first, "gap in delivery; re-reading from the checkpoint"
+                    );
+                    consumer = match crate::nats::consumer_after(&js, checkpoint, replicas).await {
+                        Ok(consumer) => consumer,
+                        Err(error) => {
+                            warn!(%error, "cannot recreate the consumer; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue 'reconnect;
+                        }
+                    };
+                    fresh_consumer = true;
+                    continue 'reconnect;
+                }
+                fresh_consumer = false;
             }
             let last_sequence = incoming
                 .iter()
