@@ -121,3 +121,39 @@ pub async fn caught_up(js: &async_nats::jetstream::Context) -> bool {
         Err(_) => false,
     }
 }
+
+/// The `ventanad` binary of this build (built on demand when a test runs alone).
+pub fn ventanad_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let binary = dir.join("ventanad");
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "ventana-service", "--bin", "ventanad"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building ventanad failed");
+    }
+    binary
+}
+
+/// Starts the `ventanad` binary as its own process.
+pub fn spawn_ventanad(nats_url: &str, data: &Path) -> std::process::Child {
+    std::process::Command::new(ventanad_binary())
+        .args([
+            "--nats",
+            nats_url,
+            "--http",
+            &format!("127.0.0.1:{}", free_port()),
+            "--data",
+        ])
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ventanad starts")
+}

@@ -1,0 +1,203 @@
+//! Durability: kill -9 ventanad repeatedly while events flow, and restart NATS under it.
+//! Afterwards every output is on VENTANA_OUT exactly once, in order, and the states in sled
+//! equal an offline replay of the log.
+
+use std::time::Duration;
+
+use ventana_core::{Event, Policy};
+use ventana_notifier::Fold;
+use ventana_service::client::{logged_events, publish_events, read_stream};
+use ventana_service::clock::now;
+use ventana_store::Store;
+use ventana_tests::nats::NatsServer;
+use ventana_tests::service::{caught_up, config, eventually, spawn_ventanad, start, stream_len};
+use ventana_tests::traffic::{SplitMix, build_log, seeded_steps};
+use ventana_wire::subjects::{IN_STREAM, OUT_STREAM};
+use ventana_wire::{output_to_json, snapshot_to_json};
+
+fn live(events: Vec<Event>) -> Vec<Event> {
+    let at = now();
+    events
+        .into_iter()
+        .map(|mut e| {
+            e.occurred_at = at;
+            e
+        })
+        .collect()
+}
+
+/// Publishes in chunks, retrying a chunk while NATS is away (ids make retries idempotent).
+async fn publish_all(url: String, events: Vec<Event>) {
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    for chunk in events.chunks(2_000) {
+        while publish_events(&js, chunk, 16).await.is_err() {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// The replay of the live log: its outputs and the snapshots of its conversations.
+async fn expected(js: &async_nats::jetstream::Context) -> (Vec<String>, Vec<String>) {
+    let logged = logged_events(&read_stream(js, IN_STREAM, None).await.unwrap());
+    let mut fold = Fold::new(Policy::default());
+    let mut outputs = Vec::new();
+    for event in &logged {
+        let _ = fold.apply(event, &mut outputs);
+    }
+    (
+        outputs.iter().map(output_to_json).collect(),
+        fold.snapshots().iter().map(snapshot_to_json).collect(),
+    )
+}
+
+async fn published(js: &async_nats::jetstream::Context) -> Vec<String> {
+    read_stream(js, OUT_STREAM, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
+        .collect()
+}
+
+fn stored_snapshots(data: &std::path::Path) -> Vec<String> {
+    let store = Store::open(data, 16 << 20).unwrap();
+    let policy = Policy::default();
+    let mut snapshots: Vec<_> = store
+        .conversations()
+        .map(|c| c.unwrap().snapshot(&policy))
+        .collect();
+    snapshots.sort_by_key(|s| {
+        (
+            s.conversation.channel.to_string(),
+            s.conversation.account.clone(),
+            s.conversation.channel_id.clone(),
+            s.conversation.contact_id.clone(),
+        )
+    });
+    snapshots.iter().map(snapshot_to_json).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_loses_nothing_and_publishes_nothing_twice() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+
+    let events = live(build_log(&seeded_steps(11, 100_000, 5_000, 1)));
+    let total = events.len() as u64;
+    let mut ventanad = spawn_ventanad(&nats.url(), &data);
+    eventually("the streams", Duration::from_secs(20), || async {
+        js.get_stream(IN_STREAM).await.is_ok()
+    })
+    .await;
+    let publisher = tokio::spawn(publish_all(nats.url(), events));
+
+    let mut rng = SplitMix::new(2026);
+    let mut kills = 0;
+    let mut kills_while_publishing = 0;
+    while kills < 6 {
+        // Let it run for a random while, then kill it without warning.
+        tokio::time::sleep(Duration::from_millis(200 + rng.below(1200))).await;
+        ventanad.kill().unwrap();
+        ventanad.wait().unwrap();
+        kills += 1;
+        if !publisher.is_finished() {
+            kills_while_publishing += 1;
+        }
+        ventanad = spawn_ventanad(&nats.url(), &data);
+    }
+    publisher.await.unwrap();
+    assert!(
+        kills_while_publishing >= 1,
+        "ventanad was killed while events flowed"
+    );
+    assert_eq!(stream_len(&js, IN_STREAM).await, total);
+    eventually(
+        "ventanad to fold everything",
+        Duration::from_secs(120),
+        || caught_up(&js),
+    )
+    .await;
+    let (outputs, snapshots) = expected(&js).await;
+    eventually(
+        "every output to be published",
+        Duration::from_secs(60),
+        || async { stream_len(&js, OUT_STREAM).await >= outputs.len() as u64 },
+    )
+    .await;
+    // Graceful stop (SIGTERM) flushes and releases the store.
+    std::process::Command::new("kill")
+        .args(["-TERM", &ventanad.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        ventanad.wait().unwrap().success(),
+        "ventanad stops cleanly on SIGTERM"
+    );
+
+    let live_outputs = published(&js).await;
+    assert_eq!(
+        live_outputs.len(),
+        outputs.len(),
+        "no output lost, none published twice"
+    );
+    assert!(
+        live_outputs == outputs,
+        "outputs equal the replay, in order"
+    );
+    assert_eq!(
+        stored_snapshots(&data),
+        snapshots,
+        "states in sled equal the replay"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_restart_mid_run_loses_nothing() {
+    let mut nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(config(&nats.url(), &dir.path().join("data"), None));
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(nats.url())
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    eventually("the streams", Duration::from_secs(10), || async {
+        js.get_stream(IN_STREAM).await.is_ok()
+    })
+    .await;
+
+    let events = live(build_log(&seeded_steps(12, 20_000, 1_000, 1)));
+    let (first, second) = events.split_at(10_000);
+    publish_all(nats.url(), first.to_vec()).await;
+    nats.restart();
+    publish_all(nats.url(), second.to_vec()).await;
+    eventually(
+        "ventanad to fold everything after the restart",
+        Duration::from_secs(60),
+        || caught_up(&js),
+    )
+    .await;
+    let (outputs, _) = expected(&js).await;
+    eventually(
+        "every output to be published",
+        Duration::from_secs(60),
+        || async { stream_len(&js, OUT_STREAM).await >= outputs.len() as u64 },
+    )
+    .await;
+    let live_outputs = published(&js).await;
+    assert_eq!(live_outputs.len(), outputs.len());
+    assert!(
+        live_outputs == outputs,
+        "outputs equal the replay, in order"
+    );
+    service.stop().await.unwrap();
+}
