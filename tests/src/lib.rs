@@ -4,4 +4,4 @@
 pub mod nats;
 pub mod scenario;
 pub mod service;
-pub mod traffic;
+pub use ventana_sim as traffic;

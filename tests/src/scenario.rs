@@ -12,7 +12,7 @@ use ventana_notifier::{Fold, Output, OutputBody};
 
 /// The instant every scenario starts at: 2026-03-02T10:00:00Z (a Monday, before the
 /// Messenger tag deprecation).
-pub const T0: Timestamp = Timestamp::from_unix_seconds(1_772_445_600);
+pub const T0: Timestamp = ventana_sim::T0;
 
 /// Reads `+1d2h3m4s`-style offsets (any of the parts, in that order; `-` for before T0).
 pub fn offset(text: &str) -> Span {

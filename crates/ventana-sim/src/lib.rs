@@ -1,8 +1,9 @@
-//! Realistic mixed traffic as input events: customers writing and commenting, agents and
+//! ventana-sim: realistic mixed traffic as input events: customers writing and commenting, agents and
 //! automation answering (sometimes too late), templates, tags, private and public replies,
 //! echoes, delivery reports with platform errors, operators closing and reopening; customer
-//! messages sometimes arriving late. Used by the property tests (as shrinkable [`Step`]s)
-//! and by the benchmarks (from a seed).
+//! messages sometimes arriving late. Used by the property tests (as shrinkable [`Step`]s),
+//! the benchmarks and `ventana dev` (from a seed).
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 
@@ -11,7 +12,8 @@ use ventana_core::{
     PlatformError, Sender, Span, Status, Tag, Timestamp,
 };
 
-use crate::scenario::T0;
+/// The instant generated traffic starts at: 2026-03-02T10:00:00Z.
+pub const T0: Timestamp = Timestamp::from_unix_seconds(1_772_445_600);
 
 /// One step of traffic: which conversation, how long after the previous step, what happens,
 /// and how late (for customer messages) the platform delivered it.

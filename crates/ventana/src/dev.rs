@@ -1,0 +1,256 @@
+//! `ventana dev`: a private nats-server, ventanad and a demo feed, in one command.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+use ventana_core::{Event, Span};
+use ventana_service::clock::now;
+use ventana_service::config::{Config, NatsOptions};
+use ventana_sim::{build_log, seeded_steps};
+
+/// Windows of minutes instead of hours, so a demo shows windows closing while you watch.
+pub const DEMO_POLICY: &str = r#"# ventana dev: minutes instead of hours, so windows close while you watch.
+[channels.whatsapp]
+standard_window = "2m"
+[channels.messenger]
+standard_window = "2m"
+human_agent_window = "5m"
+private_reply_window = "5m"
+[channels.instagram]
+standard_window = "2m"
+human_agent_window = "5m"
+private_reply_window = "5m"
+[notifier]
+agent_delay = "20s"
+window_closing = "30s"
+greet_on_open = true
+"#;
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct DevArgs {
+    /// Where the dev NATS store and ventana's data live.
+    #[arg(long, default_value = ".local/dev")]
+    pub data: PathBuf,
+    /// NATS port (0: any free port).
+    #[arg(long, default_value_t = 4222)]
+    pub port: u16,
+    /// Address of ventanad's /healthz and /metrics.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub http: std::net::SocketAddr,
+    /// Demo events per second (0: no demo feed).
+    #[arg(long, default_value_t = 20)]
+    pub rate: u32,
+    /// A policy file instead of the demo policy (minutes-long windows).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Stop by itself after this many seconds (default: run until Ctrl-C).
+    #[arg(long, value_name = "SECONDS")]
+    pub for_seconds: Option<u64>,
+}
+
+/// A nats-server >= 2.11: `$VENTANA_NATS_SERVER`, else the project's installer (which uses
+/// PATH or installs the pinned one), else `nats-server` on PATH.
+fn nats_server_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("VENTANA_NATS_SERVER") {
+        return Ok(PathBuf::from(path));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/nats-server");
+    if script.exists() {
+        let output = Command::new("bash")
+            .arg(&script)
+            .stderr(Stdio::inherit())
+            .output()?;
+        anyhow::ensure!(
+            output.status.success(),
+            "scripts/nats-server could not find or install nats-server"
+        );
+        return Ok(PathBuf::from(String::from_utf8(output.stdout)?.trim()));
+    }
+    Ok(PathBuf::from("nats-server"))
+}
+
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// Starts nats-server and waits until it says it is ready.
+fn start_nats(binary: &Path, port: u16, store: &Path) -> anyhow::Result<Child> {
+    let mut child = Command::new(binary)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let stderr = child.stderr.take().expect("piped");
+    let (ready, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut told = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !told && line.contains("Server is ready") {
+                let _ = ready.send(());
+                told = true;
+            }
+        }
+    });
+    if wait.recv_timeout(Duration::from_secs(20)).is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        anyhow::bail!("nats-server did not become ready on port {port}");
+    }
+    Ok(child)
+}
+
+/// Stops the child process it owns when dropped, however `dev` ends.
+struct Stopper(Child);
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Generated traffic made live: fresh ids per run, stamped with the moment of publishing.
+async fn demo_feed(nats_url: String, rate: u32) -> anyhow::Result<()> {
+    let client = async_nats::connect(nats_url).await?;
+    let js = async_nats::jetstream::new(client);
+    let run = now().unix_nanos() / 1_000_000_000;
+    let mut steps = seeded_steps(run as u64, 100_000, 200, 30).into_iter();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // ventanad declares the streams as it starts.
+    while js
+        .get_stream(ventana_wire::subjects::IN_STREAM)
+        .await
+        .is_err()
+    {
+        tick.tick().await;
+    }
+    let mut n = 0u64;
+    loop {
+        tick.tick().await;
+        let batch: Vec<_> = steps.by_ref().take(rate as usize).collect();
+        if batch.is_empty() {
+            steps = seeded_steps(run as u64 + n, 100_000, 200, 30).into_iter();
+            continue;
+        }
+        let at = now();
+        let events: Vec<Event> = build_log(&batch)
+            .into_iter()
+            .map(|mut e| {
+                n += 1;
+                e.id = format!("demo-{run}-{n}");
+                e.occurred_at = at.minus(Span::from_millis(if n % 10 == 0 { 1500 } else { 0 }));
+                e
+            })
+            .collect();
+        // Until ventanad has declared the streams (and whenever NATS is away) this fails;
+        // the demo carries on with the next second's events.
+        if let Err(error) = ventana_service::client::publish_events(
+            &js,
+            &events,
+            ventana_wire::subjects::DEFAULT_PARTITIONS,
+        )
+        .await
+        {
+            tracing::warn!(%error, "demo feed: publishing failed");
+        }
+    }
+}
+
+pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let nats_store = args.data.join("nats");
+    let data = args.data.join("ventana");
+    std::fs::create_dir_all(&nats_store)
+        .with_context(|| format!("cannot create {}", nats_store.display()))?;
+    let policy = match args.policy {
+        Some(policy) => policy,
+        None => {
+            let path = args.data.join("demo-policy.toml");
+            std::fs::write(&path, DEMO_POLICY)?;
+            path
+        }
+    };
+    let port = if args.port != 0 && port_free(args.port) {
+        args.port
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port()
+    };
+    let binary = nats_server_binary()?;
+    let _nats = Stopper(start_nats(&binary, port, &nats_store)?);
+    let url = format!("nats://127.0.0.1:{port}");
+    let config = Config {
+        nats: NatsOptions {
+            url: url.clone(),
+            ..Default::default()
+        },
+        data: data.clone(),
+        policy: Some(policy.clone()),
+        cache_mb: 128,
+        partitions: ventana_wire::subjects::DEFAULT_PARTITIONS,
+        replicas: 1,
+        in_duplicate_window: Duration::from_secs(600),
+        out_duplicate_window: Duration::from_secs(7200),
+        batch: 1000,
+        send_timeout: Duration::from_secs(5),
+        http: args.http,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut service = tokio::spawn(ventana_service::run(config, async move {
+        let _ = stopped.await;
+    }));
+    let nats_flag = if port == 4222 {
+        String::new()
+    } else {
+        format!(" --nats {url}")
+    };
+    println!(
+        "ventana dev is running\n  \
+         NATS       {url} (JetStream store: {})\n  \
+         ventanad   data {}, http://{}/metrics and /healthz\n  \
+         demo feed  {} events/s over 200 conversations; policy {}\n\n\
+         Try, in another terminal:\n  \
+         cargo run -q -p ventana -- tail{nats_flag}\n  \
+         cargo run -q -p ventana -- state whatsapp/acme/page-0/contact-0{nats_flag}\n  \
+         cargo run -q -p ventana -- check whatsapp/acme/page-0/contact-0 --sender agent --kind message{nats_flag}\n  \
+         curl -s http://{}/metrics | grep '^ventana_'\n\n\
+         Ctrl-C stops everything.",
+        nats_store.display(),
+        data.display(),
+        args.http,
+        args.rate,
+        policy.display(),
+        args.http,
+    );
+    let feed = (args.rate > 0).then(|| tokio::spawn(demo_feed(url, args.rate)));
+    let limit = async {
+        match args.for_seconds {
+            Some(seconds) => tokio::time::sleep(Duration::from_secs(seconds)).await,
+            None => std::future::pending().await,
+        }
+    };
+    let ended = tokio::select! {
+        _ = ventana_service::shutdown_signal() => None,
+        _ = limit => None,
+        result = &mut service => Some(result),
+    };
+    if let Some(feed) = feed {
+        feed.abort();
+    }
+    match ended {
+        Some(result) => result
+            .context("ventanad panicked")?
+            .context("ventanad stopped")?,
+        None => {
+            let _ = stop.send(());
+            service.await.context("ventanad panicked")??;
+        }
+    }
+    println!("stopped");
+    Ok(())
+}

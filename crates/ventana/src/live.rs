@@ -1,0 +1,182 @@
+//! Commands against the live system: publish, tail, state, check.
+
+use std::io::{BufRead, Write};
+
+use anyhow::Context;
+use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use ventana_core::{Channel, ConversationKey, ConversationToken, Event};
+use ventana_service::config::NatsOptions;
+use ventana_wire::subjects::{self, OUT_STREAM};
+
+/// Reads `channel/account/channel_id/contact_id` or a 26-character token into the JSON a
+/// request names a conversation with.
+pub fn conversation_arg(text: &str) -> anyhow::Result<(&'static str, Value)> {
+    if let Some(token) = ConversationToken::parse(text) {
+        return Ok(("token", Value::String(token.to_string())));
+    }
+    let parts: Vec<&str> = text.splitn(4, '/').collect();
+    let [channel, account, channel_id, contact_id] = parts[..] else {
+        anyhow::bail!(
+            "a conversation is CHANNEL/ACCOUNT/CHANNEL_ID/CONTACT_ID (e.g. whatsapp/acme/15550001111/4915112345678) or its 26-character token"
+        );
+    };
+    let channel =
+        Channel::parse(channel).with_context(|| format!("unknown channel {channel:?}"))?;
+    let key = ConversationKey::new(channel, account, channel_id, contact_id);
+    Ok((
+        "conversation",
+        json!({"channel": key.channel.to_string(), "account": key.account, "channel_id": key.channel_id, "contact_id": key.contact_id}),
+    ))
+}
+
+/// `ventana publish`: every event of a JSONL file to its subject, awaiting acks.
+pub async fn publish(
+    nats: &NatsOptions,
+    input: &std::path::Path,
+    partitions: u32,
+) -> anyhow::Result<bool> {
+    let file =
+        std::fs::File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
+    let mut events: Vec<Event> = Vec::new();
+    let mut invalid = 0;
+    for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match ventana_wire::parse_event(&line) {
+            Ok(event) => events.push(event),
+            Err(error) => {
+                invalid += 1;
+                eprintln!("line {}: {error}", index + 1);
+            }
+        }
+    }
+    let client = ventana_service::nats::connect(nats, "ventana-publish").await?;
+    let js = jetstream::new(client);
+    let fresh = ventana_service::client::publish_events(&js, &events, partitions).await?;
+    eprintln!(
+        "published {} events ({fresh} new, {} already in the log){}",
+        events.len(),
+        events.len() - fresh,
+        if invalid > 0 {
+            format!("; {invalid} invalid lines skipped")
+        } else {
+            String::new()
+        }
+    );
+    Ok(invalid == 0)
+}
+
+/// `ventana tail`: outputs as they are published (JSON lines, or one line per output).
+pub async fn tail(
+    nats: &NatsOptions,
+    from_start: bool,
+    output_type: Option<&str>,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let client = ventana_service::nats::connect(nats, "ventana-tail").await?;
+    let js = jetstream::new(client);
+    let stream = js
+        .get_stream(OUT_STREAM)
+        .await
+        .context("no VENTANA_OUT stream: is ventanad running?")?;
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: format!("ventana.out.{}.>", output_type.unwrap_or("*")),
+            deliver_policy: if from_start {
+                DeliverPolicy::All
+            } else {
+                DeliverPolicy::New
+            },
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let mut out = std::io::stdout().lock();
+    while let Some(message) = messages.next().await {
+        let message = message?;
+        let text = String::from_utf8_lossy(&message.payload);
+        let line = if as_json {
+            text.into_owned()
+        } else {
+            human(&text)
+        };
+        match writeln!(out, "{line}").and_then(|()| out.flush()) {
+            Ok(()) => {}
+            // The reader went away (`ventana tail | head`): that is the end, not an error.
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
+}
+
+/// One line for people: time, conversation, what happened.
+fn human(text: &str) -> String {
+    let Ok(output) = ventana_wire::parse_output(text) else {
+        return text.to_owned();
+    };
+    let json: Value = serde_json::from_str(text).unwrap_or_default();
+    let what = match json["type"].as_str().unwrap_or_default() {
+        "state_changed" => format!(
+            "{} -> {} ({}, until {})",
+            json["from"].as_str().unwrap_or(""),
+            json["to"].as_str().unwrap_or(""),
+            json["window"].as_str().unwrap_or(""),
+            json["window_ends_at"].as_str().unwrap_or("-")
+        ),
+        "outbound_accepted" => format!(
+            "{} accepted as {}",
+            json["message_id"].as_str().unwrap_or(""),
+            json["messaging_type"].as_str().unwrap_or("")
+        ),
+        "outbound_held" => format!(
+            "{} held until {}",
+            json["message_id"].as_str().unwrap_or(""),
+            json["until"].as_str().unwrap_or("")
+        ),
+        "delivery_failed" => format!(
+            "{} NOT DELIVERED {}: {}",
+            json["message_id"].as_str().unwrap_or(""),
+            json["reason"].as_str().unwrap_or(""),
+            json["detail"].as_str().unwrap_or("")
+        ),
+        "auto_reply" => format!(
+            "auto-reply requested: {}",
+            json["trigger"].as_str().unwrap_or("")
+        ),
+        "window_closing" => format!(
+            "window closes at {}",
+            json["closes_at"].as_str().unwrap_or("")
+        ),
+        other => other.to_owned(),
+    };
+    format!(
+        "{}  {:<16}  {}  {what}",
+        output.occurred_at,
+        output.body.type_name(),
+        output.conversation
+    )
+}
+
+/// Sends one request to the API and prints the JSON reply; false when it is an error.
+pub async fn request(nats: &NatsOptions, subject: &str, body: Value) -> anyhow::Result<bool> {
+    let client = ventana_service::nats::connect(nats, "ventana-cli").await?;
+    let reply = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        client.request(subject.to_owned(), body.to_string().into()),
+    )
+    .await
+    .context("no answer within 10 s: is ventanad running?")?
+    .map_err(|e| anyhow::anyhow!("no answer from ventanad ({e}): is it running?"))?;
+    let value: Value = serde_json::from_slice(&reply.payload)
+        .context("ventanad answered something that is not JSON")?;
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(value.get("error").is_none())
+}
+
+pub const STATE: &str = subjects::API_STATE;
+pub const CHECK: &str = subjects::API_CHECK;
