@@ -166,7 +166,24 @@ async fn bad_input_goes_to_the_dlq_and_valid_traffic_flows() {
             e
         })
         .collect();
-    publish_events(&js, &valid, 16).await.unwrap();
+    let (as_protobuf, as_json) = valid.split_at(500);
+    // protobuf is accepted too (Content-Type: application/protobuf).
+    for event in as_protobuf {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", event.id.as_str());
+        headers.insert("Content-Type", "application/protobuf");
+        let subject = ventana_wire::subjects::input_subject(&event.conversation, 16);
+        js.publish_with_headers(
+            subject,
+            headers,
+            ventana_wire::proto::encode_event(event).into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    publish_events(&js, as_json, 16).await.unwrap();
     eventually(
         "ventanad to fold everything",
         Duration::from_secs(30),
@@ -202,7 +219,19 @@ async fn bad_input_goes_to_the_dlq_and_valid_traffic_flows() {
     );
 
     // Valid traffic: exactly what a replay of the valid events gives.
-    let logged = logged_events(&read_stream(&js, IN_STREAM, None).await.unwrap());
+    let mut logged = logged_events(&read_stream(&js, IN_STREAM, None).await.unwrap());
+    let protobuf_logged: Vec<Event> = read_stream(&js, IN_STREAM, None)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|m| {
+            let mut event = ventana_wire::proto::decode_event(&m.payload).ok()?;
+            event.logged_at = Some(m.published);
+            Some(event)
+        })
+        .collect();
+    assert_eq!(protobuf_logged.len(), 500);
+    logged.splice(0..0, protobuf_logged);
     let expected = replay(&Policy::default(), &logged);
     eventually("outputs", Duration::from_secs(30), || async {
         stream_len(&js, OUT_STREAM).await >= expected.len() as u64

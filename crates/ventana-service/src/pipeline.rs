@@ -33,6 +33,8 @@ struct Incoming {
     published: Timestamp,
     subject: String,
     payload: bytes::Bytes,
+    /// `Content-Type: application/protobuf` (JSON otherwise).
+    protobuf: bool,
 }
 
 /// What a decided outbound message became, for `send` callers waiting on it.
@@ -53,9 +55,13 @@ fn decode(incoming: &Incoming, shared: &Shared) -> Result<Event, WireError> {
             limit: MAX_EVENT_BYTES,
         });
     }
-    let text = std::str::from_utf8(&incoming.payload)
-        .map_err(|e| WireError::Undecodable(e.to_string()))?;
-    let mut event = parse_event(text)?;
+    let mut event = if incoming.protobuf {
+        ventana_wire::proto::decode_event(&incoming.payload)?
+    } else {
+        let text = std::str::from_utf8(&incoming.payload)
+            .map_err(|e| WireError::Undecodable(e.to_string()))?;
+        parse_event(text)?
+    };
     if token_of_input_subject(&incoming.subject) != Some(event.conversation.token()) {
         return Err(WireError::InvalidField {
             field: "conversation",
@@ -244,6 +250,11 @@ pub async fn run(
                     published: timestamp_of(info.published),
                     subject: message.subject.to_string(),
                     payload: message.payload.clone(),
+                    protobuf: message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get("Content-Type"))
+                        .is_some_and(|v| v.as_str() == "application/protobuf"),
                 });
             }
             // Apply strictly in log order. A gap means messages were delivered and lost (a
