@@ -132,10 +132,12 @@ pub fn ventanad_binary() -> PathBuf {
     let binary = dir.join("ventanad");
     if !binary.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "-p", "ventana-service", "--bin", "ventanad"])
-            .status()
-            .unwrap();
+        let mut build = std::process::Command::new(cargo);
+        build.args(["build", "-p", "ventana-service", "--bin", "ventanad"]);
+        if dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().unwrap();
         assert!(status.success(), "building ventanad failed");
     }
     binary
@@ -143,6 +145,11 @@ pub fn ventanad_binary() -> PathBuf {
 
 /// Starts the `ventanad` binary as its own process.
 pub fn spawn_ventanad(nats_url: &str, data: &Path) -> std::process::Child {
+    spawn_ventanad_with(nats_url, data, &[])
+}
+
+/// Starts the `ventanad` binary with extra arguments.
+pub fn spawn_ventanad_with(nats_url: &str, data: &Path, extra: &[&str]) -> std::process::Child {
     std::process::Command::new(ventanad_binary())
         .args([
             "--nats",
@@ -152,6 +159,7 @@ pub fn spawn_ventanad(nats_url: &str, data: &Path) -> std::process::Child {
             "--data",
         ])
         .arg(data)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .spawn()
