@@ -22,7 +22,7 @@ use ventana_store::{Commit, Indexed, Store};
 use ventana_tests::nats::NatsServer;
 use ventana_tests::service::{caught_up, spawn_ventanad_with, stream_len};
 use ventana_tests::traffic::{build_log, key, seeded_steps};
-use ventana_wire::subjects::{input_subject, API_CHECK, OUT_STREAM};
+use ventana_wire::subjects::{API_CHECK, OUT_STREAM, input_subject};
 use ventana_wire::{event_to_json, parse_event};
 
 fn peak_rss_mib(pid: u32) -> f64 {
@@ -48,8 +48,13 @@ async fn bare_pipe(js: &jetstream::Context, events: &[Event]) -> f64 {
     for chunk in events.chunks(5_000) {
         let mut acks = Vec::new();
         for event in chunk {
-            let subject = input_subject(&event.conversation, 16).replacen("ventana.in", "bench.in", 1);
-            acks.push(js.publish(subject, event_to_json(event).into()).await.unwrap());
+            let subject =
+                input_subject(&event.conversation, 16).replacen("ventana.in", "bench.in", 1);
+            acks.push(
+                js.publish(subject, event_to_json(event).into())
+                    .await
+                    .unwrap(),
+            );
         }
         for ack in acks {
             ack.await.unwrap();
@@ -68,7 +73,13 @@ async fn bare_pipe(js: &jetstream::Context, events: &[Event]) -> f64 {
         .await
         .unwrap();
     let started = Instant::now();
-    let mut chunks = consumer.stream().max_messages_per_batch(1000).messages().await.unwrap().ready_chunks(1000);
+    let mut chunks = consumer
+        .stream()
+        .max_messages_per_batch(1000)
+        .messages()
+        .await
+        .unwrap()
+        .ready_chunks(1000);
     let mut done = 0;
     while done < events.len() {
         let chunk = chunks.next().await.unwrap();
@@ -76,7 +87,11 @@ async fn bare_pipe(js: &jetstream::Context, events: &[Event]) -> f64 {
         let mut last = None;
         for message in chunk {
             let message = message.unwrap();
-            acks.push(js.publish("bench.out.x", message.payload.clone()).await.unwrap());
+            acks.push(
+                js.publish("bench.out.x", message.payload.clone())
+                    .await
+                    .unwrap(),
+            );
             last = Some(message);
             done += 1;
         }
@@ -105,7 +120,11 @@ where
 
 async fn api_ready(client: &async_nats::Client) -> bool {
     matches!(
-        tokio::time::timeout(Duration::from_millis(200), client.request("$SRV.PING.ventana".to_owned(), "".into())).await,
+        tokio::time::timeout(
+            Duration::from_millis(200),
+            client.request("$SRV.PING.ventana".to_owned(), "".into())
+        )
+        .await,
         Ok(Ok(_))
     )
 }
@@ -115,7 +134,10 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` lists benchmarks; there is nothing to list here.
     }
-    let count: usize = std::env::var("EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(500_000);
+    let count: usize = std::env::var("EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500_000);
     let nats = NatsServer::start();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = jetstream::new(client.clone());
@@ -124,11 +146,14 @@ async fn main() {
         .into_iter()
         .map(|mut e| {
             e.occurred_at = at;
+            e.logged_at = None;
             e
         })
         .collect();
-    println!("backlog: {count} events over 100 000 conversations, {:.0} bytes each on average",
-        events.iter().map(|e| event_to_json(e).len()).sum::<usize>() as f64 / count as f64);
+    println!(
+        "backlog: {count} events over 100 000 conversations, {:.0} bytes each on average",
+        events.iter().map(|e| event_to_json(e).len()).sum::<usize>() as f64 / count as f64
+    );
 
     // (a)
     let bare = bare_pipe(&js, &events).await;
@@ -140,8 +165,15 @@ async fn main() {
     {
         // Declare the streams as ventanad would, then publish the backlog.
         let config = ventana_tests::service::config(&nats.url(), &data, None);
-        ventana_service::nats::declare(&js, &config, 0).await.unwrap();
-        js.get_stream("VENTANA_IN").await.unwrap().delete_consumer("ventanad").await.unwrap();
+        ventana_service::nats::declare(&js, &config, 0)
+            .await
+            .unwrap();
+        js.get_stream("VENTANA_IN")
+            .await
+            .unwrap()
+            .delete_consumer("ventanad")
+            .await
+            .unwrap();
     }
     for chunk in events.chunks(5_000) {
         publish_events(&js, chunk, 16).await.unwrap();
@@ -153,6 +185,10 @@ async fn main() {
     }
     let started = Instant::now();
     let mut ventanad = spawn_ventanad_with(&nats.url(), &data, &["--batch", "2000"]);
+    assert!(
+        expected.len() > count / 2,
+        "the expected outputs were computed"
+    );
     let finished = wait_for(Duration::from_secs(900), || async {
         caught_up(&js).await && stream_len(&js, OUT_STREAM).await >= expected.len() as u64
     })
@@ -177,8 +213,14 @@ async fn main() {
         let body = request.clone();
         pending.push(tokio::spawn(async move {
             let sent = Instant::now();
-            let reply = client.request(API_CHECK.to_owned(), body.into()).await.unwrap();
-            assert!(parse_event(&String::from_utf8_lossy(&reply.payload)).is_err(), "a decision, not an event");
+            let reply = client
+                .request(API_CHECK.to_owned(), body.into())
+                .await
+                .unwrap();
+            assert!(
+                parse_event(&String::from_utf8_lossy(&reply.payload)).is_err(),
+                "a decision, not an event"
+            );
             sent.elapsed()
         }));
     }
@@ -187,9 +229,18 @@ async fn main() {
         latencies.push(task.await.unwrap());
     }
     latencies.sort();
-    let percentile = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    println!("(c) check at 1 000 req/s: p50 {:?}, p99 {:?}, max {:?}", percentile(0.50), percentile(0.99), latencies.last().unwrap());
-    println!("(e) ventanad peak RSS after (b) and (c): {:.0} MiB (sled cache 256 MiB)", peak_rss_mib(ventanad.id()));
+    let percentile =
+        |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "(c) check at 1 000 req/s: p50 {:?}, p99 {:?}, max {:?}",
+        percentile(0.50),
+        percentile(0.99),
+        latencies.last().unwrap()
+    );
+    println!(
+        "(e) ventanad peak RSS after (b) and (c): {:.0} MiB (sled cache 256 MiB)",
+        peak_rss_mib(ventanad.id())
+    );
     ventanad.kill().unwrap();
     ventanad.wait().unwrap();
 
@@ -209,19 +260,32 @@ async fn main() {
                 event.conversation = key(n);
                 let mut conversation = Conversation::new(event.conversation.clone());
                 conversation.apply(&event, &policy, &mut Vec::new());
-                commit.put_state(&conversation, Indexed::default(), Indexed::of(&conversation, &policy));
+                commit.put_state(
+                    &conversation,
+                    Indexed::default(),
+                    Indexed::of(&conversation, &policy),
+                );
             }
             store.commit(commit).unwrap();
         }
         store.flush().unwrap();
-        println!("    store with 1 000 000 conversations: {:.0} MiB on disk", store.size_on_disk().unwrap() as f64 / 1048576.0);
+        println!(
+            "    store with 1 000 000 conversations: {:.0} MiB on disk",
+            store.size_on_disk().unwrap() as f64 / 1048576.0
+        );
     }
     let started = Instant::now();
     let mut restarted = spawn_ventanad_with(&nats.url(), &big, &[]);
     let ready = wait_for(Duration::from_secs(120), || api_ready(&client)).await;
     assert!(ready, "ventanad did not come up");
-    println!("(d) restart with 1 000 000 conversations: ready (answering the API) in {:.2} s", started.elapsed().as_secs_f64());
-    println!("(e) ventanad peak RSS with 1 000 000 conversations: {:.0} MiB", peak_rss_mib(restarted.id()));
+    println!(
+        "(d) restart with 1 000 000 conversations: ready (answering the API) in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "(e) ventanad peak RSS with 1 000 000 conversations: {:.0} MiB",
+        peak_rss_mib(restarted.id())
+    );
     restarted.kill().unwrap();
     restarted.wait().unwrap();
 }

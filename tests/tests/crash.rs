@@ -182,7 +182,7 @@ async fn a_nats_restart_mid_run_loses_nothing() {
     publish_all(nats.url(), second.to_vec()).await;
     eventually(
         "ventanad to fold everything after the restart",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         || caught_up(&js),
     )
     .await;
@@ -195,9 +195,12 @@ async fn a_nats_restart_mid_run_loses_nothing() {
     .await;
     let live_outputs = published(&js).await;
     assert_eq!(live_outputs.len(), outputs.len());
+    let first_difference = live_outputs.iter().zip(&outputs).position(|(a, b)| a != b);
     assert!(
-        live_outputs == outputs,
-        "outputs equal the replay, in order"
+        first_difference.is_none(),
+        "outputs equal the replay, in order; first difference at {first_difference:?}: {:?} vs {:?}",
+        first_difference.map(|i| &live_outputs[i]),
+        first_difference.map(|i| &outputs[i])
     );
     service.stop().await.unwrap();
 }

@@ -324,6 +324,8 @@ async fn the_api_answers_state_check_send_and_expiring() {
     )
     .await;
     assert_eq!(state["state"], "awaiting_customer");
+    let again = request(&client, API_SEND, json!({"id": "m1", "conversation": conversation("k0"), "sender": "agent", "kind": "message"})).await;
+    assert_eq!(again["error"]["code"], "duplicate", "{again}");
     let refused = request(&client, API_SEND, json!({"id": "m2", "conversation": conversation("a"), "sender": "agent", "kind": "message"})).await;
     assert_eq!(refused["reason"], "no_customer_message", "{refused}");
 

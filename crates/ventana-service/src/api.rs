@@ -183,12 +183,25 @@ async fn send(
         .await
     }
     .await;
-    if let Err(error) = published {
-        shared.forget_wait(token, &event.id);
-        return Err(ApiError {
-            code: "unavailable",
-            message: format!("cannot log the message: {error}"),
-        });
+    match published {
+        Ok(ack) if ack.duplicate => {
+            shared.forget_wait(token, &event.id);
+            return Err(ApiError {
+                code: "duplicate",
+                message: format!(
+                    "message {} is already in the log; its decision was published on VENTANA_OUT",
+                    event.id
+                ),
+            });
+        }
+        Ok(_) => {}
+        Err(error) => {
+            shared.forget_wait(token, &event.id);
+            return Err(ApiError {
+                code: "unavailable",
+                message: format!("cannot log the message: {error}"),
+            });
+        }
     }
     match tokio::time::timeout(timeout, receiver).await {
         Ok(Ok(decision)) => Ok(decision.json),

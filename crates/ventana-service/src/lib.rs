@@ -36,7 +36,6 @@ pub struct Shared {
     pub store: Store,
     pub policy: Policy,
     pub metrics: metrics::Metrics,
-    outbox_wake: Notify,
     clock_wake: Notify,
     waiters: Mutex<HashMap<(ConversationToken, String), oneshot::Sender<Decision>>>,
     consumer_seen: AtomicI64,
@@ -48,7 +47,6 @@ impl Shared {
             store,
             policy,
             metrics: metrics::Metrics::default(),
-            outbox_wake: Notify::new(),
             clock_wake: Notify::new(),
             waiters: Mutex::new(HashMap::new()),
             consumer_seen: AtomicI64::new(0),
@@ -124,15 +122,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let shared = Arc::new(Shared::new(store, policy));
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    let (committed, to_publish) = tokio::sync::mpsc::channel::<outbox::Rows>(64);
     tasks.spawn(pipeline::run(
         shared.clone(),
         js.clone(),
         consumer.clone(),
+        committed,
         config.replicas.max(1),
         config.batch.max(1),
         stopped.clone(),
     ));
-    tasks.spawn(outbox::run(shared.clone(), js.clone(), stopped.clone()));
+    tasks.spawn(outbox::run(
+        shared.clone(),
+        js.clone(),
+        to_publish,
+        stopped.clone(),
+    ));
     tasks.spawn(clock::run(
         shared.clone(),
         js.clone(),
@@ -161,10 +166,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             loop {
                 if let Ok(info) = consumer.info().await {
                     shared.metrics.consumer_lag.set(info.num_pending as i64);
-                }
-                let store = shared.store.clone();
-                if let Ok(depth) = tokio::task::spawn_blocking(move || store.outbox_len()).await {
-                    shared.metrics.outbox_depth.set(depth as i64);
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}

@@ -24,6 +24,9 @@ use ventana_wire::{WireError, output_to_json, parse_event};
 
 use crate::Shared;
 
+/// How long a batch waits for more messages before it is folded.
+const GATHER_PAUSE: Duration = Duration::from_millis(1);
+
 /// Largest input message accepted; larger ones go to the DLQ as `oversize`.
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 
@@ -73,17 +76,26 @@ fn decode(incoming: &Incoming, shared: &Shared) -> Result<Event, WireError> {
     Ok(event)
 }
 
+/// What a folded batch gives the rest of the service.
+struct Folded {
+    /// Decisions on outbound messages, for `send` callers waiting on them.
+    decisions: Vec<(ConversationToken, String, Decision)>,
+    /// The outbox rows committed, for the publisher.
+    rows: crate::outbox::Rows,
+}
+
 /// Folds a batch of decoded events into the store: one atomic commit, flushed.
 /// Runs on a blocking thread.
 fn fold_batch(
     shared: &Shared,
     events: &[(u64, Event)],
     last_sequence: u64,
-) -> anyhow::Result<Vec<(ConversationToken, String, Decision)>> {
+) -> anyhow::Result<Folded> {
     let store: &Store = &shared.store;
     let mut touched: HashMap<ConversationToken, (Conversation, Indexed)> = HashMap::new();
     let mut commit = Commit::new();
     let mut decisions = Vec::new();
+    let mut rows = Vec::new();
     let mut outputs = Vec::new();
     for (sequence, event) in events {
         let token = event.conversation.token();
@@ -126,14 +138,14 @@ fn fold_batch(
                     }
                 }
             }
-            commit.push_outbox(
-                (sequence << 16) | index as u64,
-                &OutboxRow {
-                    subject: output_subject(output.body.type_name(), token),
-                    id: output.id.clone(),
-                    payload: json.into_bytes(),
-                },
-            );
+            let row = OutboxRow {
+                subject: output_subject(output.body.type_name(), token),
+                id: output.id.clone(),
+                payload: json.into_bytes(),
+            };
+            let position = (sequence << 16) | index as u64;
+            commit.push_outbox(position, &row);
+            rows.push((position, row));
         }
     }
     for (conversation, before) in touched.values() {
@@ -146,7 +158,7 @@ fn fold_batch(
     commit.checkpoint(last_sequence);
     store.commit(commit)?;
     store.flush()?;
-    Ok(decisions)
+    Ok(Folded { decisions, rows })
 }
 
 /// Copies bad input to `ventana.dlq.<reason>` and waits for the server to store it.
@@ -185,6 +197,7 @@ pub async fn run(
     shared: Arc<Shared>,
     js: jetstream::Context,
     mut consumer: jetstream::consumer::Consumer<pull::Config>,
+    committed: tokio::sync::mpsc::Sender<crate::outbox::Rows>,
     replicas: usize,
     batch: usize,
     mut shutdown: watch::Receiver<bool>,
@@ -197,6 +210,7 @@ pub async fn run(
     // Set when the consumer was just recreated at `checkpoint + 1`: a first delivery
     // further on then means the messages between were deleted from the log.
     let mut fresh_consumer = true;
+    let mut publisher_gone = false;
     'reconnect: loop {
         let messages = match consumer
             .stream()
@@ -223,9 +237,17 @@ pub async fn run(
                 _ = shutdown.changed() => return Ok(()),
                 chunk = chunks.next() => chunk,
             };
-            let Some(chunk) = chunk else {
+            let Some(mut chunk) = chunk else {
                 continue 'reconnect;
             };
+            // Under load, fill the batch while messages keep arriving (one sled flush and
+            // one ack for all of them); when traffic pauses for a millisecond, go.
+            while chunk.len() < batch {
+                match tokio::time::timeout(GATHER_PAUSE, chunks.next()).await {
+                    Ok(Some(more)) => chunk.extend(more),
+                    Ok(None) | Err(_) => break,
+                }
+            }
             let started = Instant::now();
             let mut delivered = Vec::with_capacity(chunk.len());
             for message in chunk {
@@ -260,28 +282,36 @@ pub async fn run(
             // Apply strictly in log order. A gap means messages were delivered and lost (a
             // NATS restart, a redelivery pending behind newer ones): start again from the
             // checkpoint rather than skip them.
-            if let Some(first) = incoming
+            let mut expected = checkpoint + 1;
+            let mut gap = None;
+            for sequence in incoming
                 .iter()
                 .map(|i| i.sequence)
                 .filter(|s| *s > checkpoint)
-                .min()
             {
-                if first > checkpoint + 1 && !fresh_consumer {
-                    warn!(
-                        checkpoint,
-                        first, "gap in delivery; re-reading from the checkpoint"
-                    );
-                    consumer = match crate::nats::consumer_after(&js, checkpoint, replicas).await {
-                        Ok(consumer) => consumer,
-                        Err(error) => {
-                            warn!(%error, "cannot recreate the consumer; retrying");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            continue 'reconnect;
-                        }
-                    };
-                    fresh_consumer = true;
-                    continue 'reconnect;
+                if sequence != expected && !(fresh_consumer && expected == checkpoint + 1) {
+                    gap = Some(sequence);
+                    break;
                 }
+                expected = sequence + 1;
+            }
+            if let Some(first) = gap {
+                warn!(
+                    checkpoint,
+                    first, "gap in delivery; re-reading from the checkpoint"
+                );
+                consumer = match crate::nats::consumer_after(&js, checkpoint, replicas).await {
+                    Ok(consumer) => consumer,
+                    Err(error) => {
+                        warn!(%error, "cannot recreate the consumer; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue 'reconnect;
+                    }
+                };
+                fresh_consumer = true;
+                continue 'reconnect;
+            }
+            if expected > checkpoint + 1 {
                 fresh_consumer = false;
             }
             let last_sequence = incoming
@@ -306,15 +336,17 @@ pub async fn run(
             }
             if last_sequence > checkpoint {
                 let worker = shared.clone();
-                let decisions = tokio::task::spawn_blocking(move || {
+                let folded = tokio::task::spawn_blocking(move || {
                     fold_batch(&worker, &events, last_sequence)
                 })
                 .await
                 .context("the fold panicked")??;
                 checkpoint = last_sequence;
-                shared.outbox_wake.notify_one();
+                shared.metrics.outbox_depth.inc_by(folded.rows.len() as i64);
+                // The publisher stops only when the service does; its rows stay in sled.
+                publisher_gone = committed.send(folded.rows).await.is_err();
                 shared.clock_wake.notify_one();
-                shared.resolve(decisions);
+                shared.resolve(folded.decisions);
             }
             if let Some(last) = delivered.last() {
                 // AckPolicy::All: acking the last message acks the whole batch.
@@ -326,6 +358,9 @@ pub async fn run(
                 .metrics
                 .batch_seconds
                 .observe(started.elapsed().as_secs_f64());
+            if publisher_gone {
+                return Ok(());
+            }
         }
     }
 }
