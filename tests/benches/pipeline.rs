@@ -183,6 +183,7 @@ async fn main() {
     for event in &events {
         let _ = fold.apply(event, &mut expected);
     }
+    ventana_tests::service::ventanad_binary(); // built before the clock starts
     let started = Instant::now();
     let mut ventanad = spawn_ventanad_with(&nats.url(), &data, &["--batch", "2000"]);
     assert!(
@@ -274,6 +275,7 @@ async fn main() {
             store.size_on_disk().unwrap() as f64 / 1048576.0
         );
     }
+    ventana_tests::service::ventanad_binary();
     let started = Instant::now();
     let mut restarted = spawn_ventanad_with(&nats.url(), &big, &[]);
     let ready = wait_for(Duration::from_secs(120), || api_ready(&client)).await;

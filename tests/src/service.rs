@@ -122,25 +122,35 @@ pub async fn caught_up(js: &async_nats::jetstream::Context) -> bool {
     }
 }
 
-/// The `ventanad` binary of this build (built on demand when a test runs alone).
+/// The `ventanad` binary of this build profile, brought up to date once per process (a
+/// no-op when cargo already built it), so a test never runs a stale binary.
 pub fn ventanad_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
-    let binary = dir.join("ventanad");
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = std::process::Command::new(cargo);
-        build.args(["build", "-p", "ventana-service", "--bin", "ventanad"]);
-        if dir.ends_with("release") {
-            build.arg("--release");
-        }
-        let status = build.status().unwrap();
-        assert!(status.success(), "building ventanad failed");
-    }
-    binary
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("target/<profile>/deps/<test>");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut build = std::process::Command::new(cargo);
+            build.args([
+                "build",
+                "--quiet",
+                "-p",
+                "ventana-service",
+                "--bin",
+                "ventanad",
+            ]);
+            if dir.ends_with("release") {
+                build.arg("--release");
+            }
+            let status = build.status().unwrap();
+            assert!(status.success(), "building ventanad failed");
+            dir.join("ventanad")
+        })
+        .clone()
 }
 
 /// Starts the `ventanad` binary as its own process.
@@ -160,7 +170,10 @@ pub fn spawn_ventanad_with(nats_url: &str, data: &Path, extra: &[&str]) -> std::
         ])
         .arg(data)
         .args(extra)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("VENTANAD_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("ventanad starts")

@@ -92,6 +92,7 @@ async fn deliver(
     mode: Mode,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<bool> {
+    let began = std::time::Instant::now();
     let mut start = None;
     let mut done = 0;
     while done < rows.len() {
@@ -114,9 +115,16 @@ async fn deliver(
             }
         }
     }
+    let published = began.elapsed();
     let sequences: Vec<u64> = rows.iter().map(|(sequence, _)| *sequence).collect();
     let store = shared.store.clone();
     tokio::task::spawn_blocking(move || store.remove_outbox(&sequences)).await??;
+    tracing::debug!(
+        rows = rows.len(),
+        publish_ms = published.as_secs_f64() * 1e3,
+        delete_ms = (began.elapsed() - published).as_secs_f64() * 1e3,
+        "outputs published"
+    );
     shared.metrics.outputs_published.inc_by(rows.len() as u64);
     shared.metrics.outbox_depth.dec_by(rows.len() as i64);
     Ok(true)

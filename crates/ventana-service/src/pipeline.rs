@@ -91,6 +91,7 @@ fn fold_batch(
     events: &[(u64, Event)],
     last_sequence: u64,
 ) -> anyhow::Result<Folded> {
+    let started = Instant::now();
     let store: &Store = &shared.store;
     let mut touched: HashMap<ConversationToken, (Conversation, Indexed)> = HashMap::new();
     let mut commit = Commit::new();
@@ -156,8 +157,19 @@ fn fold_batch(
         );
     }
     commit.checkpoint(last_sequence);
+    let folded_at = Instant::now();
     store.commit(commit)?;
+    let committed_at = Instant::now();
     store.flush()?;
+    debug!(
+        events = events.len(),
+        conversations = touched.len(),
+        outputs = rows.len(),
+        fold_ms = (folded_at - started).as_secs_f64() * 1e3,
+        commit_ms = (committed_at - folded_at).as_secs_f64() * 1e3,
+        flush_ms = committed_at.elapsed().as_secs_f64() * 1e3,
+        "batch persisted"
+    );
     Ok(Folded { decisions, rows })
 }
 

@@ -22,10 +22,14 @@ async fn main() -> anyhow::Result<()> {
     if cli.log_json {
         tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_writer(std::io::stderr)
             .json()
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
     }
     ventana_service::run(cli.config, ventana_service::shutdown_signal()).await
 }
