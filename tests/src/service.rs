@@ -178,3 +178,63 @@ pub fn spawn_ventanad_with(nats_url: &str, data: &Path, extra: &[&str]) -> std::
         .spawn()
         .expect("ventanad starts")
 }
+
+/// A running ventanad (in-process) on its own nats-server, with a client.
+#[derive(Debug)]
+pub struct Live {
+    pub nats: crate::nats::NatsServer,
+    pub dir: tempfile::TempDir,
+    pub service: Running,
+    pub client: async_nats::Client,
+    pub js: async_nats::jetstream::Context,
+}
+
+/// Starts nats-server and ventanad (with `policy`, a TOML text, if given) and waits until
+/// ventanad has declared its streams.
+pub async fn live(policy: Option<&str>) -> Live {
+    let nats = crate::nats::NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy.map(|text| policy_file(dir.path(), text));
+    let service = start(config(&nats.url(), &dir.path().join("data"), policy));
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    eventually("ventanad's streams", Duration::from_secs(10), || async {
+        js.get_stream(ventana_wire::subjects::IN_STREAM)
+            .await
+            .is_ok()
+    })
+    .await;
+    Live {
+        nats,
+        dir,
+        service,
+        client,
+        js,
+    }
+}
+
+/// Every output on VENTANA_OUT, as published.
+pub async fn published_outputs(js: &async_nats::jetstream::Context) -> Vec<String> {
+    ventana_service::client::read_stream(js, ventana_wire::subjects::OUT_STREAM, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
+        .collect()
+}
+
+/// `events` replayed with `policy`: the outputs as printed, and the fold (for snapshots).
+pub fn replay_outputs(
+    policy: &ventana_core::Policy,
+    events: &[ventana_core::Event],
+) -> (Vec<String>, ventana_notifier::Fold) {
+    let mut fold = ventana_notifier::Fold::new(policy.clone());
+    let mut outputs = Vec::new();
+    for event in events {
+        let _ = fold.apply(event, &mut outputs);
+    }
+    (
+        outputs.iter().map(ventana_wire::output_to_json).collect(),
+        fold,
+    )
+}

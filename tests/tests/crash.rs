@@ -5,15 +5,17 @@
 use std::time::Duration;
 
 use ventana_core::{Event, Policy};
-use ventana_notifier::Fold;
 use ventana_service::client::{logged_events, publish_events, read_stream};
 use ventana_service::clock::now;
 use ventana_store::Store;
 use ventana_tests::nats::NatsServer;
-use ventana_tests::service::{caught_up, config, eventually, spawn_ventanad, start, stream_len};
+use ventana_tests::service::{
+    caught_up, config, eventually, published_outputs, replay_outputs, spawn_ventanad, start,
+    stream_len,
+};
 use ventana_tests::traffic::{SplitMix, build_log, seeded_steps};
+use ventana_wire::snapshot_to_json;
 use ventana_wire::subjects::{IN_STREAM, OUT_STREAM};
-use ventana_wire::{output_to_json, snapshot_to_json};
 
 fn live(events: Vec<Event>) -> Vec<Event> {
     let at = now();
@@ -44,24 +46,11 @@ async fn publish_all(url: String, events: Vec<Event>) {
 /// The replay of the live log: its outputs and the snapshots of its conversations.
 async fn expected(js: &async_nats::jetstream::Context) -> (Vec<String>, Vec<String>) {
     let logged = logged_events(&read_stream(js, IN_STREAM, None).await.unwrap());
-    let mut fold = Fold::new(Policy::default());
-    let mut outputs = Vec::new();
-    for event in &logged {
-        let _ = fold.apply(event, &mut outputs);
-    }
+    let (outputs, fold) = replay_outputs(&Policy::default(), &logged);
     (
-        outputs.iter().map(output_to_json).collect(),
+        outputs,
         fold.snapshots().iter().map(snapshot_to_json).collect(),
     )
-}
-
-async fn published(js: &async_nats::jetstream::Context) -> Vec<String> {
-    read_stream(js, OUT_STREAM, None)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
-        .collect()
 }
 
 fn stored_snapshots(data: &std::path::Path) -> Vec<String> {
@@ -142,7 +131,7 @@ async fn kill_9_at_random_moments_loses_nothing_and_publishes_nothing_twice() {
         "ventanad stops cleanly on SIGTERM"
     );
 
-    let live_outputs = published(&js).await;
+    let live_outputs = published_outputs(&js).await;
     assert_eq!(
         live_outputs.len(),
         outputs.len(),
@@ -193,7 +182,7 @@ async fn a_nats_restart_mid_run_loses_nothing() {
         || async { stream_len(&js, OUT_STREAM).await >= outputs.len() as u64 },
     )
     .await;
-    let live_outputs = published(&js).await;
+    let live_outputs = published_outputs(&js).await;
     assert_eq!(live_outputs.len(), outputs.len());
     let first_difference = live_outputs.iter().zip(&outputs).position(|(a, b)| a != b);
     assert!(

@@ -4,18 +4,16 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use ventana_core::{Event, Policy, Span, Timestamp};
-use ventana_notifier::Fold;
 use ventana_service::client::{logged_events, publish_events, read_stream};
 use ventana_service::clock::now;
-use ventana_tests::nats::NatsServer;
 use ventana_tests::service::{
-    FAST_POLICY, caught_up, config, eventually, policy_file, start, stream_len,
+    FAST_POLICY, Live, caught_up, eventually, live, published_outputs, replay_outputs, stream_len,
 };
 use ventana_tests::traffic::{build_log, seeded_steps};
 use ventana_wire::subjects::{
     API_CHECK, API_EXPIRING, API_SEND, API_STATE, DLQ_STREAM, IN_STREAM, OUT_STREAM,
 };
-use ventana_wire::{output_to_json, parse_event, parse_policy};
+use ventana_wire::{parse_event, parse_policy};
 
 fn example(name: &str) -> Vec<Event> {
     let path =
@@ -54,42 +52,16 @@ async fn publish_live(js: &async_nats::jetstream::Context, events: &[Event], per
     }
 }
 
-/// Replays the live input log with `policy` and returns the printed outputs.
-fn replay(policy: &Policy, events: &[Event]) -> Vec<String> {
-    let mut fold = Fold::new(policy.clone());
-    let mut outputs = Vec::new();
-    for event in events {
-        let _ = fold.apply(event, &mut outputs);
-    }
-    outputs.iter().map(output_to_json).collect()
-}
-
-async fn out_payloads(js: &async_nats::jetstream::Context) -> Vec<String> {
-    read_stream(js, OUT_STREAM, None)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_outputs_equal_a_replay_of_the_live_log() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let policy_path = policy_file(dir.path(), FAST_POLICY);
     let policy = parse_policy(FAST_POLICY).unwrap();
-    let service = start(config(
-        &nats.url(),
-        &dir.path().join("data"),
-        Some(policy_path),
-    ));
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    eventually("the streams", Duration::from_secs(10), || async {
-        js.get_stream(IN_STREAM).await.is_ok()
-    })
-    .await;
+    let Live {
+        nats: _nats,
+        dir: _dir,
+        service,
+        client: _client,
+        js,
+    } = live(Some(FAST_POLICY)).await;
 
     let mut events: Vec<Event> = ["whatsapp", "messenger", "instagram-comment"]
         .iter()
@@ -110,14 +82,14 @@ async fn live_outputs_equal_a_replay_of_the_live_log() {
         ticks > 100,
         "deadlines passed while the test ran, and were logged: {ticks}"
     );
-    let expected = replay(&policy, &logged);
+    let expected = replay_outputs(&policy, &logged).0;
     eventually(
         "every output to be published",
         Duration::from_secs(30),
         || async { stream_len(&js, OUT_STREAM).await >= expected.len() as u64 },
     )
     .await;
-    let published = out_payloads(&js).await;
+    let published = published_outputs(&js).await;
     assert!(expected.len() > 5_000, "{} outputs", expected.len());
     let differing = expected.iter().zip(&published).position(|(a, b)| a != b);
     assert_eq!(differing, None, "first difference at output {differing:?}");
@@ -126,15 +98,13 @@ async fn live_outputs_equal_a_replay_of_the_live_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_goes_to_the_dlq_and_valid_traffic_flows() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let service = start(config(&nats.url(), &dir.path().join("data"), None));
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    eventually("the streams", Duration::from_secs(10), || async {
-        js.get_stream(IN_STREAM).await.is_ok()
-    })
-    .await;
+    let Live {
+        nats: _nats,
+        dir: _dir,
+        service,
+        client: _client,
+        js,
+    } = live(None).await;
 
     let valid = build_log(&seeded_steps(5, 2_000, 50, 1));
     let mut acks = Vec::new();
@@ -232,12 +202,12 @@ async fn bad_input_goes_to_the_dlq_and_valid_traffic_flows() {
         .collect();
     assert_eq!(protobuf_logged.len(), 500);
     logged.splice(0..0, protobuf_logged);
-    let expected = replay(&Policy::default(), &logged);
+    let expected = replay_outputs(&Policy::default(), &logged).0;
     eventually("outputs", Duration::from_secs(30), || async {
         stream_len(&js, OUT_STREAM).await >= expected.len() as u64
     })
     .await;
-    assert_eq!(out_payloads(&js).await[..expected.len()], expected[..]);
+    assert_eq!(published_outputs(&js).await[..expected.len()], expected[..]);
     service.stop().await.unwrap();
 }
 
@@ -251,15 +221,13 @@ async fn request(client: &async_nats::Client, subject: &str, body: Value) -> Val
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_answers_state_check_send_and_expiring() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let service = start(config(&nats.url(), &dir.path().join("data"), None));
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client.clone());
-    eventually("the streams", Duration::from_secs(10), || async {
-        js.get_stream(IN_STREAM).await.is_ok()
-    })
-    .await;
+    let Live {
+        nats: _nats,
+        dir: _dir,
+        service,
+        client,
+        js,
+    } = live(None).await;
     eventually("the API", Duration::from_secs(10), || async {
         client
             .request("$SRV.PING.ventana".to_owned(), "".into())

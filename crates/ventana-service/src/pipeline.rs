@@ -223,7 +223,26 @@ pub async fn run(
     // further on then means the messages between were deleted from the log.
     let mut fresh_consumer = true;
     let mut publisher_gone = false;
+    // Set after a stream error or a gap: the consumer is recreated at `checkpoint + 1`, so
+    // messages delivered but lost are read again at once (not after the ack wait).
+    let mut reset = false;
     'reconnect: loop {
+        if reset {
+            match crate::nats::consumer_after(&js, checkpoint, replicas).await {
+                Ok(fresh) => {
+                    consumer = fresh;
+                    fresh_consumer = true;
+                    reset = false;
+                }
+                Err(error) => {
+                    warn!(%error, "cannot recreate the consumer; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'reconnect,
+                        _ = shutdown.changed() => return Ok(()),
+                    }
+                }
+            }
+        }
         let messages = match consumer
             .stream()
             .max_messages_per_batch(batch)
@@ -250,6 +269,7 @@ pub async fn run(
                 chunk = chunks.next() => chunk,
             };
             let Some(mut chunk) = chunk else {
+                reset = true;
                 continue 'reconnect;
             };
             // Under load, fill the batch while messages keep arriving (one sled flush and
@@ -267,6 +287,7 @@ pub async fn run(
                     Ok(message) => delivered.push(message),
                     Err(error) => {
                         debug!(%error, "pull stream interrupted; reopening");
+                        reset = true;
                         if delivered.is_empty() {
                             continue 'reconnect;
                         }
@@ -312,15 +333,7 @@ pub async fn run(
                     checkpoint,
                     first, "gap in delivery; re-reading from the checkpoint"
                 );
-                consumer = match crate::nats::consumer_after(&js, checkpoint, replicas).await {
-                    Ok(consumer) => consumer,
-                    Err(error) => {
-                        warn!(%error, "cannot recreate the consumer; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue 'reconnect;
-                    }
-                };
-                fresh_consumer = true;
+                reset = true;
                 continue 'reconnect;
             }
             if expected > checkpoint + 1 {
@@ -372,6 +385,9 @@ pub async fn run(
                 .observe(started.elapsed().as_secs_f64());
             if publisher_gone {
                 return Ok(());
+            }
+            if reset {
+                continue 'reconnect;
             }
         }
     }

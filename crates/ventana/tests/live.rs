@@ -3,8 +3,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use ventana_tests::nats::NatsServer;
-use ventana_tests::service::{caught_up, config, eventually, start};
+use ventana_tests::service::{Live, caught_up, eventually, live};
 
 fn ventana(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ventana"))
@@ -20,15 +19,13 @@ fn text(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_state_check_and_tail_work_against_the_live_service() {
-    let nats = NatsServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let service = start(config(&nats.url(), &dir.path().join("data"), None));
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    eventually("the streams", Duration::from_secs(10), || async {
-        js.get_stream("VENTANA_IN").await.is_ok()
-    })
-    .await;
+    let Live {
+        nats,
+        dir: _dir,
+        service,
+        client: _client,
+        js,
+    } = live(None).await;
     let url = nats.url();
 
     let published = ventana(&[
