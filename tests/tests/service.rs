@@ -211,6 +211,10 @@ async fn bad_input_goes_to_the_dlq_and_valid_traffic_flows() {
     service.stop().await.unwrap();
 }
 
+fn contact_id(conversation: &Value) -> &Value {
+    &conversation["conversation"]["contact_id"]
+}
+
 async fn request(client: &async_nats::Client, subject: &str, body: Value) -> Value {
     let reply = client
         .request(subject.to_owned(), body.to_string().into())
@@ -275,55 +279,51 @@ async fn the_api_answers_state_check_send_and_expiring() {
     })
     .await;
 
-    let state = request(
-        &client,
-        API_STATE,
-        json!({"conversation": conversation("k0")}),
-    )
-    .await;
-    assert_eq!(state["state"], "open");
-    let sent = request(&client, API_SEND, json!({"id": "m1", "conversation": conversation("k0"), "sender": "agent", "kind": "message"})).await;
+    let state_of = |contact: &str| {
+        request(
+            &client,
+            API_STATE,
+            json!({"conversation": conversation(contact)}),
+        )
+    };
+    let send = |id: &str, contact: &str| {
+        request(
+            &client,
+            API_SEND,
+            json!({"id": id, "conversation": conversation(contact), "sender": "agent", "kind": "message"}),
+        )
+    };
+    assert_eq!(state_of("k0").await["state"], "open");
+    let sent = send("m1", "k0").await;
     assert_eq!(sent["type"], "outbound_accepted", "{sent}");
     assert_eq!(sent["messaging_type"], "response");
-    let state = request(
-        &client,
-        API_STATE,
-        json!({"conversation": conversation("k0")}),
-    )
-    .await;
-    assert_eq!(state["state"], "awaiting_customer");
-    let again = request(&client, API_SEND, json!({"id": "m1", "conversation": conversation("k0"), "sender": "agent", "kind": "message"})).await;
+    assert_eq!(state_of("k0").await["state"], "awaiting_customer");
+    let again = send("m1", "k0").await;
     assert_eq!(again["error"]["code"], "duplicate", "{again}");
-    let refused = request(&client, API_SEND, json!({"id": "m2", "conversation": conversation("a"), "sender": "agent", "kind": "message"})).await;
+    let refused = send("m2", "a").await;
     assert_eq!(refused["reason"], "no_customer_message", "{refused}");
 
     // Soonest first, paginated.
     let page = request(&client, API_EXPIRING, json!({"within": "3h", "limit": 2})).await;
-    let tokens: Vec<&str> = page["conversations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["conversation"]["contact_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(tokens, ["k0", "k1"]);
+    let page_field = |page: &Value, field: fn(&Value) -> &Value| -> Vec<String> {
+        page["conversations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| field(c).as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(page_field(&page, contact_id), ["k0", "k1"]);
     let rest = request(
         &client,
         API_EXPIRING,
         json!({"within": "3h", "limit": 2, "cursor": page["next_cursor"]}),
     )
     .await;
-    let tokens: Vec<&str> = rest["conversations"]
-        .as_array()
-        .unwrap()
+    assert_eq!(page_field(&rest, contact_id), ["k2"]);
+    let closes: Vec<Timestamp> = page_field(&page, |c| &c["closes_at"])
         .iter()
-        .map(|c| c["conversation"]["contact_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(tokens, ["k2"]);
-    let closes: Vec<Timestamp> = page["conversations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| Timestamp::parse_rfc3339(c["closes_at"].as_str().unwrap()).unwrap())
+        .map(|t| Timestamp::parse_rfc3339(t).unwrap())
         .collect();
     assert!(closes[0] <= closes[1]);
 
