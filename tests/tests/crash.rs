@@ -193,3 +193,51 @@ async fn a_nats_restart_mid_run_loses_nothing() {
     );
     service.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_ventanad_even_when_nats_is_gone() {
+    let mut nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut ventanad = spawn_ventanad(&nats.url(), &data);
+    eventually("the streams", Duration::from_secs(20), || async {
+        js.get_stream(IN_STREAM).await.is_ok()
+    })
+    .await;
+    publish_events(&js, &live(build_log(&seeded_steps(13, 500, 20, 1))), 16)
+        .await
+        .unwrap();
+    eventually("the events folded", Duration::from_secs(20), || {
+        caught_up(&js)
+    })
+    .await;
+    nats.kill();
+    std::process::Command::new("kill")
+        .args(["-TERM", &ventanad.id().to_string()])
+        .status()
+        .unwrap();
+    let exited = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = ventanad.try_wait().unwrap() {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    if exited.is_none() {
+        ventanad.kill().unwrap();
+    }
+    assert!(
+        exited.is_some(),
+        "ventanad stops on SIGTERM within its grace period"
+    );
+    // It flushed and released the store: the states are there for the next start.
+    let store = Store::open(&data, 16 << 20).unwrap();
+    assert!(store.checkpoint().unwrap() >= 500);
+}

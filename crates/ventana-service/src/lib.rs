@@ -23,12 +23,15 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use tokio::sync::{Notify, oneshot, watch};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use ventana_core::{ConversationToken, Policy};
 use ventana_store::Store;
 
 pub use config::Config;
 use pipeline::Decision;
+
+/// How long a graceful stop waits for the tasks.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the service's tasks share.
 #[derive(Debug)]
@@ -188,14 +191,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         }
     }
     let _ = stop.send(true);
-    while let Some(result) = tasks.join_next().await {
-        if let Ok(Err(error)) = result {
-            error!(%error, "task failed while stopping");
+    // Tasks finish what they hold (the pipeline its batch: flushed, acked). With NATS away
+    // some could wait on the network forever: past the grace period they are cut off; what
+    // they had not acked is read again at the next start.
+    let stopping = async {
+        while let Some(result) = tasks.join_next().await {
+            if let Ok(Err(error)) = result {
+                error!(%error, "task failed while stopping");
+            }
         }
+    };
+    if tokio::time::timeout(STOP_GRACE, stopping).await.is_err() {
+        warn!("tasks still busy after {STOP_GRACE:?}; stopping them");
+        tasks.abort_all();
     }
     let store = shared.store.clone();
     tokio::task::spawn_blocking(move || store.flush()).await??;
-    client.flush().await.ok();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), client.flush()).await;
     match failure {
         Some(error) => Err(error),
         None => Ok(()),
