@@ -238,3 +238,38 @@ pub fn replay_outputs(
         fold,
     )
 }
+
+/// The replay of what the live log holds once ventanad has caught up.
+#[derive(Debug)]
+pub struct Settled {
+    /// VENTANA_IN as replayable events (with their JetStream timestamps).
+    pub logged: Vec<ventana_core::Event>,
+    /// The outputs a replay of `logged` prints.
+    pub outputs: Vec<String>,
+    /// The replay's fold, for snapshots.
+    pub fold: ventana_notifier::Fold,
+}
+
+/// Waits until ventanad has folded everything in VENTANA_IN, replays that log with `policy`,
+/// and waits until VENTANA_OUT holds at least as many outputs as the replay printed.
+pub async fn settle(
+    js: &async_nats::jetstream::Context,
+    policy: &ventana_core::Policy,
+    limit: Duration,
+) -> Settled {
+    eventually("ventanad to fold everything", limit, || caught_up(js)).await;
+    let stored = ventana_service::client::read_stream(js, ventana_wire::subjects::IN_STREAM, None)
+        .await
+        .unwrap();
+    let logged = ventana_service::client::logged_events(&stored);
+    let (outputs, fold) = replay_outputs(policy, &logged);
+    eventually("every output to be published", limit, || async {
+        stream_len(js, ventana_wire::subjects::OUT_STREAM).await >= outputs.len() as u64
+    })
+    .await;
+    Settled {
+        logged,
+        outputs,
+        fold,
+    }
+}

@@ -5,17 +5,16 @@
 use std::time::Duration;
 
 use ventana_core::{Event, Policy};
-use ventana_service::client::{logged_events, publish_events, read_stream};
+use ventana_service::client::publish_events;
 use ventana_service::clock::now;
 use ventana_store::Store;
 use ventana_tests::nats::NatsServer;
 use ventana_tests::service::{
-    caught_up, config, eventually, published_outputs, replay_outputs, spawn_ventanad, start,
-    stream_len,
+    caught_up, config, eventually, published_outputs, settle, spawn_ventanad, start, stream_len,
 };
 use ventana_tests::traffic::{SplitMix, build_log, seeded_steps};
 use ventana_wire::snapshot_to_json;
-use ventana_wire::subjects::{IN_STREAM, OUT_STREAM};
+use ventana_wire::subjects::IN_STREAM;
 
 fn live(events: Vec<Event>) -> Vec<Event> {
     let at = now();
@@ -41,16 +40,6 @@ async fn publish_all(url: String, events: Vec<Event>) {
             tokio::task::yield_now().await;
         }
     }
-}
-
-/// The replay of the live log: its outputs and the snapshots of its conversations.
-async fn expected(js: &async_nats::jetstream::Context) -> (Vec<String>, Vec<String>) {
-    let logged = logged_events(&read_stream(js, IN_STREAM, None).await.unwrap());
-    let (outputs, fold) = replay_outputs(&Policy::default(), &logged);
-    (
-        outputs,
-        fold.snapshots().iter().map(snapshot_to_json).collect(),
-    )
 }
 
 fn stored_snapshots(data: &std::path::Path) -> Vec<String> {
@@ -108,19 +97,14 @@ async fn kill_9_at_random_moments_loses_nothing_and_publishes_nothing_twice() {
         "ventanad was killed while events flowed"
     );
     assert_eq!(stream_len(&js, IN_STREAM).await, total);
-    eventually(
-        "ventanad to fold everything",
-        Duration::from_secs(120),
-        || caught_up(&js),
-    )
-    .await;
-    let (outputs, snapshots) = expected(&js).await;
-    eventually(
-        "every output to be published",
-        Duration::from_secs(60),
-        || async { stream_len(&js, OUT_STREAM).await >= outputs.len() as u64 },
-    )
-    .await;
+    let settled = settle(&js, &Policy::default(), Duration::from_secs(120)).await;
+    let outputs = settled.outputs;
+    let snapshots: Vec<String> = settled
+        .fold
+        .snapshots()
+        .iter()
+        .map(snapshot_to_json)
+        .collect();
     // Graceful stop (SIGTERM) flushes and releases the store.
     std::process::Command::new("kill")
         .args(["-TERM", &ventanad.id().to_string()])
@@ -169,19 +153,9 @@ async fn a_nats_restart_mid_run_loses_nothing() {
     publish_all(nats.url(), first.to_vec()).await;
     nats.restart();
     publish_all(nats.url(), second.to_vec()).await;
-    eventually(
-        "ventanad to fold everything after the restart",
-        Duration::from_secs(120),
-        || caught_up(&js),
-    )
-    .await;
-    let (outputs, _) = expected(&js).await;
-    eventually(
-        "every output to be published",
-        Duration::from_secs(60),
-        || async { stream_len(&js, OUT_STREAM).await >= outputs.len() as u64 },
-    )
-    .await;
+    let outputs = settle(&js, &Policy::default(), Duration::from_secs(120))
+        .await
+        .outputs;
     let live_outputs = published_outputs(&js).await;
     assert_eq!(live_outputs.len(), outputs.len());
     let first_difference = live_outputs.iter().zip(&outputs).position(|(a, b)| a != b);

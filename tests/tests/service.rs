@@ -4,15 +4,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use ventana_core::{Event, Policy, Span, Timestamp};
-use ventana_service::client::{logged_events, publish_events, read_stream};
+use ventana_service::client::{publish_events, read_stream};
 use ventana_service::clock::now;
 use ventana_tests::service::{
-    FAST_POLICY, Live, caught_up, eventually, live, published_outputs, replay_outputs, stream_len,
+    FAST_POLICY, Live, Settled, caught_up, eventually, live, published_outputs, settle, stream_len,
 };
 use ventana_tests::traffic::{build_log, seeded_steps};
-use ventana_wire::subjects::{
-    API_CHECK, API_EXPIRING, API_SEND, API_STATE, DLQ_STREAM, IN_STREAM, OUT_STREAM,
-};
+use ventana_wire::subjects::{API_CHECK, API_EXPIRING, API_SEND, API_STATE, DLQ_STREAM, IN_STREAM};
 use ventana_wire::{parse_event, parse_policy};
 
 fn example(name: &str) -> Vec<Event> {
@@ -69,26 +67,16 @@ async fn live_outputs_equal_a_replay_of_the_live_log() {
         .collect();
     events.extend(build_log(&seeded_steps(3, 10_000, 300, 1)));
     publish_live(&js, &events, 4_000).await;
-    eventually(
-        "ventanad to fold everything",
-        Duration::from_secs(30),
-        || caught_up(&js),
-    )
-    .await;
-
-    let logged = logged_events(&read_stream(&js, IN_STREAM, None).await.unwrap());
+    let Settled {
+        logged,
+        outputs: expected,
+        ..
+    } = settle(&js, &policy, Duration::from_secs(30)).await;
     let ticks = logged.iter().filter(|e| e.id.starts_with("tick:")).count();
     assert!(
         ticks > 100,
         "deadlines passed while the test ran, and were logged: {ticks}"
     );
-    let expected = replay_outputs(&policy, &logged).0;
-    eventually(
-        "every output to be published",
-        Duration::from_secs(30),
-        || async { stream_len(&js, OUT_STREAM).await >= expected.len() as u64 },
-    )
-    .await;
     let published = published_outputs(&js).await;
     assert!(expected.len() > 5_000, "{} outputs", expected.len());
     let differing = expected.iter().zip(&published).position(|(a, b)| a != b);
@@ -188,25 +176,10 @@ async fn bad_input_goes_to_the_dlq_and_valid_traffic_flows() {
         "{reasons:?}"
     );
 
-    // Valid traffic: exactly what a replay of the valid events gives.
-    let mut logged = logged_events(&read_stream(&js, IN_STREAM, None).await.unwrap());
-    let protobuf_logged: Vec<Event> = read_stream(&js, IN_STREAM, None)
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|m| {
-            let mut event = ventana_wire::proto::decode_event(&m.payload).ok()?;
-            event.logged_at = Some(m.published);
-            Some(event)
-        })
-        .collect();
-    assert_eq!(protobuf_logged.len(), 500);
-    logged.splice(0..0, protobuf_logged);
-    let expected = replay_outputs(&Policy::default(), &logged).0;
-    eventually("outputs", Duration::from_secs(30), || async {
-        stream_len(&js, OUT_STREAM).await >= expected.len() as u64
-    })
-    .await;
+    // Valid traffic, protobuf included: exactly what a replay of the valid events gives.
+    let settled = settle(&js, &Policy::default(), Duration::from_secs(30)).await;
+    assert_eq!(settled.logged.len(), 2_000);
+    let expected = settled.outputs;
     assert_eq!(published_outputs(&js).await[..expected.len()], expected[..]);
     service.stop().await.unwrap();
 }

@@ -57,6 +57,26 @@ pub struct Stored {
     pub published: Timestamp,
     pub subject: String,
     pub payload: bytes::Bytes,
+    /// Sent as `Content-Type: application/protobuf`.
+    pub protobuf: bool,
+}
+
+/// Whether a message's headers say its payload is protobuf (JSON otherwise).
+pub fn is_protobuf(headers: Option<&async_nats::HeaderMap>) -> bool {
+    headers
+        .and_then(|h| h.get("Content-Type"))
+        .is_some_and(|v| v.as_str() == "application/protobuf")
+}
+
+/// Reads an input event from its payload, JSON or protobuf.
+pub fn decode_event(payload: &[u8], protobuf: bool) -> Result<Event, ventana_wire::WireError> {
+    if protobuf {
+        ventana_wire::proto::decode_event(payload)
+    } else {
+        let text = std::str::from_utf8(payload)
+            .map_err(|e| ventana_wire::WireError::Undecodable(e.to_string()))?;
+        ventana_wire::parse_event(text)
+    }
 }
 
 /// Every message of `stream` (matching `filter`, e.g. one conversation's subject) at the
@@ -96,6 +116,7 @@ pub async fn read_stream(
             published: Timestamp::from_unix_nanos(meta.published.unix_timestamp_nanos() as i64),
             subject: message.subject.to_string(),
             payload: message.payload.clone(),
+            protobuf: is_protobuf(message.headers.as_ref()),
         });
         if meta.pending == 0 {
             break;
@@ -110,8 +131,7 @@ pub fn logged_events(stored: &[Stored]) -> Vec<Event> {
     stored
         .iter()
         .filter_map(|message| {
-            let mut event =
-                ventana_wire::parse_event(std::str::from_utf8(&message.payload).ok()?).ok()?;
+            let mut event = decode_event(&message.payload, message.protobuf).ok()?;
             if ventana_wire::subjects::token_of_input_subject(&message.subject)
                 != Some(event.conversation.token())
             {

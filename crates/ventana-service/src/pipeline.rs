@@ -20,7 +20,7 @@ use ventana_core::{Conversation, ConversationToken, Event, Timestamp, validate};
 use ventana_notifier::{OutputBody, fold_event};
 use ventana_store::{Commit, Indexed, OutboxRow, Store};
 use ventana_wire::subjects::{self, dlq_subject, output_subject, token_of_input_subject};
-use ventana_wire::{WireError, output_to_json, parse_event};
+use ventana_wire::{WireError, output_to_json};
 
 use crate::Shared;
 
@@ -58,13 +58,7 @@ fn decode(incoming: &Incoming, shared: &Shared) -> Result<Event, WireError> {
             limit: MAX_EVENT_BYTES,
         });
     }
-    let mut event = if incoming.protobuf {
-        ventana_wire::proto::decode_event(&incoming.payload)?
-    } else {
-        let text = std::str::from_utf8(&incoming.payload)
-            .map_err(|e| WireError::Undecodable(e.to_string()))?;
-        parse_event(text)?
-    };
+    let mut event = crate::client::decode_event(&incoming.payload, incoming.protobuf)?;
     if token_of_input_subject(&incoming.subject) != Some(event.conversation.token()) {
         return Err(WireError::InvalidField {
             field: "conversation",
@@ -305,11 +299,7 @@ pub async fn run(
                     published: timestamp_of(info.published),
                     subject: message.subject.to_string(),
                     payload: message.payload.clone(),
-                    protobuf: message
-                        .headers
-                        .as_ref()
-                        .and_then(|h| h.get("Content-Type"))
-                        .is_some_and(|v| v.as_str() == "application/protobuf"),
+                    protobuf: crate::client::is_protobuf(message.headers.as_ref()),
                 });
             }
             // Apply strictly in log order. A gap means messages were delivered and lost (a
