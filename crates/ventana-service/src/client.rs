@@ -50,6 +50,9 @@ pub async fn publish_events(
     Ok(fresh)
 }
 
+/// Largest input message accepted; larger ones go to the DLQ as `oversize`.
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+
 /// One message of a stream, as stored.
 #[derive(Clone, Debug)]
 pub struct Stored {
@@ -59,6 +62,22 @@ pub struct Stored {
     pub payload: bytes::Bytes,
     /// Sent as `Content-Type: application/protobuf`.
     pub protobuf: bool,
+}
+
+impl Stored {
+    /// A message as JetStream delivered it.
+    pub fn of(message: &jetstream::Message) -> anyhow::Result<Self> {
+        let meta = message
+            .info()
+            .map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?;
+        Ok(Self {
+            sequence: meta.stream_sequence,
+            published: Timestamp::from_unix_nanos(meta.published.unix_timestamp_nanos() as i64),
+            subject: message.subject.to_string(),
+            payload: message.payload.clone(),
+            protobuf: is_protobuf(message.headers.as_ref()),
+        })
+    }
 }
 
 /// Whether a message's headers say its payload is protobuf (JSON otherwise).
@@ -79,6 +98,86 @@ pub fn decode_event(payload: &[u8], protobuf: bool) -> Result<Event, ventana_wir
     }
 }
 
+/// Where reading a stream starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Start {
+    /// The oldest message kept.
+    #[default]
+    First,
+    /// This stream sequence (or the next one kept).
+    Sequence(u64),
+    /// The first message stored at or after this instant.
+    Time(Timestamp),
+}
+
+/// How many messages [`read_log`] hands over at a time (at most).
+pub const READ_BATCH: usize = 1000;
+
+/// Reads `stream` (the messages matching `filter`, e.g. one conversation's subjects) from
+/// `start` up to its last message at the moment of the call, in order, sending them to
+/// `sink` in batches of up to [`READ_BATCH`]. Returns how many were read.
+pub async fn read_log(
+    js: &jetstream::Context,
+    stream: &str,
+    filter: Option<String>,
+    start: Start,
+    sink: tokio::sync::mpsc::Sender<Vec<Stored>>,
+) -> anyhow::Result<u64> {
+    let mut stream = js
+        .get_stream(stream)
+        .await
+        .with_context(|| format!("no stream {stream}"))?;
+    let last = stream.info().await?.state.last_sequence;
+    let deliver_policy = match start {
+        Start::First => DeliverPolicy::All,
+        Start::Sequence(sequence) => DeliverPolicy::ByStartSequence {
+            start_sequence: sequence.max(1),
+        },
+        Start::Time(at) => DeliverPolicy::ByStartTime {
+            start_time: time::OffsetDateTime::from_unix_timestamp_nanos(at.unix_nanos().into())
+                .context("instant out of range")?,
+        },
+    };
+    let mut consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: filter.unwrap_or_default(),
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .context("cannot read the stream")?;
+    if consumer.info().await?.num_pending == 0 {
+        return Ok(0);
+    }
+    let mut read = 0;
+    let mut chunks = consumer.messages().await?.ready_chunks(READ_BATCH);
+    loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), chunks.next())
+            .await
+            .context("reading the stream timed out")?
+            .context("the stream ended early")?;
+        let mut batch = Vec::with_capacity(chunk.len());
+        let mut done = false;
+        for message in chunk {
+            let message = message?;
+            let pending = message.info().map_err(|e| anyhow::anyhow!("{e}"))?.pending;
+            let stored = Stored::of(&message)?;
+            done = pending == 0 || stored.sequence >= last;
+            batch.push(stored);
+            if done {
+                break;
+            }
+        }
+        read += batch.len() as u64;
+        sink.send(batch)
+            .await
+            .map_err(|_| anyhow::anyhow!("the reader of the stream stopped"))?;
+        if done {
+            return Ok(read);
+        }
+    }
+}
+
 /// Every message of `stream` (matching `filter`, e.g. one conversation's subject) at the
 /// moment of the call, in order.
 pub async fn read_stream(
@@ -86,59 +185,43 @@ pub async fn read_stream(
     stream: &str,
     filter: Option<String>,
 ) -> anyhow::Result<Vec<Stored>> {
-    let stream = js
-        .get_stream(stream)
-        .await
-        .with_context(|| format!("no stream {stream}"))?;
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            filter_subject: filter.unwrap_or_default(),
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .context("cannot read the stream")?;
-    let mut info = consumer;
-    let pending = info.info().await?.num_pending;
-    let mut found = Vec::with_capacity(pending as usize);
-    if pending == 0 {
-        return Ok(found);
-    }
-    let mut messages = info.messages().await?;
-    while let Some(message) = tokio::time::timeout(Duration::from_secs(10), messages.next())
-        .await
-        .context("reading the stream timed out")?
-    {
-        let message = message?;
-        let meta = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
-        found.push(Stored {
-            sequence: meta.stream_sequence,
-            published: Timestamp::from_unix_nanos(meta.published.unix_timestamp_nanos() as i64),
-            subject: message.subject.to_string(),
-            payload: message.payload.clone(),
-            protobuf: is_protobuf(message.headers.as_ref()),
-        });
-        if meta.pending == 0 {
-            break;
+    let (sink, mut batches) = tokio::sync::mpsc::channel(16);
+    let collect = async {
+        let mut found = Vec::new();
+        while let Some(batch) = batches.recv().await {
+            found.extend(batch);
         }
-    }
+        found
+    };
+    let (read, found) = tokio::join!(read_log(js, stream, filter, Start::First, sink), collect);
+    read?;
     Ok(found)
+}
+
+/// An input message as the event the service folded: its JetStream timestamp is its
+/// `logged_at`. Fails as the service does (it copied the message to the DLQ).
+pub fn logged_event(message: &Stored) -> Result<Event, ventana_wire::WireError> {
+    if message.payload.len() > MAX_EVENT_BYTES {
+        return Err(ventana_wire::WireError::Oversize {
+            size: message.payload.len(),
+            limit: MAX_EVENT_BYTES,
+        });
+    }
+    let mut event = decode_event(&message.payload, message.protobuf)?;
+    if ventana_wire::subjects::token_of_input_subject(&message.subject)
+        != Some(event.conversation.token())
+    {
+        return Err(ventana_wire::WireError::InvalidField {
+            field: "conversation",
+            problem: format!("does not match the subject {}", message.subject),
+        });
+    }
+    event.logged_at = Some(message.published);
+    Ok(event)
 }
 
 /// The input log as replayable events: each with its JetStream timestamp as `logged_at`.
 /// Messages that are not valid events are skipped (they are in the DLQ).
 pub fn logged_events(stored: &[Stored]) -> Vec<Event> {
-    stored
-        .iter()
-        .filter_map(|message| {
-            let mut event = decode_event(&message.payload, message.protobuf).ok()?;
-            if ventana_wire::subjects::token_of_input_subject(&message.subject)
-                != Some(event.conversation.token())
-            {
-                return None;
-            }
-            event.logged_at = Some(message.published);
-            Some(event)
-        })
-        .collect()
+    stored.iter().filter_map(|m| logged_event(m).ok()).collect()
 }

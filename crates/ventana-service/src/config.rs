@@ -80,12 +80,17 @@ pub struct Config {
 impl Config {
     /// Reads and validates the policy file.
     pub fn load_policy(&self) -> anyhow::Result<Policy> {
-        use anyhow::Context;
-        let Some(path) = &self.policy else {
-            return Ok(Policy::default());
-        };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read policy file {}", path.display()))?;
-        ventana_wire::parse_policy(&text).with_context(|| format!("policy file {}", path.display()))
+        load_policy(self.policy.as_deref())
     }
+}
+
+/// Reads and validates a policy file; the defaults without one.
+pub fn load_policy(path: Option<&std::path::Path>) -> anyhow::Result<Policy> {
+    use anyhow::Context;
+    let Some(path) = path else {
+        return Ok(Policy::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy file {}", path.display()))?;
+    ventana_wire::parse_policy(&text).with_context(|| format!("policy file {}", path.display()))
 }

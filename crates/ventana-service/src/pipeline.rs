@@ -16,10 +16,10 @@ use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
-use ventana_core::{Conversation, ConversationToken, Event, Timestamp, validate};
+use ventana_core::{Conversation, ConversationToken, Event, validate};
 use ventana_notifier::{OutputBody, fold_event};
 use ventana_store::{Commit, Indexed, OutboxRow, Store};
-use ventana_wire::subjects::{self, dlq_subject, output_subject, token_of_input_subject};
+use ventana_wire::subjects::{self, dlq_subject, output_subject};
 use ventana_wire::{WireError, output_to_json};
 
 use crate::Shared;
@@ -27,18 +27,7 @@ use crate::Shared;
 /// How long a batch waits for more messages before it is folded.
 const GATHER_PAUSE: Duration = Duration::from_millis(1);
 
-/// Largest input message accepted; larger ones go to the DLQ as `oversize`.
-pub const MAX_EVENT_BYTES: usize = 64 * 1024;
-
-/// One input message, as delivered.
-struct Incoming {
-    sequence: u64,
-    published: Timestamp,
-    subject: String,
-    payload: bytes::Bytes,
-    /// `Content-Type: application/protobuf` (JSON otherwise).
-    protobuf: bool,
-}
+use crate::client::Stored as Incoming;
 
 /// What a decided outbound message became, for `send` callers waiting on it.
 #[derive(Clone, Debug)]
@@ -46,26 +35,9 @@ pub struct Decision {
     pub json: String,
 }
 
-fn timestamp_of(t: time::OffsetDateTime) -> Timestamp {
-    Timestamp::from_unix_nanos(t.unix_timestamp_nanos() as i64)
-}
-
 /// Decodes and validates one message; the event, or the reason it is bad.
 fn decode(incoming: &Incoming, shared: &Shared) -> Result<Event, WireError> {
-    if incoming.payload.len() > MAX_EVENT_BYTES {
-        return Err(WireError::Oversize {
-            size: incoming.payload.len(),
-            limit: MAX_EVENT_BYTES,
-        });
-    }
-    let mut event = crate::client::decode_event(&incoming.payload, incoming.protobuf)?;
-    if token_of_input_subject(&incoming.subject) != Some(event.conversation.token()) {
-        return Err(WireError::InvalidField {
-            field: "conversation",
-            problem: format!("does not match the subject {}", incoming.subject),
-        });
-    }
-    event.logged_at = Some(incoming.published);
+    let event = crate::client::logged_event(incoming)?;
     validate(&event, &shared.policy)?;
     Ok(event)
 }
@@ -291,16 +263,7 @@ pub async fn run(
             }
             let mut incoming = Vec::with_capacity(delivered.len());
             for message in &delivered {
-                let info = message
-                    .info()
-                    .map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?;
-                incoming.push(Incoming {
-                    sequence: info.stream_sequence,
-                    published: timestamp_of(info.published),
-                    subject: message.subject.to_string(),
-                    payload: message.payload.clone(),
-                    protobuf: crate::client::is_protobuf(message.headers.as_ref()),
-                });
+                incoming.push(Incoming::of(message)?);
             }
             // Apply strictly in log order. A gap means messages were delivered and lost (a
             // NATS restart, a redelivery pending behind newer ones): start again from the

@@ -188,6 +188,20 @@ impl Commit {
     }
 }
 
+/// What the store keeps of one conversation, found by [`Store::find`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Erasure {
+    /// Whether it has a state.
+    pub state: bool,
+    /// Input events the state had folded.
+    pub events: u64,
+    /// Timer and window-end index entries.
+    pub timers: usize,
+    /// Unpublished outputs.
+    pub outbox: usize,
+    keys: Vec<Vec<u8>>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Store {
     db: sled::Db,
@@ -364,6 +378,53 @@ impl Store {
                 source,
             })
         })
+    }
+
+    /// Everything the store keeps of one conversation: its state, its timer and window-end
+    /// index entries, and its unpublished outputs (for a privacy erasure).
+    pub fn find(&self, token: ConversationToken) -> Result<Erasure> {
+        let mut erasure = Erasure::default();
+        let state = state_key(token);
+        if let Some(bytes) = self.tree.get(&state)? {
+            erasure.events = decode_state(&bytes)
+                .map_err(|source| StoreError::State {
+                    token: token.to_string(),
+                    source,
+                })?
+                .snapshot(&ventana_core::Policy::default())
+                .events;
+            erasure.state = true;
+            erasure.keys.push(state);
+        }
+        let own = token_bytes(token);
+        for prefix in [DEADLINE, WINDOW_END] {
+            for entry in self.tree.scan_prefix([prefix]) {
+                let (key, _) = entry?;
+                if key.get(9..25) == Some(&own[..]) {
+                    erasure.timers += 1;
+                    erasure.keys.push(key.to_vec());
+                }
+            }
+        }
+        let suffix = format!(".{token}");
+        for entry in self.tree.scan_prefix([OUTBOX]) {
+            let (key, value) = entry?;
+            if OutboxRow::decode(&value)?.subject.ends_with(&suffix) {
+                erasure.outbox += 1;
+                erasure.keys.push(key.to_vec());
+            }
+        }
+        Ok(erasure)
+    }
+
+    /// Removes what [`Store::find`] found, durably.
+    pub fn erase(&self, erasure: &Erasure) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for key in &erasure.keys {
+            batch.remove(key.as_slice());
+        }
+        self.tree.apply_batch(batch)?;
+        self.flush()
     }
 
     /// Bytes the store occupies on disk.

@@ -1,4 +1,4 @@
-//! Commands against the live system: publish, tail, state, check.
+//! Commands against the live system: import, export, tail, state, check.
 
 use std::io::{BufRead, Write};
 
@@ -7,32 +7,65 @@ use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use ventana_core::{Channel, ConversationKey, ConversationToken, Event};
+use ventana_service::client::Start;
 use ventana_service::config::NatsOptions;
 use ventana_wire::subjects::{self, OUT_STREAM};
+
+use crate::log::{LiveLog, Selection, Since, events};
+
+/// A conversation named on the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConversationArg {
+    Key(ConversationKey),
+    Token(ConversationToken),
+}
+
+impl ConversationArg {
+    /// Reads `channel/account/channel_id/contact_id` or a 26-character token.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        if let Some(token) = ConversationToken::parse(text) {
+            return Ok(Self::Token(token));
+        }
+        let parts: Vec<&str> = text.splitn(4, '/').collect();
+        let [channel, account, channel_id, contact_id] = parts[..] else {
+            anyhow::bail!(
+                "a conversation is CHANNEL/ACCOUNT/CHANNEL_ID/CONTACT_ID (e.g. whatsapp/acme/15550001111/4915112345678) or its 26-character token"
+            );
+        };
+        let channel =
+            Channel::parse(channel).with_context(|| format!("unknown channel {channel:?}"))?;
+        Ok(Self::Key(ConversationKey::new(
+            channel, account, channel_id, contact_id,
+        )))
+    }
+
+    pub fn token(&self) -> ConversationToken {
+        match self {
+            Self::Key(key) => key.token(),
+            Self::Token(token) => *token,
+        }
+    }
+}
+
+/// The token of a conversation named on the command line.
+pub fn conversation_token(text: &str) -> anyhow::Result<ConversationToken> {
+    ConversationArg::parse(text).map(|c| c.token())
+}
 
 /// Reads `channel/account/channel_id/contact_id` or a 26-character token into the JSON a
 /// request names a conversation with.
 pub fn conversation_arg(text: &str) -> anyhow::Result<(&'static str, Value)> {
-    if let Some(token) = ConversationToken::parse(text) {
-        return Ok(("token", Value::String(token.to_string())));
-    }
-    let parts: Vec<&str> = text.splitn(4, '/').collect();
-    let [channel, account, channel_id, contact_id] = parts[..] else {
-        anyhow::bail!(
-            "a conversation is CHANNEL/ACCOUNT/CHANNEL_ID/CONTACT_ID (e.g. whatsapp/acme/15550001111/4915112345678) or its 26-character token"
-        );
-    };
-    let channel =
-        Channel::parse(channel).with_context(|| format!("unknown channel {channel:?}"))?;
-    let key = ConversationKey::new(channel, account, channel_id, contact_id);
-    Ok((
-        "conversation",
-        json!({"channel": key.channel.to_string(), "account": key.account, "channel_id": key.channel_id, "contact_id": key.contact_id}),
-    ))
+    Ok(match ConversationArg::parse(text)? {
+        ConversationArg::Token(token) => ("token", Value::String(token.to_string())),
+        ConversationArg::Key(key) => (
+            "conversation",
+            json!({"channel": key.channel.to_string(), "account": key.account, "channel_id": key.channel_id, "contact_id": key.contact_id}),
+        ),
+    })
 }
 
-/// `ventana publish`: every event of a JSONL file to its subject, awaiting acks.
-pub async fn publish(
+/// `ventana import`: every event of a JSONL file to its subject, awaiting acks.
+pub async fn import(
     nats: &NatsOptions,
     input: &std::path::Path,
     partitions: u32,
@@ -54,7 +87,7 @@ pub async fn publish(
             }
         }
     }
-    let client = ventana_service::nats::connect(nats, "ventana-publish").await?;
+    let client = ventana_service::nats::connect(nats, "ventana-import").await?;
     let js = jetstream::new(client);
     let fresh = ventana_service::client::publish_events(&js, &events, partitions).await?;
     eprintln!(
@@ -180,3 +213,45 @@ pub async fn request(nats: &NatsOptions, subject: &str, body: Value) -> anyhow::
 
 pub const STATE: &str = subjects::API_STATE;
 pub const CHECK: &str = subjects::API_CHECK;
+
+/// `ventana export`: the input log (or a selection of it) as JSONL with `logged_at`.
+/// Messages that are not events (they are in the DLQ) are reported on stderr and left out.
+pub fn export(
+    nats: &NatsOptions,
+    select: &Selection,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let log = LiveLog::connect(nats, "ventana-export")?;
+    let mut out: Box<dyn Write> = match output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let start = select.since.map_or(Start::First, Since::start);
+    let (mut exported, mut skipped) = (0u64, 0u64);
+    for logged in events(log.input(select.conversation, start)) {
+        let logged = logged?;
+        match logged.event {
+            Ok(event) => {
+                writeln!(out, "{}", ventana_wire::event_to_json(&event))?;
+                exported += 1;
+            }
+            Err(error) => {
+                skipped += 1;
+                eprintln!("{}: {error} (in the DLQ; not exported)", logged.position);
+            }
+        }
+    }
+    out.flush()?;
+    eprintln!(
+        "exported {exported} events{}",
+        if skipped > 0 {
+            format!(", {skipped} invalid messages left out")
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}

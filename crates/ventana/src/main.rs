@@ -7,8 +7,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use ventana::replay::{Format, ReplayOptions, replay};
-use ventana_core::{Policy, Timestamp};
+use ventana::load_policy;
+use ventana::log::{LiveLog, events};
+use ventana::replay::{Format, ReplayOptions, replay, replay_log};
+use ventana_core::{ConversationToken, Timestamp};
+use ventana_service::client::Start;
 use ventana_service::config::NatsOptions;
 
 /// Knows, for every customer conversation on Meta channels, what may still be sent and until
@@ -32,10 +35,13 @@ enum Command {
     /// Start a private nats-server, ventanad and a demo feed, and print what to try next.
     Dev(ventana::dev::DevArgs),
     /// Publish every event of a JSONL file to VENTANA_IN (Nats-Msg-Id = event id), awaiting
-    /// acks: a generic adapter. Re-publishing the same file adds nothing.
-    Publish {
+    /// acks: a generic adapter, and the way back for `ventana export`. Importing the same file
+    /// again adds nothing: the server drops ids it has seen within its duplicate window, and
+    /// ventana ignores event ids it has folded within 7 days (R14).
+    #[command(alias = "publish")]
+    Import {
         /// The events: one JSON object per line.
-        #[arg(long, value_name = "FILE.jsonl")]
+        #[arg(value_name = "FILE.jsonl")]
         input: PathBuf,
         /// Input partitions (as configured in ventanad).
         #[arg(long, env = "VENTANA_PARTITIONS", default_value_t = ventana_wire::subjects::DEFAULT_PARTITIONS)]
@@ -43,6 +49,32 @@ enum Command {
         #[command(flatten)]
         nats: NatsOptions,
     },
+    /// Write the live input log (or one conversation's part of it) as JSONL, each event with
+    /// its `logged_at`, so `ventana replay --input` of the file prints the live outputs.
+    Export {
+        #[command(flatten)]
+        select: ventana::log::Selection,
+        /// Write to this file instead of stdout.
+        #[arg(long, short, value_name = "FILE.jsonl")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        nats: NatsOptions,
+    },
+    /// Explain one conversation: every event with the state before and after, the window and
+    /// when it closes, and every decision with its rule, reason and suggestion.
+    Explain(ventana::explain::ExplainArgs),
+    /// Build a fresh sled projection (what ventanad keeps in --data) from VENTANA_IN. Run it
+    /// with ventanad stopped: the new projection replaces DIR, the old one is kept beside it.
+    Rebuild(ventana::rebuild::RebuildArgs),
+    /// Compare ventanad's projection in --data (service stopped) with a replay of the log up
+    /// to its checkpoint; lists every conversation that differs (exit 1 if any).
+    Verify(ventana::rebuild::VerifyArgs),
+    /// Replay the log under another policy and report which decisions would have changed.
+    WhatIf(ventana::whatif::WhatIfArgs),
+    /// Erase a contact (privacy request): its events from VENTANA_IN, its outputs from
+    /// VENTANA_OUT, its state, timers and outbox rows from the projection (ventanad stopped).
+    /// Without --yes, only reports what would be removed.
+    Erase(ventana::erase::EraseArgs),
     /// Print outputs as ventanad publishes them (until Ctrl-C).
     Tail {
         /// Start with the oldest output kept, not the next one.
@@ -88,14 +120,34 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct ReplayArgs {
     /// The log: one input event (JSON) per line.
-    #[arg(long, value_name = "FILE.jsonl")]
-    input: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE.jsonl",
+        required_unless_present = "from_stream",
+        conflicts_with = "from_stream"
+    )]
+    input: Option<PathBuf>,
+    /// Fold the live log (VENTANA_IN) instead of a file.
+    #[arg(long)]
+    from_stream: bool,
+    /// With --from-stream: only this conversation (CHANNEL/ACCOUNT/CHANNEL_ID/CONTACT_ID or its
+    /// token); only its subject is read.
+    #[arg(long, value_name = "KEY|TOKEN", requires = "from_stream", value_parser = ventana::log::parse_conversation)]
+    conversation: Option<ConversationToken>,
+    /// With --from-stream: print only the outputs of events from this stream sequence or
+    /// RFC 3339 instant on (everything before is still folded, so states are right).
+    #[arg(long, value_name = "INSTANT|SEQ", requires = "from_stream", value_parser = ventana::log::Since::parse)]
+    since: Option<ventana::log::Since>,
+    /// Print only the snapshots as of this RFC 3339 instant (time travel): events decided
+    /// after it are not folded, every deadline at or before it fires.
+    #[arg(long, value_name = "INSTANT", value_parser = ventana::parse_instant, conflicts_with_all = ["until", "snapshots", "format"])]
+    at: Option<Timestamp>,
     /// A policy file (TOML, DESIGN §5); the defaults apply without one.
     #[arg(long, value_name = "FILE.toml", env = "VENTANA_POLICY")]
     policy: Option<PathBuf>,
     /// Fold only events decided at or before this RFC 3339 instant, then fire every deadline
     /// at or before it (e.g. to see which windows have closed by then).
-    #[arg(long, value_name = "INSTANT", value_parser = parse_instant)]
+    #[arg(long, value_name = "INSTANT", value_parser = ventana::parse_instant)]
     until: Option<Timestamp>,
     /// After the outputs, print one `{"type":"snapshot",...}` line per conversation, sorted
     /// by conversation, as of --until or else of the conversation's last event.
@@ -104,6 +156,8 @@ struct ReplayArgs {
     /// `json`: the outputs as JSON lines (the contract). `table`: a timeline for people.
     #[arg(long, value_enum, default_value_t = FormatArg::Json)]
     format: FormatArg,
+    #[command(flatten)]
+    nats: NatsOptions,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -112,26 +166,13 @@ enum FormatArg {
     Table,
 }
 
-fn parse_instant(text: &str) -> Result<Timestamp, String> {
-    Timestamp::parse_rfc3339(text).map_err(|e| e.to_string())
-}
-
-fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
-    let Some(path) = path else {
-        return Ok(Policy::default());
-    };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read policy file {}", path.display()))?;
-    ventana_wire::parse_policy(&text).with_context(|| format!("policy file {}", path.display()))
-}
-
 fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let policy = load_policy(args.policy.as_ref())?;
-    let file =
-        File::open(&args.input).with_context(|| format!("cannot read {}", args.input.display()))?;
+    let policy = load_policy(args.policy.as_deref())?;
     let options = ReplayOptions {
         policy,
-        until: args.until,
+        until: args.until.or(args.at),
+        since: args.since,
+        snapshots_only: args.at.is_some(),
         snapshots: args.snapshots,
         format: match args.format {
             FormatArg::Json => Format::Json,
@@ -140,13 +181,40 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = io::BufWriter::new(io::stdout().lock());
     let mut err = io::stderr().lock();
-    let summary = replay(BufReader::new(file), &options, &mut out, &mut err)
-        .with_context(|| format!("while replaying {}", args.input.display()))?;
+    let summary = match &args.input {
+        Some(input) => {
+            let file =
+                File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
+            replay(BufReader::new(file), &options, &mut out, &mut err)
+                .with_context(|| format!("while replaying {}", input.display()))?
+        }
+        None => {
+            let log = LiveLog::connect(&args.nats, "ventana-replay")?;
+            // Everything is folded (states need their history); --since only filters what
+            // is printed.
+            replay_log(
+                events(log.input(args.conversation, Start::First)),
+                &options,
+                &mut out,
+                &mut err,
+            )
+            .context("while replaying VENTANA_IN")?
+        }
+    };
     Ok(if summary.invalid > 0 {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `verify`: exit 1 when the projection differs from the log.
+fn exit_verified(same: bool) -> ExitCode {
+    if same {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 fn exit(ok: bool) -> ExitCode {
@@ -161,13 +229,12 @@ fn run_live(command: Command) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         match command {
-            Command::Replay(_) => unreachable!("offline"),
             Command::Dev(args) => ventana::dev::dev(args).await.map(|()| ExitCode::SUCCESS),
-            Command::Publish {
+            Command::Import {
                 input,
                 partitions,
                 nats,
-            } => ventana::live::publish(&nats, &input, partitions)
+            } => ventana::live::import(&nats, &input, partitions)
                 .await
                 .map(exit),
             Command::Tail {
@@ -208,6 +275,7 @@ fn run_live(command: Command) -> anyhow::Result<ExitCode> {
                     .await
                     .map(exit)
             }
+            _ => unreachable!("blocking commands run in main"),
         }
     })
 }
@@ -221,6 +289,16 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Replay(args) => run_replay(args),
+        Command::Export {
+            select,
+            output,
+            nats,
+        } => ventana::live::export(&nats, &select, output.as_deref()).map(|()| ExitCode::SUCCESS),
+        Command::Explain(args) => ventana::explain::run(args),
+        Command::Rebuild(args) => ventana::rebuild::rebuild(args).map(|()| ExitCode::SUCCESS),
+        Command::Verify(args) => ventana::rebuild::verify(args).map(exit_verified),
+        Command::WhatIf(args) => ventana::whatif::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Erase(args) => ventana::erase::run(args).map(|()| ExitCode::SUCCESS),
         command => run_live(command),
     };
     result.unwrap_or_else(|error| {

@@ -2,9 +2,11 @@
 
 use std::io::{self, BufRead, Write};
 
+use crate::log::{Logged, Since, file_events};
+
 use ventana_core::{Applied, Event, Policy, Timestamp};
 use ventana_notifier::{Fold, Output};
-use ventana_wire::{WireError, output_to_json, parse_event, snapshot_to_json};
+use ventana_wire::{WireError, output_to_json, snapshot_to_json};
 
 use crate::table::Table;
 
@@ -23,6 +25,10 @@ pub struct ReplayOptions {
     pub policy: Policy,
     /// Fold only events decided at or before this instant, then fire every deadline up to it.
     pub until: Option<Timestamp>,
+    /// Print only the outputs of events from this point on (everything is still folded).
+    pub since: Option<Since>,
+    /// Print no outputs, only the snapshots (`--at`).
+    pub snapshots_only: bool,
     pub snapshots: bool,
     pub format: Format,
 }
@@ -43,22 +49,29 @@ pub fn replay(
     options: &ReplayOptions,
     out: &mut impl Write,
     err: &mut impl Write,
-) -> io::Result<ReplaySummary> {
+) -> anyhow::Result<ReplaySummary> {
+    replay_log(file_events(input), options, out, err)
+}
+
+/// Folds a log (a file's lines or the stream's messages), printing outputs to `out` and
+/// invalid entries to `err` as `line N: reason` / `sequence N: reason`.
+pub fn replay_log(
+    log: impl Iterator<Item = anyhow::Result<Logged>>,
+    options: &ReplayOptions,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> anyhow::Result<ReplaySummary> {
     let mut fold = Fold::new(options.policy.clone());
     let mut summary = ReplaySummary::default();
     let mut outputs: Vec<Output> = Vec::new();
     let mut table = (options.format == Format::Table).then(Table::default);
-    for (index, line) in input.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let number = index + 1;
-        let event: Event = match parse_event(&line) {
+    for logged in log {
+        let Logged { position, event } = logged?;
+        let event: Event = match event {
             Ok(event) => event,
             Err(error) => {
                 summary.invalid += 1;
-                writeln!(err, "line {number}: {error}")?;
+                writeln!(err, "{position}: {error}")?;
                 continue;
             }
         };
@@ -75,9 +88,16 @@ pub fn replay(
             Ok(Applied::Duplicate) => summary.duplicates += 1,
             Err(invalid) => {
                 summary.invalid += 1;
-                writeln!(err, "line {number}: {}", WireError::from(invalid))?;
+                writeln!(err, "{position}: {}", WireError::from(invalid))?;
                 continue;
             }
+        }
+        let shown = !options.snapshots_only
+            && options
+                .since
+                .is_none_or(|since| since.includes(position, event.decision_time()));
+        if !shown {
+            continue;
         }
         summary.outputs += outputs.len() as u64;
         match table.as_mut() {
@@ -88,16 +108,18 @@ pub fn replay(
     if let Some(until) = options.until {
         outputs.clear();
         fold.advance_all(until, &mut outputs);
-        summary.outputs += outputs.len() as u64;
-        match table.as_mut() {
-            Some(table) => table.deadlines(&outputs, &fold),
-            None => print_json(&outputs, out)?,
+        if !options.snapshots_only {
+            summary.outputs += outputs.len() as u64;
+            match table.as_mut() {
+                Some(table) => table.deadlines(&outputs, &fold),
+                None => print_json(&outputs, out)?,
+            }
         }
     }
     if let Some(table) = table {
         table.print(out)?;
     }
-    if options.snapshots {
+    if options.snapshots || options.snapshots_only {
         for snapshot in fold.snapshots() {
             writeln!(out, "{}", snapshot_to_json(&snapshot))?;
         }

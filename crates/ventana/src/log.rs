@@ -1,0 +1,207 @@
+//! The live log as plain iterators, for the commands that fold it (replay, explain, export,
+//! rebuild, verify, what-if): a reader task pulls batches from JetStream on a small runtime
+//! while the caller folds on its own thread.
+
+use std::fmt;
+
+use anyhow::Context;
+use async_nats::jetstream;
+use ventana_core::{ConversationToken, Event, Timestamp};
+use ventana_service::client::{Start, Stored, logged_event, read_log};
+use ventana_service::config::NatsOptions;
+use ventana_wire::WireError;
+use ventana_wire::subjects;
+
+use crate::live::conversation_token;
+
+/// Batches in flight between the reader and the fold: bounds memory.
+const QUEUED_BATCHES: usize = 16;
+
+/// A connection to NATS with its own runtime, for commands that are otherwise blocking.
+#[derive(Debug)]
+pub struct LiveLog {
+    runtime: tokio::runtime::Runtime,
+    js: jetstream::Context,
+}
+
+impl LiveLog {
+    pub fn connect(nats: &NatsOptions, name: &str) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let client = runtime.block_on(ventana_service::nats::connect(nats, name))?;
+        Ok(Self {
+            runtime,
+            js: jetstream::new(client),
+        })
+    }
+
+    pub fn js(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// The messages of `stream` matching `filter` from `start` up to the last one stored when
+    /// called, in order.
+    pub fn read(&self, stream: &'static str, filter: Option<String>, start: Start) -> Messages {
+        let (sink, batches) = tokio::sync::mpsc::channel(QUEUED_BATCHES);
+        let (failure, failed) = tokio::sync::oneshot::channel();
+        let js = self.js.clone();
+        self.runtime.spawn(async move {
+            if let Err(error) = read_log(&js, stream, filter, start, sink).await {
+                let _ = failure.send(error);
+            }
+        });
+        Messages {
+            batches,
+            failed,
+            batch: Vec::new().into_iter(),
+        }
+    }
+
+    /// The input events logged for `conversation` (all when `None`), from `start`.
+    pub fn input(&self, conversation: Option<ConversationToken>, start: Start) -> Messages {
+        self.read(subjects::IN_STREAM, conversation.map(input_filter), start)
+    }
+}
+
+/// Every input subject of one conversation, whatever the partition count.
+pub fn input_filter(token: ConversationToken) -> String {
+    format!("ventana.in.*.{token}")
+}
+
+/// Every output subject of one conversation.
+pub fn output_filter(token: ConversationToken) -> String {
+    format!("ventana.out.*.{token}")
+}
+
+/// Stored messages, in stream order.
+#[derive(Debug)]
+pub struct Messages {
+    batches: tokio::sync::mpsc::Receiver<Vec<Stored>>,
+    /// Why reading stopped early, if it did.
+    failed: tokio::sync::oneshot::Receiver<anyhow::Error>,
+    batch: std::vec::IntoIter<Stored>,
+}
+
+impl Iterator for Messages {
+    type Item = anyhow::Result<Stored>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(message) = self.batch.next() {
+                return Some(Ok(message));
+            }
+            match self.batches.blocking_recv() {
+                Some(batch) => self.batch = batch.into_iter(),
+                // The reader is done: it either read everything or says why not.
+                None => return self.failed.try_recv().ok().map(Err),
+            }
+        }
+    }
+}
+
+/// Where a logged event was: a line of a file or a sequence of the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Position {
+    Line(u64),
+    Sequence(u64),
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Position::Line(n) => write!(f, "line {n}"),
+            Position::Sequence(n) => write!(f, "sequence {n}"),
+        }
+    }
+}
+
+/// One entry of a log: an event, or why it is not one.
+#[derive(Debug)]
+pub struct Logged {
+    pub position: Position,
+    pub event: Result<Event, WireError>,
+}
+
+/// The stream's messages as logged events (JetStream timestamp as `logged_at`).
+pub fn events(messages: Messages) -> impl Iterator<Item = anyhow::Result<Logged>> {
+    messages.map(|message| {
+        let message = message?;
+        Ok(Logged {
+            position: Position::Sequence(message.sequence),
+            event: logged_event(&message),
+        })
+    })
+}
+
+/// The non-empty lines of a JSONL file as logged events.
+pub fn file_events(input: impl std::io::BufRead) -> impl Iterator<Item = anyhow::Result<Logged>> {
+    input
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| line.as_ref().map_or(true, |l| !l.trim().is_empty()))
+        .map(|(index, line)| {
+            let line = line.context("reading the input")?;
+            Ok(Logged {
+                position: Position::Line(index as u64 + 1),
+                event: ventana_wire::parse_event(&line),
+            })
+        })
+}
+
+/// `--since`: a stream sequence (digits) or an RFC 3339 instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Since {
+    Sequence(u64),
+    Instant(Timestamp),
+}
+
+impl Since {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Ok(sequence) = text.parse::<u64>() {
+            return Ok(Since::Sequence(sequence));
+        }
+        Timestamp::parse_rfc3339(text)
+            .map(Since::Instant)
+            .map_err(|e| format!("neither a stream sequence nor an RFC 3339 instant: {e}"))
+    }
+
+    /// Where to start reading the stream to see everything since.
+    pub fn start(self) -> Start {
+        match self {
+            Since::Sequence(sequence) => Start::Sequence(sequence),
+            Since::Instant(at) => Start::Time(at),
+        }
+    }
+
+    /// Whether an event at `position`, decided at `decided`, is at or after this point.
+    pub fn includes(self, position: Position, decided: Timestamp) -> bool {
+        match (self, position) {
+            (Since::Sequence(from), Position::Sequence(sequence)) => sequence >= from,
+            (Since::Sequence(_), Position::Line(_)) => true,
+            (Since::Instant(from), _) => decided >= from,
+        }
+    }
+}
+
+/// Parses a `--conversation` argument into its token.
+pub fn parse_conversation(text: &str) -> Result<ConversationToken, String> {
+    conversation_token(text).map_err(|e| e.to_string())
+}
+
+/// Which part of the input log a command reads.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct Selection {
+    /// Only this conversation (CHANNEL/ACCOUNT/CHANNEL_ID/CONTACT_ID or its token): only its
+    /// subject is read.
+    #[arg(long, value_name = "KEY|TOKEN", value_parser = parse_conversation)]
+    pub conversation: Option<ConversationToken>,
+    /// From this stream sequence or RFC 3339 instant on.
+    #[arg(long, value_name = "INSTANT|SEQ", value_parser = Since::parse)]
+    pub since: Option<Since>,
+}
