@@ -273,3 +273,35 @@ pub async fn settle(
         fold,
     }
 }
+
+/// Publishes `events` as live traffic: each stamped with the time it is published at (a
+/// few of the customer messages late), paced at about `per_second`.
+pub async fn publish_live(
+    js: &async_nats::jetstream::Context,
+    events: &[ventana_core::Event],
+    per_second: usize,
+) {
+    let chunk = (per_second / 20).max(1);
+    let mut pace = tokio::time::interval(Duration::from_millis(50));
+    for (n, window) in events.chunks(chunk).enumerate() {
+        pace.tick().await;
+        let at = ventana_service::clock::now();
+        let live: Vec<ventana_core::Event> = window
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let mut e = e.clone();
+                let late = if (n + i) % 9 == 0 {
+                    ventana_core::Span::from_millis(700)
+                } else {
+                    ventana_core::Span::ZERO
+                };
+                e.occurred_at = at.minus(late);
+                e
+            })
+            .collect();
+        ventana_service::client::publish_events(js, &live, 16)
+            .await
+            .unwrap();
+    }
+}

@@ -7,7 +7,8 @@ use ventana_core::{Event, Policy, Span, Timestamp};
 use ventana_service::client::{publish_events, read_stream};
 use ventana_service::clock::now;
 use ventana_tests::service::{
-    FAST_POLICY, Live, Settled, caught_up, eventually, live, published_outputs, settle, stream_len,
+    FAST_POLICY, Live, Settled, caught_up, eventually, live, publish_live, published_outputs,
+    settle, stream_len,
 };
 use ventana_tests::traffic::{build_log, seeded_steps};
 use ventana_wire::subjects::{API_CHECK, API_EXPIRING, API_SEND, API_STATE, DLQ_STREAM, IN_STREAM};
@@ -22,32 +23,6 @@ fn example(name: &str) -> Vec<Event> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| parse_event(l).unwrap())
         .collect()
-}
-
-/// Publishes `events` as live traffic: each stamped with the time it is published at (a
-/// few of the customer messages late), paced at about `per_second`.
-async fn publish_live(js: &async_nats::jetstream::Context, events: &[Event], per_second: usize) {
-    let chunk = (per_second / 20).max(1);
-    let mut pace = tokio::time::interval(Duration::from_millis(50));
-    for (n, window) in events.chunks(chunk).enumerate() {
-        pace.tick().await;
-        let at = now();
-        let live: Vec<Event> = window
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let mut e = e.clone();
-                let late = if (n + i) % 9 == 0 {
-                    Span::from_millis(700)
-                } else {
-                    Span::ZERO
-                };
-                e.occurred_at = at.minus(late);
-                e
-            })
-            .collect();
-        publish_events(js, &live, 16).await.unwrap();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull};
+use async_nats::jetstream::{self, consumer::AckPolicy, consumer::DeliverPolicy, consumer::pull};
 use futures::StreamExt;
 use ventana_core::{Event, Timestamp};
 use ventana_wire::event_to_json;
@@ -67,16 +67,20 @@ pub struct Stored {
 impl Stored {
     /// A message as JetStream delivered it.
     pub fn of(message: &jetstream::Message) -> anyhow::Result<Self> {
-        let meta = message
+        let info = message
             .info()
             .map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?;
-        Ok(Self {
-            sequence: meta.stream_sequence,
-            published: Timestamp::from_unix_nanos(meta.published.unix_timestamp_nanos() as i64),
+        Ok(Self::with_info(message, &info))
+    }
+
+    fn with_info(message: &jetstream::Message, info: &jetstream::message::Info<'_>) -> Self {
+        Self {
+            sequence: info.stream_sequence,
+            published: Timestamp::from_unix_nanos(info.published.unix_timestamp_nanos() as i64),
             subject: message.subject.to_string(),
             payload: message.payload.clone(),
             protobuf: is_protobuf(message.headers.as_ref()),
-        })
+        }
     }
 }
 
@@ -113,6 +117,9 @@ pub enum Start {
 /// How many messages [`read_log`] hands over at a time (at most).
 pub const READ_BATCH: usize = 1000;
 
+/// How many messages [`read_log`] asks the server for at a time.
+const PULL_BATCH: usize = 10_000;
+
 /// Reads `stream` (the messages matching `filter`, e.g. one conversation's subjects) from
 /// `start` up to its last message at the moment of the call, in order, sending them to
 /// `sink` in batches of up to [`READ_BATCH`]. Returns how many were read.
@@ -138,10 +145,16 @@ pub async fn read_log(
                 .context("instant out of range")?,
         },
     };
+    // An ephemeral pull consumer without acks, pulling large batches: the cheapest way for
+    // the server to hand over a log. Its consumer sequence has no holes, so a message lost on
+    // the way (a slow-consumer drop) is detected rather than skipped.
     let mut consumer = stream
-        .create_consumer(pull::OrderedConfig {
+        .create_consumer(pull::Config {
             filter_subject: filter.unwrap_or_default(),
             deliver_policy,
+            ack_policy: AckPolicy::None,
+            memory_storage: true,
+            inactive_threshold: Duration::from_secs(30),
             ..Default::default()
         })
         .await
@@ -150,7 +163,13 @@ pub async fn read_log(
         return Ok(0);
     }
     let mut read = 0;
-    let mut chunks = consumer.messages().await?.ready_chunks(READ_BATCH);
+    let mut chunks = consumer
+        .stream()
+        .max_messages_per_batch(PULL_BATCH)
+        .heartbeat(Duration::from_secs(5))
+        .messages()
+        .await?
+        .ready_chunks(READ_BATCH);
     loop {
         let chunk = tokio::time::timeout(Duration::from_secs(10), chunks.next())
             .await
@@ -160,10 +179,16 @@ pub async fn read_log(
         let mut done = false;
         for message in chunk {
             let message = message?;
-            let pending = message.info().map_err(|e| anyhow::anyhow!("{e}"))?.pending;
-            let stored = Stored::of(&message)?;
-            done = pending == 0 || stored.sequence >= last;
-            batch.push(stored);
+            let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
+            anyhow::ensure!(
+                info.consumer_sequence == read + batch.len() as u64 + 1,
+                "messages were lost while reading {} (consumer sequence {} after {}); read again",
+                stream.cached_info().config.name,
+                info.consumer_sequence,
+                read + batch.len() as u64
+            );
+            done = info.pending == 0 || info.stream_sequence >= last;
+            batch.push(Stored::with_info(&message, &info));
             if done {
                 break;
             }

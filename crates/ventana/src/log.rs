@@ -30,11 +30,12 @@ impl LiveLog {
             .worker_threads(1)
             .enable_all()
             .build()?;
-        let client = runtime.block_on(ventana_service::nats::connect(nats, name))?;
-        Ok(Self {
-            runtime,
-            js: jetstream::new(client),
-        })
+        let js = runtime.block_on(async {
+            anyhow::Ok(jetstream::new(
+                ventana_service::nats::connect(nats, name).await?,
+            ))
+        })?;
+        Ok(Self { runtime, js })
     }
 
     pub fn js(&self) -> &jetstream::Context {

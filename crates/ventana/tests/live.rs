@@ -18,7 +18,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publish_state_check_and_tail_work_against_the_live_service() {
+async fn import_state_check_and_tail_work_against_the_live_service() {
     let Live {
         nats,
         dir: _dir,
@@ -28,26 +28,15 @@ async fn publish_state_check_and_tail_work_against_the_live_service() {
     } = live(None).await;
     let url = nats.url();
 
-    let published = ventana(&[
-        "publish",
-        "--input",
-        "examples/messenger.jsonl",
-        "--nats",
-        &url,
-    ]);
+    let published = ventana(&["import", "examples/messenger.jsonl", "--nats", &url]);
     assert!(published.status.success(), "{}", text(&published.stderr));
     assert!(
         text(&published.stderr).contains("published 9 events (9 new"),
         "{}",
         text(&published.stderr)
     );
-    let again = ventana(&[
-        "publish",
-        "--input",
-        "examples/messenger.jsonl",
-        "--nats",
-        &url,
-    ]);
+    // `publish` is an alias.
+    let again = ventana(&["publish", "examples/messenger.jsonl", "--nats", &url]);
     assert!(
         text(&again.stderr).contains("(0 new, 9 already in the log)"),
         "{}",

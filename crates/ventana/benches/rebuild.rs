@@ -1,0 +1,113 @@
+//! `ventana rebuild` speed (DESIGN §7: >= 300 k events/s): a backlog of generated traffic in
+//! VENTANA_IN on a real nats-server, folded into a fresh sled projection by the same code the
+//! command runs; the bare read of the log is timed too, for comparison.
+//!
+//! Run: `cargo bench -p ventana --bench rebuild` (EVENTS=1000000, CONVERSATIONS=100000 by
+//! default).
+
+use std::time::{Duration, Instant};
+
+use ventana::log::{LiveLog, events};
+use ventana_core::Policy;
+use ventana_service::client::{Start, publish_events};
+use ventana_service::config::NatsOptions;
+use ventana_store::Store;
+use ventana_tests::nats::NatsServer;
+use ventana_tests::traffic::{build_log, seeded_steps};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn per_second(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64()
+}
+
+fn main() {
+    let total = env_or("EVENTS", 1_000_000);
+    let conversations = env_or("CONVERSATIONS", 100_000) as u32;
+    let nats = NatsServer::start();
+    let options = NatsOptions {
+        url: nats.url(),
+        ..Default::default()
+    };
+    let log = LiveLog::connect(&options, "rebuild-bench").unwrap();
+    log.block_on(async {
+        let scratch = tempfile::tempdir().unwrap();
+        let config = ventana_tests::service::config(&nats.url(), scratch.path(), None);
+        ventana_service::nats::declare(log.js(), &config, 0)
+            .await
+            .unwrap();
+        let events = build_log(&seeded_steps(42, total, conversations, 14));
+        for chunk in events.chunks(100_000) {
+            publish_events(log.js(), chunk, 16).await.unwrap();
+        }
+    });
+    println!("backlog: {total} events over {conversations} conversations in VENTANA_IN");
+    let rss_before = peak_rss_mib();
+
+    let started = Instant::now();
+    let messages: Vec<_> = log.input(None, Start::First).map(|m| m.unwrap()).collect();
+    let read = messages.len() as u64;
+    let read_time = started.elapsed();
+    println!(
+        "read the log only:   {read} messages in {:.2} s = {:.0} messages/s",
+        read_time.as_secs_f64(),
+        per_second(read, read_time)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(&dir.path().join("in-memory"), 256 << 20).unwrap();
+        let started = Instant::now();
+        let logged = messages.into_iter().map(|message| {
+            Ok(ventana::log::Logged {
+                position: ventana::log::Position::Sequence(message.sequence),
+                event: ventana_service::client::logged_event(&message),
+            })
+        });
+        let rebuilt =
+            ventana::rebuild::project(&store, &Policy::default(), logged, |_| {}).unwrap();
+        let elapsed = started.elapsed();
+        println!(
+            "fold + sled only:    {} events (already read) in {:.2} s = {:.0} events/s",
+            rebuilt.events,
+            elapsed.as_secs_f64(),
+            per_second(rebuilt.messages, elapsed)
+        );
+    }
+    let store = Store::open(&dir.path().join("rebuilt"), 256 << 20).unwrap();
+    let started = Instant::now();
+    let rebuilt = ventana::rebuild::project(
+        &store,
+        &Policy::default(),
+        events(log.input(None, Start::First)),
+        |_| {},
+    )
+    .unwrap();
+    let elapsed = started.elapsed();
+    println!(
+        "rebuild:             {} events into {} conversations in {:.2} s = {:.0} events/s (target >= 300 000)",
+        rebuilt.events,
+        rebuilt.conversations,
+        elapsed.as_secs_f64(),
+        per_second(rebuilt.messages, elapsed)
+    );
+    println!(
+        "projection on disk:  {:.0} MiB; peak RSS {:.0} MiB (before the rebuild: {rss_before:.0} MiB, which holds the generated backlog)",
+        store.size_on_disk().unwrap() as f64 / (1 << 20) as f64,
+        peak_rss_mib()
+    );
+}
