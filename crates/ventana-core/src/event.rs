@@ -160,6 +160,12 @@ impl Status {
             Self::Failed => "failed",
         }
     }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Sent, Self::Delivered, Self::Read, Self::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
 }
 
 /// An error the platform reported for a message.

@@ -175,17 +175,6 @@ pub(crate) fn origin_str(origin: Origin) -> &'static str {
     }
 }
 
-pub(crate) fn parse_status(text: &str) -> Option<Status> {
-    [
-        Status::Sent,
-        Status::Delivered,
-        Status::Read,
-        Status::Failed,
-    ]
-    .into_iter()
-    .find(|s| s.as_str() == text)
-}
-
 fn decode(line: &str) -> Result<RawEvent, WireError> {
     serde_json::from_str(line).map_err(|e| WireError::Undecodable(e.to_string()))
 }
@@ -216,7 +205,7 @@ pub fn parse_event(line: &str) -> Result<Event, WireError> {
         }),
         "delivery_status" => EventBody::DeliveryStatus(DeliveryStatus {
             message_id: required(raw.message_id, "message_id")?,
-            status: vocabulary(&required(raw.status, "status")?, "status", parse_status)?,
+            status: vocabulary(&required(raw.status, "status")?, "status", Status::parse)?,
             error: platform_error(raw.error)?,
         }),
         "conversation_closed" => EventBody::ConversationClosed { by: raw.by },

@@ -11,7 +11,7 @@ use ventana_core::{
 use ventana_notifier::{Output, OutputBody, Source, Suggestion, Trigger};
 
 use crate::error::WireError;
-use crate::json::{kind_str, origin_str, parse_kind, parse_status, sender_str};
+use crate::json::{kind_str, origin_str, parse_kind, sender_str};
 
 /// The generated types.
 #[allow(missing_debug_implementations, clippy::all, clippy::pedantic)]
@@ -111,7 +111,7 @@ enum_codec!(
     pb::Status,
     "STATUS",
     Status::as_str,
-    parse_status
+    Status::parse
 );
 enum_codec!(
     state_to,
