@@ -437,7 +437,7 @@ async fn explain_says_why_a_message_was_not_delivered_in_the_terminal_and_in_chr
     );
     let screenshot = browser.screenshot().await.unwrap();
     assert!(screenshot.starts_with(b"\x89PNG") && screenshot.len() > 10_000);
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/explain.png");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("explain.png");
     std::fs::write(&target, &screenshot).unwrap();
     browser.close().await.unwrap();
     driver.kill().unwrap();
