@@ -276,17 +276,29 @@ fn chromedriver() -> PathBuf {
         .expect("chromedriver: run ./scripts/test, which installs Chromium and ChromeDriver")
 }
 
+/// A chromedriver process, stopped on drop (also when an assertion fails).
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Opens `page` in headless Chromium; returns the session and the chromedriver process.
-async fn open_in_chromium(page: &Path) -> (fantoccini::Client, std::process::Child) {
+async fn open_in_chromium(page: &Path) -> (fantoccini::Client, Driver) {
     let port = ventana_tests::nats::free_port();
-    let mut driver = Command::new(chromedriver())
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
+    let mut driver = Driver(
+        Command::new(chromedriver())
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
     // chromedriver says when it listens.
-    let mut stdout = std::io::BufReader::new(driver.stdout.take().unwrap());
+    let mut stdout = std::io::BufReader::new(driver.0.stdout.take().unwrap());
     let mut line = String::new();
     while !line.contains("started successfully") {
         line.clear();
@@ -384,7 +396,7 @@ async fn explain_says_why_a_message_was_not_delivered_in_the_terminal_and_in_chr
     assert!(text(&unknown.stderr).contains("message nope was not decided"));
 
     // The page, in a real browser.
-    let (browser, mut driver) = open_in_chromium(&html).await;
+    let (browser, driver) = open_in_chromium(&html).await;
     use fantoccini::Locator;
     let count = async |selector: &str| {
         browser
@@ -440,8 +452,7 @@ async fn explain_says_why_a_message_was_not_delivered_in_the_terminal_and_in_chr
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("explain.png");
     std::fs::write(&target, &screenshot).unwrap();
     browser.close().await.unwrap();
-    driver.kill().unwrap();
-    driver.wait().unwrap();
+    drop(driver);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
