@@ -305,3 +305,14 @@ pub async fn publish_live(
             .unwrap();
     }
 }
+
+/// The events of `examples/<name>.jsonl`.
+pub fn example(name: &str) -> Vec<ventana_core::Event> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/{name}.jsonl"));
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| ventana_wire::parse_event(l).unwrap())
+        .collect()
+}

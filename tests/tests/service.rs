@@ -7,23 +7,12 @@ use ventana_core::{Event, Policy, Span, Timestamp};
 use ventana_service::client::{publish_events, read_stream};
 use ventana_service::clock::now;
 use ventana_tests::service::{
-    FAST_POLICY, Live, Settled, caught_up, eventually, live, publish_live, published_outputs,
-    settle, stream_len,
+    FAST_POLICY, Live, Settled, caught_up, eventually, example, live, publish_live,
+    published_outputs, settle, stream_len,
 };
 use ventana_tests::traffic::{build_log, seeded_steps};
 use ventana_wire::subjects::{API_CHECK, API_EXPIRING, API_SEND, API_STATE, DLQ_STREAM, IN_STREAM};
 use ventana_wire::{parse_event, parse_policy};
-
-fn example(name: &str) -> Vec<Event> {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/{name}.jsonl"));
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| parse_event(l).unwrap())
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_outputs_equal_a_replay_of_the_live_log() {

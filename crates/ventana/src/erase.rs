@@ -6,7 +6,6 @@ use anyhow::Context;
 use async_nats::jetstream;
 use ventana_core::ConversationToken;
 use ventana_service::config::NatsOptions;
-use ventana_store::Store;
 use ventana_wire::subjects::{IN_STREAM, OUT_STREAM};
 
 use crate::live::ConversationArg;
@@ -58,12 +57,7 @@ async fn purge(js: &jetstream::Context, stream: &str, filter: String) -> anyhow:
 pub fn run(args: EraseArgs) -> anyhow::Result<()> {
     let conversation = ConversationArg::parse(&args.conversation)?;
     let token: ConversationToken = conversation.token();
-    let store = Store::open(&args.data, 16 << 20).with_context(|| {
-        format!(
-            "cannot open {} (stop ventanad first: sled locks its directory)",
-            args.data.display()
-        )
-    })?;
+    let store = crate::rebuild::open_existing(&args.data, 16)?;
     let found = store.find(token)?;
     let log = LiveLog::connect(&args.nats, "ventana-erase")?;
     let js = log.js();

@@ -10,15 +10,16 @@ use std::process::ExitCode;
 use anstyle::{AnsiColor, Style};
 use anyhow::Context;
 use ventana_core::{
-    Channel, Conversation, ConversationKey, ConversationToken, Event, EventBody, MessageKind,
-    MessagingType, Origin, Policy, Sender, Timestamp, View, validate,
+    Channel, Conversation, ConversationKey, ConversationToken, Event, EventBody, MessagingType,
+    Origin, Policy, Timestamp, View,
 };
 use ventana_notifier::{Output, OutputBody, fold_event};
 use ventana_service::client::Start;
 use ventana_service::config::NatsOptions;
 
 use crate::live::ConversationArg;
-use crate::log::{LiveLog, Logged, Position, events, file_events};
+use crate::log::{LiveLog, Logged, Position, events, file_events, valid};
+use crate::table::{describe_view, last_view, sender_and_kind};
 
 #[derive(Debug, clap::Args)]
 pub struct ExplainArgs {
@@ -195,16 +196,6 @@ fn describe_event(event: &Event) -> (Actor, String) {
             (Actor::Customer, format!("customer comment {comment_id}"))
         }
         EventBody::OutboundMessage(out) => {
-            let kind = match out.kind {
-                MessageKind::Message => "message",
-                MessageKind::Template => "template",
-                MessageKind::PrivateReply => "private reply",
-                MessageKind::CommentReply => "comment reply",
-            };
-            let sender = match out.sender {
-                Sender::Agent => "agent",
-                Sender::Automation => "automation",
-            };
             let tag = out
                 .tag
                 .map_or(String::new(), |t| format!(" (tag {})", t.as_str()));
@@ -215,7 +206,7 @@ fn describe_event(event: &Event) -> (Actor, String) {
             };
             (
                 Actor::Business,
-                format!("{sender} {kind} {}{tag}{echo}", event.id),
+                format!("{} {}{tag}{echo}", sender_and_kind(out), event.id),
             )
         }
         EventBody::DeliveryStatus(status) => (
@@ -264,29 +255,6 @@ fn note(output: &Output) -> Option<String> {
     }
 }
 
-/// The view a conversation shows after `outputs` (its last `state_changed`), else `view`.
-fn view_after(outputs: &[&Output], view: View) -> View {
-    outputs
-        .iter()
-        .rev()
-        .find_map(|o| match &o.body {
-            OutputBody::StateChanged {
-                to,
-                window,
-                window_ends_at,
-                session,
-                ..
-            } => Some(View {
-                state: *to,
-                window: *window,
-                window_ends_at: *window_ends_at,
-                session: *session,
-            }),
-            _ => None,
-        })
-        .unwrap_or(view)
-}
-
 /// What a deadline row says happened.
 fn describe_deadline(before: View, after: View, outputs: &[&Output]) -> String {
     if before.window != after.window || before.window_ends_at != after.window_ends_at {
@@ -331,19 +299,18 @@ impl Timeline {
         let mut outputs = Vec::new();
         for logged in log {
             let Logged { position, event } = logged?;
-            let event =
-                match event.and_then(|e| validate(&e, policy).map(|()| e).map_err(Into::into)) {
-                    Ok(event) if event.conversation.token() == token => event,
-                    Ok(_) => continue,
-                    Err(error) => {
-                        // Only the stream is read by subject: a bad line of a file may belong to
-                        // any conversation.
-                        if matches!(position, Position::Sequence(_)) {
-                            timeline.invalid.push(format!("{position}: {error}"));
-                        }
-                        continue;
+            let event = match valid(event, policy) {
+                Ok(event) if event.conversation.token() == token => event,
+                Ok(_) => continue,
+                Err(error) => {
+                    // Only the stream is read by subject: a bad line of a file may belong to
+                    // any conversation.
+                    if matches!(position, Position::Sequence(_)) {
+                        timeline.invalid.push(format!("{position}: {error}"));
                     }
-                };
+                    continue;
+                }
+            };
             let conversation =
                 conversation.get_or_insert_with(|| Conversation::new(event.conversation.clone()));
             timeline.key = Some(event.conversation.clone());
@@ -359,7 +326,7 @@ impl Timeline {
                     .position(|o| &o.caused_by != cause)
                     .map_or(outputs.len(), |n| start + n);
                 let group: Vec<&Output> = outputs[start..end].iter().collect();
-                let after = view_after(&group, view);
+                let after = last_view(&group).unwrap_or(view);
                 timeline.rows.push(Row {
                     at: group[0].occurred_at,
                     position: None,
@@ -409,18 +376,6 @@ impl Timeline {
             .flat_map(|row| row.decisions.iter().map(move |d| (row, d)))
             .filter(|(_, d)| d.message_id == message_id)
             .collect()
-    }
-}
-
-/// `open (standard until 2026-03-03T10:00:00Z)`.
-pub fn describe_view(view: View) -> String {
-    match view.window_ends_at {
-        Some(end) => format!(
-            "{} ({} until {end})",
-            view.state.as_str(),
-            view.window.as_str()
-        ),
-        None => view.state.as_str().to_owned(),
     }
 }
 

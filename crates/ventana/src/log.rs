@@ -6,7 +6,7 @@ use std::fmt;
 
 use anyhow::Context;
 use async_nats::jetstream;
-use ventana_core::{ConversationToken, Event, Timestamp};
+use ventana_core::{ConversationToken, Event, Policy, Timestamp, validate};
 use ventana_service::client::{Start, Stored, logged_event, read_log};
 use ventana_service::config::NatsOptions;
 use ventana_wire::WireError;
@@ -127,6 +127,13 @@ impl fmt::Display for Position {
 pub struct Logged {
     pub position: Position,
     pub event: Result<Event, WireError>,
+}
+
+/// `event` if it is valid under `policy` (the check ventanad makes before folding).
+pub fn valid(event: Result<Event, WireError>, policy: &Policy) -> Result<Event, WireError> {
+    let event = event?;
+    validate(&event, policy)?;
+    Ok(event)
 }
 
 /// The stream's messages as logged events (JetStream timestamp as `logged_at`).

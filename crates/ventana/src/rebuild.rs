@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use rustc_hash::FxHashMap;
-use ventana_core::{Conversation, ConversationToken, Policy, validate};
+use ventana_core::{Conversation, ConversationToken, Policy};
 use ventana_service::client::Start;
 use ventana_service::config::NatsOptions;
 use ventana_store::{Commit, Indexed, Store};
 use ventana_wire::subjects::IN_STREAM;
 
-use crate::log::{LiveLog, Logged, events};
+use crate::log::{LiveLog, Logged, events, valid};
 
 /// Conversations kept in memory while rebuilding before they are written out.
 const CACHED_CONVERSATIONS: usize = 200_000;
@@ -88,10 +88,7 @@ impl<'a> Projector<'a> {
         };
         self.rebuilt.messages += 1;
         self.rebuilt.checkpoint = sequence;
-        let event = match logged
-            .event
-            .and_then(|e| validate(&e, self.policy).map(|()| e).map_err(Into::into))
-        {
+        let event = match valid(logged.event, self.policy) {
             Ok(event) => event,
             Err(_) => {
                 self.rebuilt.invalid += 1;
@@ -164,7 +161,7 @@ pub fn project(
 }
 
 /// Opens an existing projection, explaining the usual reason it cannot be.
-fn open_existing(dir: &Path, cache_mb: u64) -> anyhow::Result<Store> {
+pub(crate) fn open_existing(dir: &Path, cache_mb: u64) -> anyhow::Result<Store> {
     Store::open(dir, cache_mb << 20).with_context(|| {
         format!(
             "cannot open the projection in {} (is ventanad running on it? sled locks its directory)",

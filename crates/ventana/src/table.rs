@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use ventana_core::{Event, EventBody, MessageKind, Origin, View};
+use ventana_core::{Event, EventBody, MessageKind, Origin, Outbound, Sender, View};
 use ventana_notifier::{Fold, Output, OutputBody};
 
 const HEADER: [&str; 5] = ["TIME", "CONVERSATION", "EVENT", "STATE", "DECISION"];
@@ -18,16 +18,7 @@ fn describe_event(event: &Event) -> String {
         EventBody::CustomerMessage => "customer message".to_owned(),
         EventBody::CustomerComment { comment_id } => format!("customer comment {comment_id}"),
         EventBody::OutboundMessage(out) => {
-            let kind = match out.kind {
-                MessageKind::Message => "message",
-                MessageKind::Template => "template",
-                MessageKind::PrivateReply => "private reply",
-                MessageKind::CommentReply => "comment reply",
-            };
-            let sender = match out.sender {
-                ventana_core::Sender::Agent => "agent",
-                ventana_core::Sender::Automation => "automation",
-            };
+            let sender_kind = sender_and_kind(out);
             let echo = if out.origin == Origin::Echo {
                 " (echo)"
             } else {
@@ -36,7 +27,7 @@ fn describe_event(event: &Event) -> String {
             let tag = out
                 .tag
                 .map_or(String::new(), |t| format!(" tag={}", t.as_str()));
-            format!("{sender} {kind}{tag}{echo}")
+            format!("{sender_kind}{tag}{echo}")
         }
         EventBody::DeliveryStatus(s) => match &s.error {
             Some(e) => format!(
@@ -54,7 +45,23 @@ fn describe_event(event: &Event) -> String {
     format!("{what} [{}]", event.id)
 }
 
-fn describe_view(view: View) -> String {
+/// `agent message`, `automation template`, ...
+pub(crate) fn sender_and_kind(out: &Outbound) -> String {
+    let kind = match out.kind {
+        MessageKind::Message => "message",
+        MessageKind::Template => "template",
+        MessageKind::PrivateReply => "private reply",
+        MessageKind::CommentReply => "comment reply",
+    };
+    let sender = match out.sender {
+        Sender::Agent => "agent",
+        Sender::Automation => "automation",
+    };
+    format!("{sender} {kind}")
+}
+
+/// `open (standard until 2026-03-03T10:00:00Z)`.
+pub(crate) fn describe_view(view: View) -> String {
     match view.window_ends_at {
         Some(end) => format!(
             "{} ({} until {end})",
@@ -104,7 +111,8 @@ fn describe_output(output: &Output) -> Option<String> {
     })
 }
 
-fn state_after(outputs: &[&Output]) -> Option<String> {
+/// The view the last `state_changed` among `outputs` announces.
+pub(crate) fn last_view(outputs: &[&Output]) -> Option<View> {
     outputs.iter().rev().find_map(|o| match &o.body {
         OutputBody::StateChanged {
             to,
@@ -112,14 +120,18 @@ fn state_after(outputs: &[&Output]) -> Option<String> {
             window_ends_at,
             session,
             ..
-        } => Some(describe_view(View {
+        } => Some(View {
             state: *to,
             window: *window,
             window_ends_at: *window_ends_at,
             session: *session,
-        })),
+        }),
         _ => None,
     })
+}
+
+fn state_after(outputs: &[&Output]) -> Option<String> {
+    last_view(outputs).map(describe_view)
 }
 
 impl Table {

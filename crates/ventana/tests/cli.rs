@@ -1,18 +1,13 @@
 //! The `ventana replay` contract (DESIGN §6), driven through the real binary.
 
+mod common;
+
+use common::ventana;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn ventana(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ventana"))
-        .current_dir(root())
-        .args(args)
-        .output()
-        .expect("ventana runs")
 }
 
 fn stdout(output: &Output) -> String {

@@ -1,21 +1,12 @@
 //! The live commands, through the real binary, against a real nats-server and ventanad.
 
-use std::process::{Command, Output};
+mod common;
+
+use common::{text, ventana};
+
 use std::time::Duration;
 
 use ventana_tests::service::{Live, caught_up, eventually, live};
-
-fn ventana(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ventana"))
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .args(args)
-        .output()
-        .expect("ventana runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_state_check_and_tail_work_against_the_live_service() {

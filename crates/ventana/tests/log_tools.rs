@@ -2,6 +2,10 @@
 //! export/import, explain (terminal and HTML, the page checked in headless Chromium),
 //! rebuild, verify, what-if, erase. Real nats-servers and sled; ventanad in-process.
 
+mod common;
+
+use common::{text, ventana};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -11,36 +15,14 @@ use ventana_service::client::{publish_events, read_stream};
 use ventana_service::clock::now;
 use ventana_store::Store;
 use ventana_tests::service::{
-    Live, Settled, live, policy_file, publish_live, published_outputs, settle,
+    Live, Settled, example, live, policy_file, publish_live, published_outputs, settle,
 };
 use ventana_tests::traffic::{build_log, seeded_steps};
 use ventana_wire::subjects::{IN_STREAM, OUT_STREAM};
 use ventana_wire::{parse_event, parse_policy};
 
-fn ventana(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ventana"))
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .args(args)
-        .output()
-        .expect("ventana runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 fn lines(output: &Output) -> Vec<String> {
     text(&output.stdout).lines().map(str::to_owned).collect()
-}
-
-fn example(name: &str) -> Vec<Event> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/{name}.jsonl"));
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| parse_event(l).unwrap())
-        .collect()
 }
 
 /// An event of `conversation` happening now.
@@ -666,9 +648,8 @@ async fn erase_removes_a_contact_from_the_log_and_the_projection_only() {
         )) && erased.contains("its state ("),
         "{erased}"
     );
-    let filter = |f: String| read_stream(&js, IN_STREAM, Some(f));
     assert!(
-        filter(ventana::log::input_filter(token))
+        read_stream(&js, IN_STREAM, Some(ventana::log::input_filter(token)))
             .await
             .unwrap()
             .is_empty()
