@@ -1,7 +1,12 @@
-//! ventana-meta: Meta's webhooks in (verified, normalised, published to `VENTANA_IN`).
+//! ventana-meta: Meta's webhooks in (verified, normalised, published to `VENTANA_IN`) and
+//! the send gateway out (ventana decides, the Graph API delivers).
 #![forbid(unsafe_code)]
 
+pub mod gateway;
+pub mod graph;
+pub mod metrics;
 pub mod normalise;
+pub mod server;
 pub mod webhook;
 
-pub use webhook::{Config, run};
+pub use server::{Config, run};

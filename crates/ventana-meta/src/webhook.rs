@@ -2,57 +2,22 @@
 //! a publish to JetStream acknowledged before Meta is answered 200 (so a retry after any
 //! failure neither loses nor duplicates an event: ids are `Nats-Msg-Id`s).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context;
-use async_nats::jetstream;
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tracing::{info, warn};
-use ventana_service::config::NatsOptions;
+use ventana_core::{Event, EventBody, Origin};
 
 use crate::normalise::normalise;
-
-/// ventana-meta's configuration: flags or `VENTANA_META_*` (NATS: `VENTANA_NATS_*`).
-#[derive(Clone, Debug, clap::Args)]
-pub struct Config {
-    /// Where to listen for Meta's webhooks (`/webhook`) and `/healthz`.
-    #[arg(long, env = "VENTANA_META_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    /// The app secret: webhooks are verified with its HMAC-SHA256 (`X-Hub-Signature-256`).
-    #[arg(long, env = "VENTANA_META_APP_SECRET", hide_env_values = true)]
-    pub app_secret: String,
-    /// The verify token configured in the app's webhook subscription.
-    #[arg(long, env = "VENTANA_META_VERIFY_TOKEN", hide_env_values = true)]
-    pub verify_token: String,
-    /// The account name in ventana's conversation keys (CHANNEL/ACCOUNT/CHANNEL_ID/CONTACT).
-    #[arg(long, env = "VENTANA_META_ACCOUNT", default_value = "meta")]
-    pub account: String,
-    /// Input partitions (as configured in ventanad).
-    #[arg(long, env = "VENTANA_PARTITIONS", default_value_t = ventana_wire::subjects::DEFAULT_PARTITIONS)]
-    pub partitions: u32,
-    /// Largest webhook body accepted (bytes); larger ones get 413.
-    #[arg(long, env = "VENTANA_META_MAX_BODY", default_value_t = 1 << 20)]
-    pub max_body: usize,
-    #[command(flatten)]
-    pub nats: NatsOptions,
-}
-
-struct App {
-    config: Config,
-    js: jetstream::Context,
-    client: async_nats::Client,
-}
+use crate::server::{App, sent_key};
 
 #[derive(Debug, serde::Deserialize)]
-struct Handshake {
+pub(crate) struct Handshake {
     #[serde(rename = "hub.mode")]
     mode: Option<String>,
     #[serde(rename = "hub.verify_token")]
@@ -62,7 +27,10 @@ struct Handshake {
 }
 
 /// `GET /webhook`: echo the challenge when the verify token matches.
-async fn handshake(State(app): State<Arc<App>>, Query(query): Query<Handshake>) -> Response {
+pub(crate) async fn handshake(
+    State(app): State<Arc<App>>,
+    Query(query): Query<Handshake>,
+) -> Response {
     match (query.mode.as_deref(), query.verify_token, query.challenge) {
         (Some("subscribe"), Some(token), Some(challenge)) if token == app.config.verify_token => {
             info!("webhook subscription verified");
@@ -87,7 +55,11 @@ pub fn signature_valid(secret: &str, body: &[u8], header: Option<&str>) -> bool 
 }
 
 /// `POST /webhook`.
-async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn receive(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let signature = headers
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok());
@@ -106,9 +78,18 @@ async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -
             return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response();
         }
     };
-    match ventana_service::client::publish_events(&app.js, &events, app.config.partitions).await {
-        Ok(fresh) => {
-            info!(events = events.len(), fresh, "webhook published");
+    let published = async {
+        let events = resolve_sent(&app, events).await?;
+        let fresh =
+            ventana_service::client::publish_events(&app.js, &events, app.config.partitions)
+                .await?;
+        anyhow::Ok((events.len(), fresh))
+    };
+    match published.await {
+        Ok((events, fresh)) => {
+            app.metrics.events_published.inc_by(fresh as u64);
+            app.metrics.events_duplicate.inc_by((events - fresh) as u64);
+            info!(events, fresh, "webhook published");
             (StatusCode::OK, "EVENT_RECEIVED\n").into_response()
         }
         Err(error) => {
@@ -123,43 +104,27 @@ async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -
     }
 }
 
-async fn healthz(State(app): State<Arc<App>>) -> Response {
-    match app.client.connection_state() {
-        async_nats::connection::State::Connected => "ok\n".into_response(),
-        state => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("nats: {state:?}\n"),
-        )
-            .into_response(),
+/// Messages the send gateway delivered are known to ventana by its own id: statuses of them
+/// are rewritten to name it, and their echoes are dropped (ventana already decided them).
+async fn resolve_sent(app: &App, events: Vec<Event>) -> anyhow::Result<Vec<Event>> {
+    let mut resolved = Vec::with_capacity(events.len());
+    for mut event in events {
+        let platform_id = match &event.body {
+            EventBody::DeliveryStatus(status) => &status.message_id,
+            EventBody::OutboundMessage(out) if out.origin == Origin::Echo => &event.id,
+            _ => {
+                resolved.push(event);
+                continue;
+            }
+        };
+        let Some(ventana_id) = app.sent.get(sent_key(platform_id)).await? else {
+            resolved.push(event);
+            continue;
+        };
+        if let EventBody::DeliveryStatus(status) = &mut event.body {
+            status.message_id = String::from_utf8_lossy(&ventana_id).into_owned();
+            resolved.push(event);
+        } // else the echo of a message the gateway sent: ventana decided it already
     }
-}
-
-/// The HTTP routes, on a connection to NATS.
-fn router(app: Arc<App>) -> Router {
-    let limit = app.config.max_body;
-    Router::new()
-        .route("/webhook", get(handshake).post(receive))
-        .route("/healthz", get(healthz))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(app)
-}
-
-/// Serves until `shutdown` completes, then finishes the requests in flight.
-pub async fn run(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    anyhow::ensure!(!config.app_secret.is_empty(), "the app secret is empty");
-    anyhow::ensure!(!config.verify_token.is_empty(), "the verify token is empty");
-    let client = ventana_service::nats::connect(&config.nats, "ventana-meta").await?;
-    let js = jetstream::new(client.clone());
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    info!(listen = %listener.local_addr()?, "ventana-meta receiving webhooks on /webhook");
-    let app = Arc::new(App { config, js, client });
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving webhooks")
+    Ok(resolved)
 }

@@ -1,130 +1,25 @@
 //! The webhook adapter over HTTP against a real nats-server: handshake, signatures, limits,
 //! malformed bodies, and exactly-once publishing of Meta's retries.
 
-use std::time::Duration;
+mod common;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use hmac::{Hmac, Mac};
-use http_body_util::BodyExt;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use sha2::Sha256;
+use common::{Adapter, fixture, sign};
+use reqwest::StatusCode;
 use ventana_service::client::read_stream;
-use ventana_service::config::NatsOptions;
-use ventana_tests::nats::{NatsServer, free_port};
+use ventana_tests::nats::NatsServer;
 use ventana_wire::subjects::IN_STREAM;
-
-const SECRET: &str = "app-secret";
-
-fn sign(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!(
-        "sha256={}",
-        data_encoding::HEXLOWER.encode(&mac.finalize().into_bytes())
-    )
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/fixtures/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
-struct Adapter {
-    base: String,
-    http: Client<HttpConnector, Body>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Adapter {
-    async fn start(nats: &NatsServer) -> Self {
-        let scratch = tempfile::tempdir().unwrap();
-        let client = async_nats::connect(nats.url()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        let config = ventana_tests::service::config(&nats.url(), scratch.path(), None);
-        ventana_service::nats::declare(&js, &config, 0)
-            .await
-            .unwrap();
-        let port = free_port();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(ventana_meta::run(
-            ventana_meta::Config {
-                listen: format!("127.0.0.1:{port}").parse().unwrap(),
-                app_secret: SECRET.into(),
-                verify_token: "verify-me".into(),
-                account: "acme".into(),
-                partitions: 16,
-                max_body: 64 * 1024,
-                nats: NatsOptions {
-                    url: nats.url(),
-                    ..Default::default()
-                },
-            },
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        let adapter = Self {
-            base: format!("http://127.0.0.1:{port}"),
-            http: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
-            stop: Some(stop),
-            task,
-        };
-        ventana_tests::service::eventually(
-            "the adapter to listen",
-            Duration::from_secs(10),
-            || async { adapter.get("/healthz").await.0 == StatusCode::OK },
-        )
-        .await;
-        adapter
-    }
-
-    async fn send(&self, request: Request<Body>) -> (StatusCode, String) {
-        let response = self.http.request(request).await.unwrap();
-        let status = response.status();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, String) {
-        let request = Request::get(format!("{}{path}", self.base))
-            .body(Body::empty())
-            .unwrap();
-        match self.http.request(request).await {
-            Ok(response) => {
-                let status = response.status();
-                let body = response.into_body().collect().await.unwrap().to_bytes();
-                (status, String::from_utf8_lossy(&body).into_owned())
-            }
-            Err(_) => (StatusCode::SERVICE_UNAVAILABLE, String::new()),
-        }
-    }
-
-    async fn post(&self, body: Vec<u8>, signature: Option<String>) -> (StatusCode, String) {
-        let mut request = Request::post(format!("{}/webhook", self.base))
-            .header("content-type", "application/json");
-        if let Some(signature) = signature {
-            request = request.header("x-hub-signature-256", signature);
-        }
-        self.send(request.body(Body::from(body)).unwrap()).await
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.await.unwrap().unwrap();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_webhooks_are_published_once_and_everything_else_is_refused() {
     let nats = NatsServer::start();
-    let adapter = Adapter::start(&nats).await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
+    let scratch = tempfile::tempdir().unwrap();
+    let streams = ventana_tests::service::config(&nats.url(), scratch.path(), None);
+    ventana_service::nats::declare(&js, &streams, 0)
+        .await
+        .unwrap();
+    let adapter = Adapter::start(common::config(&nats, None)).await;
 
     // Subscription handshake.
     let ok = adapter

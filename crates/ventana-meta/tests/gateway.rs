@@ -1,0 +1,436 @@
+//! End to end: signed webhooks into ventana-meta → VENTANA_IN → ventanad (in-process, real
+//! nats-server, real sled) → sends through the gateway, delivered to a local HTTP server
+//! standing in for Meta's Graph API (the one part that cannot be reached from here).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode as AxumStatus, Uri};
+use common::{Adapter, GRAPH_TOKEN};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use ventana_service::client::read_stream;
+use ventana_tests::nats::{NatsServer, free_port};
+use ventana_tests::service::{eventually, published_outputs};
+use ventana_wire::subjects::{API_STATE, IN_STREAM, OUT_STREAM};
+
+/// Message content only Meta may see: it must not reach a stream.
+const PRIVATE_TEXT: &str = "my card ends in 4242";
+
+/// A request the stand-in Graph API received.
+#[derive(Clone, Debug)]
+struct Call {
+    path: String,
+    authorization: String,
+    body: Value,
+}
+
+#[derive(Clone, Default)]
+struct Graph {
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+/// Meta's answers: a message id, or for the recipient `REFUSE` the Messenger window error.
+async fn graph_api(
+    State(graph): State<Graph>,
+    uri: Uri,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (AxumStatus, Json<Value>) {
+    let mut calls = graph.calls.lock().unwrap();
+    calls.push(Call {
+        path: uri.path().to_owned(),
+        authorization: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        body: body.clone(),
+    });
+    let n = calls.len();
+    if body.pointer("/recipient/id") == Some(&json!("REFUSE")) {
+        return (
+            AxumStatus::BAD_REQUEST,
+            Json(
+                json!({"error": {"message": "(#10) This message is sent outside of allowed window.",
+                "type": "OAuthException", "code": 10, "error_subcode": 2018278, "fbtrace_id": "A1"}}),
+            ),
+        );
+    }
+    let answer = if body.get("messaging_product").is_some() {
+        json!({"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": body["to"]}],
+               "messages": [{"id": format!("wamid.HBgLMTU1NTAwMDA{n}==")}]})
+    } else {
+        json!({"recipient_id": body.pointer("/recipient/id"), "message_id": format!("m_AbC-{n}")})
+    };
+    (AxumStatus::OK, Json(answer))
+}
+
+impl Graph {
+    async fn start() -> (Self, String) {
+        let graph = Self::default();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", free_port()))
+            .await
+            .unwrap();
+        let url = format!("http://{}/v23.0", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .fallback(graph_api)
+            .with_state(graph.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (graph, url)
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+fn now_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+const PHONE: &str = "106540352242922";
+const PAGE: &str = "1139012345";
+
+fn whatsapp_message(from: &str, id: &str, at: i64) -> Value {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
+        "field": "messages", "value": {"messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE},
+        "contacts": [{"profile": {"name": "Kai"}, "wa_id": from}],
+        "messages": [{"from": from, "id": id, "timestamp": at.to_string(), "type": "text",
+                      "text": {"body": "hello"}}]}}]}]})
+}
+
+fn whatsapp_failed(recipient: &str, wamid: &str, at: i64, code: i64) -> Value {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
+        "field": "messages", "value": {"messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE},
+        "statuses": [{"id": wamid, "status": "failed", "timestamp": at.to_string(),
+            "recipient_id": recipient,
+            "errors": [{"code": code, "title": "Re-engagement message",
+                        "error_data": {"details": "Message failed to send because more than 24 hours have passed since the customer last replied to this number."}}]}]}}]}]})
+}
+
+fn messenger(item: Value) -> Value {
+    json!({"object": "page", "entry": [{"id": PAGE, "time": now_seconds() * 1000, "messaging": [item]}]})
+}
+
+fn messenger_message(psid: &str, mid: &str, at: i64) -> Value {
+    messenger(
+        json!({"sender": {"id": psid}, "recipient": {"id": PAGE}, "timestamp": at * 1000,
+        "message": {"mid": mid, "text": "hello"}}),
+    )
+}
+
+fn whatsapp(contact: &str) -> Value {
+    json!({"channel": "whatsapp", "channel_id": PHONE, "contact_id": contact})
+}
+
+fn messenger_conversation(psid: &str) -> Value {
+    json!({"channel": "messenger", "channel_id": PAGE, "contact_id": psid})
+}
+
+fn agent_message(id: &str, conversation: Value, content: Value) -> Value {
+    json!({"id": id, "conversation": conversation, "sender": "agent", "kind": "message",
+           "message": content})
+}
+
+/// The outputs on VENTANA_OUT about message `id`.
+async fn outputs_about(js: &async_nats::jetstream::Context, id: &str) -> Vec<Value> {
+    published_outputs(js)
+        .await
+        .iter()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|o| o["message_id"] == id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_are_decided_by_ventana_and_delivered_by_the_graph_api() {
+    let nats = NatsServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let ventanad = ventana_tests::service::start(ventana_tests::service::config(
+        &nats.url(),
+        data.path(),
+        None,
+    ));
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    eventually("ventanad's streams", Duration::from_secs(10), || async {
+        js.get_stream(OUT_STREAM).await.is_ok()
+    })
+    .await;
+    let (graph, graph_url) = Graph::start().await;
+    let adapter = Adapter::start(common::config(&nats, Some(graph_url))).await;
+    let now = now_seconds();
+
+    // Requests the gateway refuses before asking anybody.
+    let text = json!({"type": "text", "text": {"body": PRIVATE_TEXT}});
+    for (request, why) in [
+        (
+            json!({"id": "x", "conversation": whatsapp("1")}),
+            "`message`",
+        ),
+        (
+            json!({"conversation": whatsapp("1"), "message": {}}),
+            "`id`",
+        ),
+        (
+            json!({"id": "x", "conversation": {"channel": "custom:sms", "channel_id": "a", "contact_id": "b"}, "sender": "agent", "kind": "message", "message": {}}),
+            "not a Meta channel",
+        ),
+        (
+            json!({"id": "x", "conversation": whatsapp("1"), "sender": "agent", "kind": "private_reply", "message": {}}),
+            "WhatsApp has no comments",
+        ),
+        (
+            json!({"id": "x", "conversation": {"account": "other", "channel": "whatsapp", "channel_id": "a", "contact_id": "b"}, "message": {}}),
+            "account",
+        ),
+    ] {
+        let (status, answer) = adapter.send(request).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(why), "{message}");
+    }
+
+    // Outside the window (the customer wrote 30 hours ago on WhatsApp): 409, never sent.
+    adapter
+        .webhook(whatsapp_message(
+            "4915100000001",
+            "wamid.old",
+            now - 30 * 3600,
+        ))
+        .await;
+    let (status, answer) = adapter
+        .send(agent_message(
+            "out-1",
+            whatsapp("4915100000001"),
+            text.clone(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["reason"], "window_expired");
+    assert_eq!(answer["suggestion"], "send_template");
+    assert!(
+        answer["detail"].as_str().unwrap().contains("24"),
+        "{answer}"
+    );
+    assert!(
+        graph.calls().is_empty(),
+        "Meta is never called for a rejection"
+    );
+    eventually(
+        "delivery_failed for out-1 on VENTANA_OUT",
+        Duration::from_secs(10),
+        || async {
+            outputs_about(&js, "out-1")
+                .await
+                .iter()
+                .any(|o| o["type"] == "delivery_failed" && o["reason"] == "window_expired")
+        },
+    )
+    .await;
+
+    // Messenger, 30 hours after the customer: a human agent is sent with HUMAN_AGENT.
+    adapter
+        .webhook(messenger_message("PSID-7", "m_customer", now - 30 * 3600))
+        .await;
+    let content = json!({"text": PRIVATE_TEXT});
+    let (status, answer) = adapter
+        .send(agent_message(
+            "out-2",
+            messenger_conversation("PSID-7"),
+            content.clone(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"], "sent");
+    assert_eq!(answer["decision"]["tag"], "human_agent");
+    let call = graph.calls().pop().unwrap();
+    assert_eq!(call.path, format!("/v23.0/{PAGE}/messages"));
+    assert_eq!(call.authorization, format!("Bearer {GRAPH_TOKEN}"));
+    assert_eq!(
+        call.body,
+        json!({"recipient": {"id": "PSID-7"}, "messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT", "message": content})
+    );
+    let sent_mid = answer["platform_message_id"].as_str().unwrap().to_owned();
+
+    // Its echo is not logged again; its delivery report names ventana's message id.
+    adapter
+        .webhook(messenger(json!({"sender": {"id": PAGE}, "recipient": {"id": "PSID-7"},
+            "timestamp": now * 1000, "message": {"mid": sent_mid, "is_echo": true, "app_id": 1517, "text": PRIVATE_TEXT}})))
+        .await;
+    adapter
+        .webhook(messenger(
+            json!({"sender": {"id": "PSID-7"}, "recipient": {"id": PAGE},
+            "timestamp": now * 1000, "delivery": {"mids": [sent_mid], "watermark": now * 1000}}),
+        ))
+        .await;
+
+    // Inside the window on WhatsApp: sent untagged; then Meta reports 131047 for it.
+    adapter
+        .webhook(whatsapp_message("4915100000002", "wamid.new", now - 60))
+        .await;
+    let (status, answer) = adapter
+        .send(agent_message(
+            "out-3",
+            whatsapp("4915100000002"),
+            text.clone(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["decision"]["messaging_type"], "response");
+    let call = graph.calls().pop().unwrap();
+    assert_eq!(call.path, format!("/v23.0/{PHONE}/messages"));
+    assert_eq!(call.body["to"], "4915100000002");
+    assert_eq!(call.body["text"]["body"], PRIVATE_TEXT);
+    assert_eq!(call.body.get("tag"), None);
+    let wamid = answer["platform_message_id"].as_str().unwrap().to_owned();
+    adapter
+        .webhook(whatsapp_failed("4915100000002", &wamid, now, 131_047))
+        .await;
+    eventually(
+        "the platform's window error for out-3",
+        Duration::from_secs(10),
+        || async {
+            outputs_about(&js, "out-3").await.iter().any(|o| {
+                o["type"] == "delivery_failed"
+                    && o["source"] == "platform"
+                    && o["reason"] == "window_expired"
+            })
+        },
+    )
+    .await;
+    let state = client
+        .request(
+            API_STATE,
+            json!({"conversation": {"channel": "whatsapp", "account": "acme", "channel_id": PHONE, "contact_id": "4915100000002"}})
+                .to_string()
+                .into(),
+        )
+        .await
+        .unwrap();
+    let state: Value = serde_json::from_slice(&state.payload).unwrap();
+    assert_eq!(
+        state["state"], "expired",
+        "the platform closed the window: {state}"
+    );
+
+    // The Graph API refuses a send: 502, and the refusal is logged as a platform failure.
+    adapter
+        .webhook(messenger_message("REFUSE", "m_customer_2", now - 60))
+        .await;
+    let (status, answer) = adapter
+        .send(agent_message(
+            "out-4",
+            messenger_conversation("REFUSE"),
+            content.clone(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    assert_eq!(
+        (
+            &answer["status"],
+            &answer["error"]["code"],
+            &answer["logged"]
+        ),
+        (&json!("failed"), &json!(10), &json!(true))
+    );
+    eventually(
+        "the Graph API's refusal of out-4 as delivery_failed",
+        Duration::from_secs(10),
+        || async {
+            outputs_about(&js, "out-4").await.iter().any(|o| {
+                o["type"] == "delivery_failed"
+                    && o["source"] == "platform"
+                    && o["reason"] == "window_expired"
+            })
+        },
+    )
+    .await;
+
+    // A message id is decided once: sending it again is a conflict, not a second send.
+    let calls = graph.calls().len();
+    let (status, answer) = adapter
+        .send(agent_message(
+            "out-2",
+            messenger_conversation("PSID-7"),
+            content.clone(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"]["code"], "duplicate");
+    assert_eq!(graph.calls().len(), calls);
+
+    // What ventana logged: statuses name ventana's ids, the echo is gone, no content anywhere.
+    let logged = read_stream(&js, IN_STREAM, None).await.unwrap();
+    let events = ventana_service::client::logged_events(&logged);
+    assert!(!events.iter().any(|e| e.id == sent_mid), "echo dropped");
+    let reports: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            ventana_core::EventBody::DeliveryStatus(s) => {
+                Some((e.id.clone(), s.message_id.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reports,
+        vec![
+            (format!("delivery:{sent_mid}"), "out-2".to_owned()),
+            (format!("status:{wamid}:failed"), "out-3".to_owned()),
+            ("graph-error:out-4".to_owned(), "out-4".to_owned()),
+        ]
+    );
+    for stream in [IN_STREAM, OUT_STREAM] {
+        for message in read_stream(&js, stream, None).await.unwrap() {
+            let payload = String::from_utf8_lossy(&message.payload);
+            assert!(!payload.contains(PRIVATE_TEXT), "{stream}: {payload}");
+        }
+    }
+
+    let (_, metrics) = adapter.get("/metrics").await;
+    for line in [
+        "ventana_meta_sends_total{outcome=\"sent\"} 2",
+        "ventana_meta_sends_total{outcome=\"rejected\"} 1",
+        "ventana_meta_sends_total{outcome=\"graph_error\"} 1",
+        "ventana_meta_webhooks_total{code=\"200\"} 7",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    adapter.stop().await;
+    ventanad.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_graph_token_or_ventanad_nothing_is_decided() {
+    let nats = NatsServer::start();
+    let adapter = Adapter::start(common::config(&nats, None)).await;
+    let request = agent_message("m1", whatsapp("1"), json!({"type": "text"}));
+    let (status, answer) = adapter.send(request.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer["error"]["code"], "no_graph_token");
+    adapter.stop().await;
+
+    let (graph, graph_url) = Graph::start().await;
+    let adapter = Adapter::start(common::config(&nats, Some(graph_url))).await;
+    let (status, answer) = adapter.send(request).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ventanad is not answering")
+    );
+    assert!(graph.calls().is_empty());
+    adapter.stop().await;
+}
