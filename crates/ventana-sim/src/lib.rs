@@ -5,6 +5,8 @@
 //! the benchmarks and `ventana dev` (from a seed).
 #![forbid(unsafe_code)]
 
+pub mod live;
+
 use std::collections::HashMap;
 
 use ventana_core::{
@@ -53,8 +55,29 @@ fn outbound(sender: Sender, kind: MessageKind, tag: Option<Tag>) -> Outbound {
     }
 }
 
+/// Conversation `index` on one of Meta's three channels (no `custom:` ones): half WhatsApp,
+/// a third Messenger, a sixth Instagram.
+pub fn meta_key(index: u32) -> ConversationKey {
+    let channel = match index % 6 {
+        0..=2 => Channel::WhatsApp,
+        3..=4 => Channel::Messenger,
+        _ => Channel::Instagram,
+    };
+    ConversationKey::new(
+        channel,
+        "acme",
+        format!("page-{}", index % 3),
+        format!("contact-{index}"),
+    )
+}
+
 /// Turns steps into a log: decision times (`logged_at`) never go back, as in the live log.
 pub fn build_log(steps: &[Step]) -> Vec<Event> {
+    build_log_keyed(steps, key)
+}
+
+/// [`build_log`] with conversation `i` named `key_of(i)`.
+pub fn build_log_keyed(steps: &[Step], key_of: fn(u32) -> ConversationKey) -> Vec<Event> {
     let mut now = T0;
     let mut events = Vec::with_capacity(steps.len());
     // Per conversation: the last outbound message id and the last comment id, for statuses
@@ -146,7 +169,7 @@ pub fn build_log(steps: &[Step]) -> Vec<Event> {
             id,
             occurred_at,
             logged_at: Some(now),
-            conversation: key(step.conversation),
+            conversation: key_of(step.conversation),
             body,
         });
     }
@@ -224,4 +247,171 @@ pub fn end_of(steps: &[Step]) -> Timestamp {
     T0.plus(Span::from_seconds(
         steps.iter().map(|s| i64::from(s.gap_seconds)).sum(),
     ))
+}
+
+/// What traffic to make.
+#[derive(Clone, Debug)]
+pub struct Mix {
+    pub seed: u64,
+    pub events: usize,
+    pub conversations: u32,
+    /// The simulated time the traffic spreads over.
+    pub days: u32,
+    /// Percent of events delivered twice (Meta retrying a webhook), a little later.
+    pub duplicate_percent: u32,
+    /// Also `custom:sms` conversations (no window), besides WhatsApp, Messenger, Instagram.
+    pub custom_channel: bool,
+}
+
+/// The traffic of `mix` on a simulated timeline from [`T0`] (`logged_at` set): bursty
+/// conversations, late customer messages, platform failures, and duplicates.
+pub fn simulate(mix: &Mix) -> Vec<Event> {
+    let steps = seeded_steps(mix.seed, mix.events, mix.conversations, mix.days);
+    let key_of = if mix.custom_channel { key } else { meta_key };
+    with_duplicates(
+        build_log_keyed(&steps, key_of),
+        mix.duplicate_percent,
+        mix.seed,
+    )
+}
+
+/// Delivers `percent` of the events a second time (same id, same content), 1 to 50 events
+/// later, as Meta does when it retries a webhook; the copy is logged when it arrives.
+pub fn with_duplicates(events: Vec<Event>, percent: u32, seed: u64) -> Vec<Event> {
+    if percent == 0 {
+        return events;
+    }
+    let mut rng = SplitMix::new(seed ^ 0xD0D0);
+    let mut pending: Vec<(usize, Event)> = Vec::new();
+    let mut out = Vec::with_capacity(events.len() + events.len() * percent as usize / 100);
+    for (n, event) in events.into_iter().enumerate() {
+        let mut due = Vec::new();
+        pending.retain(|(at, copy)| {
+            let now = *at <= n;
+            if now {
+                due.push(copy.clone());
+            }
+            !now
+        });
+        for mut copy in due {
+            copy.logged_at = event.logged_at;
+            out.push(copy);
+        }
+        if rng.below(100) < u64::from(percent) {
+            pending.push((n + 1 + rng.below(50) as usize, event.clone()));
+        }
+        out.push(event);
+    }
+    let last = out.last().and_then(|e| e.logged_at);
+    out.extend(pending.into_iter().map(|(_, mut copy)| {
+        copy.logged_at = last;
+        copy
+    }));
+    out
+}
+
+/// Moves a simulated event to the real time `at`: it happened now (late messages still as
+/// late), the log will say when it was logged, and every id it has or names gets `run`'s
+/// prefix so another run's events are not duplicates of this one's.
+pub fn stamp_live(mut event: Event, at: Timestamp, run: &str) -> Event {
+    let lateness = event
+        .logged_at
+        .map_or(Span::ZERO, |logged| logged.since(event.occurred_at));
+    event.occurred_at = at.minus(lateness);
+    event.logged_at = None;
+    let prefixed = |id: &mut String| *id = format!("{run}-{id}");
+    prefixed(&mut event.id);
+    match &mut event.body {
+        EventBody::DeliveryStatus(status) => prefixed(&mut status.message_id),
+        EventBody::CustomerComment { comment_id } => prefixed(comment_id),
+        EventBody::OutboundMessage(out) => {
+            if let Some(comment) = &mut out.comment_id {
+                prefixed(comment);
+            }
+        }
+        _ => {}
+    }
+    event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mix(duplicate_percent: u32) -> Mix {
+        Mix {
+            seed: 3,
+            events: 5_000,
+            conversations: 300,
+            days: 2,
+            duplicate_percent,
+            custom_channel: false,
+        }
+    }
+
+    #[test]
+    fn traffic_is_reproducible_meta_only_and_in_log_order() {
+        let events = simulate(&mix(0));
+        assert_eq!(events, simulate(&mix(0)));
+        assert_eq!(events.len(), 5_000);
+        assert!(events.windows(2).all(|w| w[0].logged_at <= w[1].logged_at));
+        for channel in [Channel::WhatsApp, Channel::Messenger, Channel::Instagram] {
+            assert!(events.iter().any(|e| e.conversation.channel == channel));
+        }
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e.conversation.channel, Channel::Custom(_)))
+        );
+        let late = events
+            .iter()
+            .filter(|e| e.logged_at != Some(e.occurred_at))
+            .count();
+        assert!(late > 50, "some customer messages arrive late: {late}");
+    }
+
+    #[test]
+    fn duplicates_repeat_earlier_events_later_in_time_order() {
+        let events = simulate(&mix(5));
+        let originals = simulate(&mix(0));
+        let extra = events.len() - originals.len();
+        assert!((150..=350).contains(&extra), "about 5 %: {extra}");
+        let mut seen = std::collections::HashSet::new();
+        let mut repeats = 0;
+        for event in &events {
+            if !seen.insert(&event.id) {
+                repeats += 1;
+                let original = originals.iter().find(|o| o.id == event.id).unwrap();
+                assert_eq!(original.body, event.body);
+                assert!(event.logged_at >= original.logged_at);
+            }
+        }
+        assert_eq!(repeats, extra);
+        assert!(events.windows(2).all(|w| w[0].logged_at <= w[1].logged_at));
+    }
+
+    #[test]
+    fn live_stamps_keep_references_and_lateness() {
+        let at = Timestamp::from_unix_seconds(1_800_000_000);
+        let events = simulate(&mix(0));
+        let late = events
+            .iter()
+            .find(|e| e.logged_at != Some(e.occurred_at))
+            .unwrap()
+            .clone();
+        let lateness = late.logged_at.unwrap().since(late.occurred_at);
+        let live = stamp_live(late, at, "r1");
+        assert_eq!(live.occurred_at, at.minus(lateness));
+        assert_eq!(live.logged_at, None);
+        let status = events
+            .iter()
+            .find(|e| matches!(&e.body, EventBody::DeliveryStatus(s) if s.message_id != "unknown"))
+            .unwrap()
+            .clone();
+        let live = stamp_live(status, at, "r1");
+        let EventBody::DeliveryStatus(report) = &live.body else {
+            unreachable!()
+        };
+        assert!(live.id.starts_with("r1-e") && report.message_id.starts_with("r1-e"));
+    }
 }

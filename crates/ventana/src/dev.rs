@@ -6,10 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
-use ventana_core::{Event, Span};
 use ventana_service::clock::now;
 use ventana_service::config::{Config, NatsOptions};
-use ventana_sim::{build_log, seeded_steps};
+use ventana_sim::{Mix, simulate};
 
 /// Windows of minutes instead of hours, so a demo shows windows closing while you watch.
 pub const DEMO_POLICY: &str = r#"# ventana dev: minutes instead of hours, so windows close while you watch.
@@ -114,51 +113,46 @@ impl Drop for Stopper {
     }
 }
 
-/// Generated traffic made live: fresh ids per run, stamped with the moment of publishing.
+/// Generated traffic made live (ventana-sim's mix: Meta's three channels, late and
+/// duplicate webhooks), fresh ids per run, stamped with the moment of publishing.
 async fn demo_feed(nats_url: String, rate: u32) -> anyhow::Result<()> {
     let client = async_nats::connect(nats_url).await?;
     let js = async_nats::jetstream::new(client);
     let run = now().unix_nanos() / 1_000_000_000;
-    let mut steps = seeded_steps(run as u64, 100_000, 200, 30).into_iter();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    // ventanad declares the streams as it starts.
-    while js
-        .get_stream(ventana_wire::subjects::IN_STREAM)
-        .await
-        .is_err()
-    {
-        tick.tick().await;
-    }
-    let mut n = 0u64;
-    loop {
-        tick.tick().await;
-        let batch: Vec<_> = steps.by_ref().take(rate as usize).collect();
-        if batch.is_empty() {
-            steps = seeded_steps(run as u64 + n, 100_000, 200, 30).into_iter();
-            continue;
-        }
-        let at = now();
-        let events: Vec<Event> = build_log(&batch)
-            .into_iter()
-            .map(|mut e| {
-                n += 1;
-                e.id = format!("demo-{run}-{n}");
-                e.occurred_at = at.minus(Span::from_millis(if n % 10 == 0 { 1500 } else { 0 }));
-                e
-            })
-            .collect();
-        // Until ventanad has declared the streams (and whenever NATS is away) this fails;
-        // the demo carries on with the next second's events.
-        if let Err(error) = ventana_service::client::publish_events(
-            &js,
-            &events,
-            ventana_wire::subjects::DEFAULT_PARTITIONS,
-        )
-        .await
+    let mut wait = tokio::time::interval(Duration::from_secs(1));
+    for round in 0u64.. {
+        // ventanad declares the streams as it starts.
+        while js
+            .get_stream(ventana_wire::subjects::IN_STREAM)
+            .await
+            .is_err()
         {
+            wait.tick().await;
+        }
+        let mix = Mix {
+            seed: run as u64 + round,
+            events: 100_000,
+            conversations: 200,
+            days: 30,
+            duplicate_percent: 2,
+            custom_channel: false,
+        };
+        let published = ventana_sim::live::publish(
+            &js,
+            simulate(&mix),
+            Some(rate),
+            &format!("demo-{run}.{round}"),
+            ventana_wire::subjects::DEFAULT_PARTITIONS,
+            |_| {},
+        )
+        .await;
+        // Whenever NATS is away this fails; the demo carries on with new traffic.
+        if let Err(error) = published {
             tracing::warn!(%error, "demo feed: publishing failed");
+            wait.tick().await;
         }
     }
+    Ok(())
 }
 
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
