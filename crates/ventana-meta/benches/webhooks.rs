@@ -1,0 +1,127 @@
+//! Webhook events/s the adapter accepts: signed webhooks (WhatsApp messages and statuses,
+//! Messenger messages and deliveries) posted by concurrent clients to ventana-meta, which
+//! verifies, normalises, looks up sent ids and publishes each event to a real nats-server
+//! (file storage) before answering 200. Client, adapter and nats-server share this machine.
+//!
+//! Run: `cargo bench -p ventana-meta --bench webhooks` (WEBHOOKS=20000, CONCURRENCY=64).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use ventana_tests::nats::NatsServer;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Webhook `n`, as Meta would send it, with ids of its own.
+fn webhook(n: usize, now: i64) -> Value {
+    let contact = format!("49151{:07}", n % 5_000);
+    let whatsapp = |value: Value| {
+        json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398",
+            "changes": [{"field": "messages", "value": value}]}]})
+    };
+    let metadata =
+        json!({"display_phone_number": "15550783881", "phone_number_id": "106540352242922"});
+    let messenger = |item: Value| json!({"object": "page", "entry": [{"id": "1139012345", "time": now * 1000, "messaging": [item]}]});
+    match n % 4 {
+        0 => whatsapp(
+            json!({"messaging_product": "whatsapp", "metadata": metadata,
+            "contacts": [{"profile": {"name": "Kai"}, "wa_id": contact}],
+            "messages": [{"from": contact, "id": format!("wamid.bench{n}"), "timestamp": now.to_string(),
+                          "type": "text", "text": {"body": "Where is my order?"}}]}),
+        ),
+        1 => {
+            let statuses: Vec<Value> = ["sent", "delivered", "read"]
+                .iter()
+                .map(|status| {
+                    json!({"id": format!("wamid.out{n}"), "status": status,
+                    "timestamp": now.to_string(), "recipient_id": contact})
+                })
+                .collect();
+            whatsapp(
+                json!({"messaging_product": "whatsapp", "metadata": metadata, "statuses": statuses}),
+            )
+        }
+        2 => messenger(
+            json!({"sender": {"id": contact}, "recipient": {"id": "1139012345"},
+            "timestamp": now * 1000, "message": {"mid": format!("m_bench{n}"), "text": "Hi"}}),
+        ),
+        _ => messenger(
+            json!({"sender": {"id": contact}, "recipient": {"id": "1139012345"},
+            "timestamp": now * 1000,
+            "delivery": {"mids": [format!("m_out{n}a"), format!("m_out{n}b")], "watermark": now * 1000}}),
+        ),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` lists benchmarks; there is nothing to list here.
+    }
+    let webhooks = env("WEBHOOKS", 20_000);
+    let concurrency = env("CONCURRENCY", 64);
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let scratch = tempfile::tempdir().unwrap();
+    let streams = ventana_tests::service::config(&nats.url(), scratch.path(), None);
+    ventana_service::nats::declare(&js, &streams, 0)
+        .await
+        .unwrap();
+    let adapter = common::Adapter::start(common::config(&nats, None)).await;
+
+    let now = ventana_service::clock::now().unix_nanos() / 1_000_000_000;
+    let bodies: Vec<(Vec<u8>, String, usize)> = (0..webhooks)
+        .map(|n| {
+            let body = webhook(n, now as i64).to_string().into_bytes();
+            let events = ventana_meta::normalise::normalise(&body, "acme")
+                .unwrap()
+                .len();
+            let signature = common::sign(&body);
+            (body, signature, events)
+        })
+        .collect();
+    let events: usize = bodies.iter().map(|(_, _, e)| e).sum();
+    let bytes: usize = bodies.iter().map(|(b, _, _)| b.len()).sum();
+    println!(
+        "{webhooks} signed webhooks ({events} events, {:.0} bytes each on average), {concurrency} concurrent clients",
+        bytes as f64 / webhooks as f64
+    );
+
+    let started = Instant::now();
+    let mut latencies: Vec<Duration> = futures::stream::iter(bodies)
+        .map(|(body, signature, _)| {
+            let adapter = &adapter;
+            async move {
+                let sent = Instant::now();
+                let (status, _) = adapter.post(body, Some(signature)).await;
+                assert_eq!(status, reqwest::StatusCode::OK);
+                sent.elapsed()
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+    println!(
+        "accepted: {:.0} webhooks/s, {:.0} events/s ({elapsed:.2} s); latency p50 {:.2} ms, p99 {:.2} ms",
+        webhooks as f64 / elapsed,
+        events as f64 / elapsed,
+        at(0.5),
+        at(0.99)
+    );
+    let logged = ventana_tests::service::stream_len(&js, ventana_wire::subjects::IN_STREAM).await;
+    assert_eq!(logged as usize, events, "every event logged once");
+    adapter.stop().await;
+}
