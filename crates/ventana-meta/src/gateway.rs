@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tracing::{info, warn};
 use ventana_core::{
-    ConversationKey, DeliveryStatus, Event, EventBody, PlatformError, Status, Timestamp,
+    Channel, ConversationKey, DeliveryStatus, Event, EventBody, PlatformError, Status, Timestamp,
 };
 use ventana_notifier::OutputBody;
 use ventana_wire::subjects::API_SEND;
@@ -93,6 +93,18 @@ fn parse_request(body: &[u8], account: &str) -> Result<SendRequest, Refusal> {
     if let Some(reason) = graph::unsendable(&key, kind) {
         return Err(bad_request(reason));
     }
+    // Whatever ventana accepts must be sendable: nothing is logged as accepted that the
+    // Graph API call could not even be made for.
+    if !content.is_object() {
+        return Err(bad_request(
+            "`message` must be an object: the Graph API message content",
+        ));
+    }
+    if kind == "comment_reply" && !decide.get("comment_id").is_some_and(Value::is_string) {
+        return Err(bad_request(
+            "a comment reply needs the `comment_id` it answers",
+        ));
+    }
     // ventana logs the request: nothing but the outbound message's own fields goes there.
     decide.retain(|field, _| {
         matches!(
@@ -117,12 +129,20 @@ pub(crate) async fn send(State(app): State<Arc<App>>, body: Bytes) -> Response {
             return refusal.into_response();
         }
     };
-    let Some(token) = app.config.graph_token.clone() else {
+    let config = &app.config;
+    let token = match request.key.channel {
+        Channel::Instagram => config
+            .instagram_token
+            .as_ref()
+            .or(config.graph_token.as_ref()),
+        _ => config.graph_token.as_ref(),
+    };
+    let Some(token) = token.cloned() else {
         app.metrics.send("refused");
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "no_graph_token",
-            "ventana-meta has no Graph API token (VENTANA_META_GRAPH_TOKEN): nothing was decided or sent",
+            "ventana-meta has no Graph API token for this channel (VENTANA_META_GRAPH_TOKEN, VENTANA_META_INSTAGRAM_TOKEN): nothing was decided or sent",
         ).into_response();
     };
     let decision = match decide(&app, &request.decide).await {
@@ -267,11 +287,11 @@ async fn deliver(
     call: graph::GraphCall,
     decision: Value,
 ) -> Response {
-    let url = format!(
-        "{}/{}",
-        app.config.graph_url.trim_end_matches('/'),
-        call.path
-    );
+    let base = match key.channel {
+        Channel::Instagram => &app.config.instagram_graph_url,
+        _ => &app.config.graph_url,
+    };
+    let url = format!("{}/{}", base.trim_end_matches('/'), call.path);
     let started = Instant::now();
     let sent = app
         .graph

@@ -22,6 +22,9 @@ use crate::{gateway, webhook};
 /// Meta's Graph API, the version ventana-meta was written against.
 pub const GRAPH_URL: &str = "https://graph.facebook.com/v23.0";
 
+/// The Instagram API (Instagram Login): DMs are sent as `/{IG account id}/messages`.
+pub const INSTAGRAM_GRAPH_URL: &str = "https://graph.instagram.com/v23.0";
+
 /// The key-value bucket of messages the gateway sent: platform id → ventana message id, so
 /// statuses name ventana's message and echoes of its own sends are not logged twice.
 pub const SENT_BUCKET: &str = "VENTANA_META_SENT";
@@ -47,9 +50,15 @@ pub struct Config {
     /// permissions). Without one, `/v1/messages` answers 503 and nothing is decided.
     #[arg(long, env = "VENTANA_META_GRAPH_TOKEN", hide_env_values = true)]
     pub graph_token: Option<String>,
-    /// The Graph API base URL, version included.
+    /// The Graph API base URL, version included (WhatsApp, Messenger).
     #[arg(long, env = "VENTANA_META_GRAPH_URL", default_value = GRAPH_URL)]
     pub graph_url: String,
+    /// The Instagram API base URL, version included (Instagram DMs and comment replies).
+    #[arg(long, env = "VENTANA_META_INSTAGRAM_GRAPH_URL", default_value = INSTAGRAM_GRAPH_URL)]
+    pub instagram_graph_url: String,
+    /// The Instagram user access token (default: the Graph API token).
+    #[arg(long, env = "VENTANA_META_INSTAGRAM_TOKEN", hide_env_values = true)]
+    pub instagram_token: Option<String>,
     /// How long a Graph API call may take.
     #[arg(long, env = "VENTANA_META_GRAPH_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub graph_timeout: Duration,

@@ -98,6 +98,7 @@ fn now_seconds() -> i64 {
 
 const PHONE: &str = "106540352242922";
 const PAGE: &str = "1139012345";
+const IG_ACCOUNT: &str = "17841405793187218";
 
 fn whatsapp_message(from: &str, id: &str, at: i64) -> Value {
     json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
@@ -194,6 +195,14 @@ async fn sends_are_decided_by_ventana_and_delivered_by_the_graph_api() {
             json!({"id": "x", "conversation": {"account": "other", "channel": "whatsapp", "channel_id": "a", "contact_id": "b"}, "message": {}}),
             "account",
         ),
+        (
+            json!({"id": "x", "conversation": whatsapp("1"), "sender": "agent", "kind": "message", "message": "hi"}),
+            "must be an object",
+        ),
+        (
+            json!({"id": "x", "conversation": messenger_conversation("1"), "sender": "agent", "kind": "comment_reply", "message": {}}),
+            "`comment_id`",
+        ),
     ] {
         let (status, answer) = adapter.send(request).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
@@ -274,6 +283,29 @@ async fn sends_are_decided_by_ventana_and_delivered_by_the_graph_api() {
             "timestamp": now * 1000, "delivery": {"mids": [sent_mid], "watermark": now * 1000}}),
         ))
         .await;
+
+    // An Instagram comment allows one private reply: a DM is sent tied to the comment.
+    adapter
+        .webhook(json!({"object": "instagram", "entry": [{"id": IG_ACCOUNT, "time": now,
+            "changes": [{"field": "comments", "value": {"from": {"id": "IGSID-3", "username": "kai"},
+                "media": {"id": "18011", "media_product_type": "FEED"}, "id": "17858893269000001",
+                "text": "price?"}}]}]}))
+        .await;
+    let (status, answer) = adapter
+        .send(agent_message(
+            "out-ig",
+            json!({"channel": "instagram", "channel_id": IG_ACCOUNT, "contact_id": "IGSID-3"}),
+            content.clone(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["decision"]["messaging_type"], "private_reply");
+    let call = graph.calls().pop().unwrap();
+    assert_eq!(call.path, format!("/v23.0/{IG_ACCOUNT}/messages"));
+    assert_eq!(
+        call.body,
+        json!({"recipient": {"comment_id": "17858893269000001"}, "message": content})
+    );
 
     // Inside the window on WhatsApp: sent untagged; then Meta reports 131047 for it.
     adapter
@@ -400,10 +432,10 @@ async fn sends_are_decided_by_ventana_and_delivered_by_the_graph_api() {
 
     let (_, metrics) = adapter.get("/metrics").await;
     for line in [
-        "ventana_meta_sends_total{outcome=\"sent\"} 2",
+        "ventana_meta_sends_total{outcome=\"sent\"} 3",
         "ventana_meta_sends_total{outcome=\"rejected\"} 1",
         "ventana_meta_sends_total{outcome=\"graph_error\"} 1",
-        "ventana_meta_webhooks_total{code=\"200\"} 7",
+        "ventana_meta_webhooks_total{code=\"200\"} 8",
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }

@@ -37,6 +37,10 @@ pub fn config(nats: &NatsServer, graph_url: Option<String>) -> ventana_meta::Con
         app_secret: SECRET.into(),
         verify_token: "verify-me".into(),
         graph_token: graph_url.is_some().then(|| GRAPH_TOKEN.into()),
+        instagram_graph_url: graph_url
+            .clone()
+            .unwrap_or_else(|| ventana_meta::server::INSTAGRAM_GRAPH_URL.into()),
+        instagram_token: None,
         graph_url: graph_url.unwrap_or_else(|| ventana_meta::server::GRAPH_URL.into()),
         graph_timeout: Duration::from_secs(5),
         decide_timeout: Duration::from_secs(5),
