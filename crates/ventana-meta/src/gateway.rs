@@ -4,22 +4,30 @@
 //! 409 with ventana's reason, detail and suggestion; Meta is never called for it. A Graph
 //! API error is logged back as a failed `delivery_status` (R13), so a window error closes
 //! the window. The message content is passed through: never stored, never logged.
+//!
+//! Each message id's [`Outcome`] is recorded in the `VENTANA_META_SENT` bucket, claimed with
+//! an atomic create and advanced with compare-and-set: a retry of the same request gets the
+//! same answer, finishes what was left (a hold ventana released since, a Graph API that
+//! could not be reached), and a message is never delivered twice.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use async_nats::jetstream::kv;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tracing::{info, warn};
 use ventana_core::{
     Channel, ConversationKey, DeliveryStatus, Event, EventBody, PlatformError, Status, Timestamp,
 };
 use ventana_notifier::OutputBody;
-use ventana_wire::subjects::API_SEND;
+use ventana_service::client::read_stream;
+use ventana_wire::subjects::{API_SEND, OUT_STREAM, output_subject};
 
 use crate::graph::{self, Accepted};
 use crate::server::{App, sent_key};
@@ -120,6 +128,108 @@ fn parse_request(body: &[u8], account: &str) -> Result<SendRequest, Refusal> {
     })
 }
 
+/// Where a message is, recorded in the `VENTANA_META_SENT` bucket under its id (metadata
+/// only: the decision, the platform's id, the Graph API's error; never the content), so a
+/// retry of the same request gets the same answer and never a second delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Stage {
+    /// Asked ventanad; no decision yet.
+    Deciding,
+    Rejected,
+    /// Held (R11): a retry delivers it once ventana has released it.
+    Held,
+    /// Calling the Graph API.
+    Sending,
+    Sent,
+    /// The Graph API refused it (logged as a failed `delivery_status`).
+    Failed,
+    /// The Graph API could not be reached: nothing was sent, a retry sends it.
+    Unsent,
+    /// The Graph API did not answer: it may have been sent; never sent again.
+    Unknown,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Outcome {
+    stage: Stage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    decision: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    platform_message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
+}
+
+impl Outcome {
+    fn at(stage: Stage, decision: &Value) -> Self {
+        Self {
+            stage,
+            decision: Some(decision.clone()),
+            platform_message_id: None,
+            error: None,
+        }
+    }
+
+    fn bytes(&self) -> bytes::Bytes {
+        serde_json::to_vec(self).expect("JSON").into()
+    }
+
+    /// The HTTP answer for this outcome (`repeated`: to a retry of the same message id).
+    fn answer(&self, message_id: &str, repeated: bool) -> Response {
+        let decision = self.decision.clone().unwrap_or(Value::Null);
+        let (status, mut body) = match self.stage {
+            Stage::Rejected => (
+                StatusCode::CONFLICT,
+                json!({"status": "rejected", "reason": decision["reason"],
+                    "detail": decision["detail"], "suggestion": decision["suggestion"]}),
+            ),
+            Stage::Held => (
+                StatusCode::ACCEPTED,
+                json!({"status": "held", "until": decision["until"],
+                    "note": "held until the customer writes (R11); send the same request again once ventana publishes outbound_accepted for this id"}),
+            ),
+            Stage::Sent => (
+                StatusCode::OK,
+                json!({"status": "sent", "platform_message_id": self.platform_message_id}),
+            ),
+            Stage::Failed => (
+                StatusCode::BAD_GATEWAY,
+                json!({"status": "failed", "error": self.error}),
+            ),
+            Stage::Unsent => (
+                StatusCode::BAD_GATEWAY,
+                json!({"status": "unsent", "error": {"code": "graph_unreachable",
+                    "message": "not sent: cannot reach the Graph API; send the same request again to retry"}}),
+            ),
+            Stage::Unknown => (
+                StatusCode::GATEWAY_TIMEOUT,
+                json!({"status": "unknown", "error": {"code": "graph_no_answer",
+                    "message": "the Graph API did not answer: it may have been delivered (its statuses will tell); it is never sent twice"}}),
+            ),
+            Stage::Deciding | Stage::Sending => (
+                StatusCode::CONFLICT,
+                json!({"status": "in_progress", "error": {"code": "in_progress",
+                    "message": "this message id is being decided or sent by another request"}}),
+            ),
+        };
+        body["message_id"] = message_id.into();
+        body["decision"] = decision;
+        if repeated {
+            body["repeated"] = true.into();
+        }
+        (status, Json(body)).into_response()
+    }
+}
+
+/// The bucket key of a message's [`Outcome`].
+fn outcome_key(message_id: &str) -> String {
+    format!(
+        "message.{}",
+        data_encoding::BASE32_NOPAD.encode(message_id.as_bytes())
+    )
+}
+
 /// `POST /v1/messages`.
 pub(crate) async fn send(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let request = match parse_request(&body, &app.config.account) {
@@ -143,82 +253,295 @@ pub(crate) async fn send(State(app): State<Arc<App>>, body: Bytes) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             "no_graph_token",
             "ventana-meta has no Graph API token for this channel (VENTANA_META_GRAPH_TOKEN, VENTANA_META_INSTAGRAM_TOKEN): nothing was decided or sent",
-        ).into_response();
+        )
+        .into_response();
     };
-    let decision = match decide(&app, &request.decide).await {
-        Ok(decision) => decision,
+    let send = Send {
+        app: &app,
+        request: &request,
+        token: &token,
+        key: outcome_key(&request.message_id),
+    };
+    let deciding = Outcome {
+        stage: Stage::Deciding,
+        decision: None,
+        platform_message_id: None,
+        error: None,
+    };
+    let result = match app.sent.create(&send.key, deciding.bytes()).await {
+        Ok(revision) => send.first(revision).await.map(|o| (o, false)),
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+            send.again().await.map(|o| (o, true))
+        }
+        Err(e) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("cannot record the message: {e}; nothing was decided or sent"),
+        )),
+    };
+    match result {
+        Ok((outcome, repeated)) => outcome.answer(&request.message_id, repeated),
         Err(refusal) => {
             app.metrics.send("refused");
-            return refusal.into_response();
+            refusal.into_response()
         }
-    };
-    let output = match ventana_wire::parse_output(&decision.to_string()) {
-        Ok(output) => output,
-        Err(e) => {
-            return error(
+    }
+}
+
+/// One send request on its way.
+struct Send<'a> {
+    app: &'a App,
+    request: &'a SendRequest,
+    token: &'a str,
+    /// Where its [`Outcome`] is recorded.
+    key: String,
+}
+
+impl Send<'_> {
+    /// A message id seen for the first time: ventana decides, then it is delivered.
+    async fn first(&self, revision: u64) -> Result<Outcome, Refusal> {
+        match decide(self.app, &self.request.decide).await {
+            Ok(decision) => self.settle(revision, decision).await,
+            // No decision in time: the message may be logged and decided later; a retry
+            // looks for that decision (see `again`).
+            Err(refusal) if refusal.status == StatusCode::GATEWAY_TIMEOUT => Err(refusal),
+            Err(refusal) => {
+                // Nothing was logged: the id is free again.
+                let _ = self.app.sent.delete(&self.key).await;
+                Err(refusal)
+            }
+        }
+    }
+
+    /// The same message id again: the recorded answer, or the rest of the way for a
+    /// message that was held (and is released now) or could not reach the Graph API.
+    async fn again(&self) -> Result<Outcome, Refusal> {
+        let unavailable = |e: &dyn std::fmt::Display| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("cannot read what became of the message: {e}"),
+            )
+        };
+        let Some(entry) = self
+            .app
+            .sent
+            .entry(&self.key)
+            .await
+            .map_err(|e| unavailable(&e))?
+        else {
+            return Err(error(
+                StatusCode::CONFLICT,
+                "in_progress",
+                "this message id is being decided by another request",
+            ));
+        };
+        let outcome: Outcome = serde_json::from_slice(&entry.value).map_err(|e| unavailable(&e))?;
+        let stale = |limit: std::time::Duration| {
+            let age = time::OffsetDateTime::now_utc() - entry.created;
+            age > time::Duration::try_from(limit * 2).unwrap_or(time::Duration::MAX)
+        };
+        match outcome.stage {
+            Stage::Unsent => {
+                let decision = outcome.decision.clone().unwrap_or(Value::Null);
+                self.settle(entry.revision, decision).await
+            }
+            Stage::Held => match self.latest_decision().await.map_err(|e| unavailable(&e))? {
+                Some(decision) if outcome.decision.as_ref() != Some(&decision) => {
+                    self.settle(entry.revision, decision).await
+                }
+                _ => Ok(self.repeat(outcome)),
+            },
+            // Left by a gateway that stopped between asking ventanad and recording.
+            Stage::Deciding if stale(self.app.config.decide_timeout) => {
+                match self.latest_decision().await.map_err(|e| unavailable(&e))? {
+                    Some(decision) => self.settle(entry.revision, decision).await,
+                    None => Ok(self.repeat(outcome)),
+                }
+            }
+            // Left by a gateway that stopped while calling the Graph API: maybe sent.
+            Stage::Sending if stale(self.app.config.graph_timeout) => Ok(self.repeat(Outcome {
+                stage: Stage::Unknown,
+                ..outcome
+            })),
+            _ => Ok(self.repeat(outcome)),
+        }
+    }
+
+    /// An answer given before, given again.
+    fn repeat(&self, outcome: Outcome) -> Outcome {
+        self.app.metrics.send("repeated");
+        outcome
+    }
+
+    /// Acts on ventana's decision (recorded at `revision`): records a rejection or a hold,
+    /// delivers an acceptance.
+    async fn settle(&self, revision: u64, decision: Value) -> Result<Outcome, Refusal> {
+        let output = ventana_wire::parse_output(&decision.to_string()).map_err(|e| {
+            error(
                 StatusCode::BAD_GATEWAY,
                 "bad_decision",
                 format!("ventanad answered something unexpected: {e}"),
             )
-            .into_response();
-        }
-    };
-    let message_id = &request.message_id;
-    match output.body {
-        OutputBody::DeliveryFailed {
-            reason,
-            detail,
-            suggestion,
-            ..
-        } => {
-            app.metrics.send("rejected");
-            info!(
-                message_id,
-                reason = reason.as_str(),
-                "send rejected by ventana"
-            );
-            (
-                StatusCode::CONFLICT,
-                Json(json!({"status": "rejected", "message_id": message_id,
-                    "reason": reason.as_str(), "detail": detail,
-                    "suggestion": suggestion.as_str(), "decision": decision})),
-            )
-                .into_response()
-        }
-        OutputBody::OutboundHeld { until, .. } => {
-            app.metrics.send("held");
-            (
-                StatusCode::ACCEPTED,
-                Json(json!({"status": "held", "message_id": message_id,
-                    "until": until.to_string(), "decision": decision,
-                    "note": "held until the customer writes; the content was not kept: send it when ventana publishes outbound_accepted for this id"})),
-            )
-                .into_response()
-        }
-        OutputBody::OutboundAccepted {
-            messaging_type,
-            tag,
-            comment_id,
-            ..
-        } => {
-            let accepted = Accepted {
+        })?;
+        let message_id = &self.request.message_id;
+        let outcome = match output.body {
+            OutputBody::DeliveryFailed { reason, .. } => {
+                info!(
+                    message_id,
+                    reason = reason.as_str(),
+                    "send rejected by ventana"
+                );
+                self.app.metrics.send("rejected");
+                Outcome::at(Stage::Rejected, &decision)
+            }
+            OutputBody::OutboundHeld { .. } => {
+                self.app.metrics.send("held");
+                Outcome::at(Stage::Held, &decision)
+            }
+            OutputBody::OutboundAccepted {
                 messaging_type,
                 tag,
-                comment_id: comment_id.as_deref(),
-            };
-            match graph::graph_call(&request.key, accepted, request.content) {
-                Ok(call) => deliver(&app, &token, &request.key, message_id, call, decision).await,
-                Err(reason) => {
-                    error(StatusCode::BAD_REQUEST, "bad_request", reason).into_response()
+                comment_id,
+                ..
+            } => {
+                let accepted = Accepted {
+                    messaging_type,
+                    tag,
+                    comment_id: comment_id.as_deref(),
+                };
+                let call =
+                    graph::graph_call(&self.request.key, accepted, self.request.content.clone())
+                        .map_err(|reason| error(StatusCode::BAD_GATEWAY, "bad_decision", reason))?;
+                // Claim the delivery: of two retries racing, one sends.
+                let sending = Outcome::at(Stage::Sending, &decision);
+                if self
+                    .app
+                    .sent
+                    .update(&self.key, sending.bytes(), revision)
+                    .await
+                    .is_err()
+                {
+                    return Ok(sending);
+                }
+                self.deliver(call, decision).await
+            }
+            _ => {
+                return Err(error(
+                    StatusCode::BAD_GATEWAY,
+                    "bad_decision",
+                    "ventanad answered with something other than a decision",
+                ));
+            }
+        };
+        if let Err(e) = self.app.sent.put(&self.key, outcome.bytes()).await {
+            warn!(message_id, error = %e, "cannot record what became of a message");
+        }
+        Ok(outcome)
+    }
+
+    /// The latest decision ventanad published for this message (a hold released or
+    /// expired, or a decision a stopped gateway never recorded).
+    async fn latest_decision(&self) -> anyhow::Result<Option<Value>> {
+        let filter = output_subject("*", self.request.key.token());
+        let outputs = read_stream(&self.app.js, OUT_STREAM, Some(filter)).await?;
+        Ok(outputs
+            .iter()
+            .filter_map(|m| serde_json::from_slice::<Value>(&m.payload).ok())
+            .filter(|o| {
+                let decides = match o["type"].as_str() {
+                    Some("outbound_accepted" | "outbound_held") => true,
+                    Some("delivery_failed") => o["source"] == "policy",
+                    _ => false,
+                };
+                decides && o["message_id"] == self.request.message_id.as_str()
+            })
+            .last())
+    }
+
+    /// Calls the Graph API for an accepted message: what came of it.
+    async fn deliver(&self, call: graph::GraphCall, decision: Value) -> Outcome {
+        let (app, key, message_id) = (self.app, &self.request.key, &self.request.message_id);
+        let base = match key.channel {
+            Channel::Instagram => &app.config.instagram_graph_url,
+            _ => &app.config.graph_url,
+        };
+        let url = format!("{}/{}", base.trim_end_matches('/'), call.path);
+        let started = Instant::now();
+        let sent = app
+            .graph
+            .post(&url)
+            .bearer_auth(self.token)
+            .json(&call.body)
+            .send()
+            .await;
+        app.metrics
+            .graph_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                // A refused connection delivered nothing; without an answer nobody knows.
+                let stage = if e.is_connect() {
+                    Stage::Unsent
+                } else {
+                    Stage::Unknown
+                };
+                warn!(message_id, error = %e.without_url(), "the Graph API could not be reached");
+                app.metrics.send("unreachable");
+                return Outcome::at(stage, &decision);
+            }
+        };
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            let platform_id = graph::platform_message_id(&answer).map(str::to_owned);
+            if let Some(platform_id) = &platform_id {
+                if let Err(e) = app
+                    .sent
+                    .put(sent_key(platform_id), message_id.clone().into())
+                    .await
+                {
+                    warn!(message_id, error = %e, "cannot remember the platform id: its statuses will name it instead");
                 }
             }
+            info!(message_id, platform_id, "sent");
+            app.metrics.send("sent");
+            return Outcome {
+                platform_message_id: platform_id,
+                ..Outcome::at(Stage::Sent, &decision)
+            };
         }
-        _ => error(
-            StatusCode::BAD_GATEWAY,
-            "bad_decision",
-            "ventanad answered with something other than a decision",
+        let platform_error = graph::graph_error(&answer).unwrap_or(PlatformError {
+            code: i64::from(status.as_u16()),
+            subcode: None,
+            title: Some(format!("HTTP {status} from the Graph API")),
+        });
+        warn!(
+            message_id,
+            code = platform_error.code,
+            subcode = platform_error.subcode,
+            "the Graph API refused a message"
+        );
+        app.metrics.send("graph_error");
+        let report = failure_report(key, message_id, platform_error.clone());
+        let logged = ventana_service::client::publish_events(
+            &app.js,
+            &[report],
+            app.config.partitions,
         )
-        .into_response(),
+        .await
+        .inspect_err(
+            |e| warn!(message_id, error = %format!("{e:#}"), "cannot log the Graph API's refusal"),
+        )
+        .is_ok();
+        Outcome {
+            error: Some(
+                json!({"code": platform_error.code, "subcode": platform_error.subcode,
+                "message": platform_error.title, "logged": logged}),
+            ),
+            ..Outcome::at(Stage::Failed, &decision)
+        }
     }
 }
 
@@ -276,106 +599,6 @@ async fn decide(app: &App, request: &Map<String, Value>) -> Result<Value, Refusa
         });
     }
     Ok(decision)
-}
-
-/// Calls the Graph API for an accepted message and records what came of it.
-async fn deliver(
-    app: &App,
-    token: &str,
-    key: &ConversationKey,
-    message_id: &str,
-    call: graph::GraphCall,
-    decision: Value,
-) -> Response {
-    let base = match key.channel {
-        Channel::Instagram => &app.config.instagram_graph_url,
-        _ => &app.config.graph_url,
-    };
-    let url = format!("{}/{}", base.trim_end_matches('/'), call.path);
-    let started = Instant::now();
-    let sent = app
-        .graph
-        .post(&url)
-        .bearer_auth(token)
-        .json(&call.body)
-        .send()
-        .await;
-    app.metrics
-        .graph_seconds
-        .observe(started.elapsed().as_secs_f64());
-    let response = match sent {
-        Ok(response) => response,
-        Err(e) => {
-            app.metrics.send("unreachable");
-            // Without a response nobody knows whether Meta delivered it; the statuses will
-            // tell. A refused connection delivered nothing.
-            let connect = e.is_connect();
-            warn!(message_id, error = %e.without_url(), "the Graph API could not be reached");
-            let (status, text) = if connect {
-                (
-                    StatusCode::BAD_GATEWAY,
-                    "not sent: cannot reach the Graph API",
-                )
-            } else {
-                (
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "outcome unknown: no answer from the Graph API (its statuses will tell)",
-                )
-            };
-            return (
-                status,
-                Json(json!({"status": "unknown", "message_id": message_id,
-                    "error": {"code": "graph_unreachable", "message": text}, "decision": decision})),
-            )
-                .into_response();
-        }
-    };
-    let status = response.status();
-    let answer: Value = response.json().await.unwrap_or(Value::Null);
-    if status.is_success() {
-        app.metrics.send("sent");
-        let platform_id = graph::platform_message_id(&answer).map(str::to_owned);
-        if let Some(platform_id) = &platform_id {
-            if let Err(e) = app
-                .sent
-                .put(sent_key(platform_id), message_id.to_owned().into())
-                .await
-            {
-                warn!(message_id, error = %e, "cannot remember the platform id: its statuses will name it instead");
-            }
-        }
-        info!(message_id, platform_id, "sent");
-        return Json(json!({"status": "sent", "message_id": message_id,
-            "platform_message_id": platform_id, "decision": decision}))
-        .into_response();
-    }
-    app.metrics.send("graph_error");
-    let platform_error = graph::graph_error(&answer).unwrap_or(PlatformError {
-        code: i64::from(status.as_u16()),
-        subcode: None,
-        title: Some(format!("HTTP {status} from the Graph API")),
-    });
-    warn!(
-        message_id,
-        code = platform_error.code,
-        subcode = platform_error.subcode,
-        "the Graph API refused a message"
-    );
-    let report = failure_report(key, message_id, platform_error.clone());
-    let logged = ventana_service::client::publish_events(&app.js, &[report], app.config.partitions)
-        .await
-        .inspect_err(
-            |e| warn!(message_id, error = %format!("{e:#}"), "cannot log the Graph API's refusal"),
-        )
-        .is_ok();
-    (
-        StatusCode::BAD_GATEWAY,
-        Json(json!({"status": "failed", "message_id": message_id,
-            "error": {"code": platform_error.code, "subcode": platform_error.subcode,
-                      "message": platform_error.title},
-            "logged": logged, "decision": decision})),
-    )
-        .into_response()
 }
 
 /// The Graph API's refusal of a message, as the `delivery_status` ventana folds (R13).

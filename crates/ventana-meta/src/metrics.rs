@@ -51,7 +51,7 @@ impl Default for Metrics {
         );
         registry.register(
             "sends",
-            "Messages through the send gateway, by outcome (sent, rejected, held, graph_error, unreachable, refused)",
+            "Send requests, by outcome (sent, rejected, held, graph_error, unreachable, refused, repeated)",
             sends.clone(),
         );
         registry.register(

@@ -25,8 +25,9 @@ pub const GRAPH_URL: &str = "https://graph.facebook.com/v23.0";
 /// The Instagram API (Instagram Login): DMs are sent as `/{IG account id}/messages`.
 pub const INSTAGRAM_GRAPH_URL: &str = "https://graph.instagram.com/v23.0";
 
-/// The key-value bucket of messages the gateway sent: platform id → ventana message id, so
-/// statuses name ventana's message and echoes of its own sends are not logged twice.
+/// The key-value bucket of the gateway's messages: `platform.<id>` → ventana message id (so
+/// statuses name ventana's message and echoes of its own sends are not logged twice), and
+/// `message.<id>` → what became of a send (so a retry gets the same answer).
 pub const SENT_BUCKET: &str = "VENTANA_META_SENT";
 
 /// How long the gateway remembers a sent message: statuses and echoes come within days.
@@ -92,7 +93,10 @@ pub(crate) struct App {
 /// The key under which a platform message id is remembered (KV keys allow few characters;
 /// Meta's ids have `+`, `/` and `=`).
 pub(crate) fn sent_key(platform_id: &str) -> String {
-    data_encoding::BASE32_NOPAD.encode(platform_id.as_bytes())
+    format!(
+        "platform.{}",
+        data_encoding::BASE32_NOPAD.encode(platform_id.as_bytes())
+    )
 }
 
 async fn sent_bucket(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
@@ -101,7 +105,7 @@ async fn sent_bucket(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
     }
     js.create_key_value(kv::Config {
         bucket: SENT_BUCKET.into(),
-        description: "ventana-meta: platform message id -> ventana message id".into(),
+        description: "ventana-meta: platform ids of sent messages, outcomes of sends".into(),
         history: 1,
         max_age: SENT_MEMORY,
         storage: jetstream::stream::StorageType::File,

@@ -72,8 +72,12 @@ async fn graph_api(
 
 impl Graph {
     async fn start() -> (Self, String) {
+        Self::start_on(free_port()).await
+    }
+
+    async fn start_on(port: u16) -> (Self, String) {
         let graph = Self::default();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", free_port()))
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap();
         let url = format!("http://{}/v23.0", listener.local_addr().unwrap());
@@ -372,7 +376,7 @@ async fn sends_are_decided_by_ventana_and_delivered_by_the_graph_api() {
         (
             &answer["status"],
             &answer["error"]["code"],
-            &answer["logged"]
+            &answer["error"]["logged"]
         ),
         (&json!("failed"), &json!(10), &json!(true))
     );
@@ -389,17 +393,29 @@ async fn sends_are_decided_by_ventana_and_delivered_by_the_graph_api() {
     )
     .await;
 
-    // A message id is decided once: sending it again is a conflict, not a second send.
+    // A retry of the same message gets the same answer and sends nothing again.
     let calls = graph.calls().len();
-    let (status, answer) = adapter
+    let (status, again) = adapter
         .send(agent_message(
             "out-2",
             messenger_conversation("PSID-7"),
             content.clone(),
         ))
         .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
-    assert_eq!(answer["error"]["code"], "duplicate");
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(
+        (&again["platform_message_id"], &again["repeated"]),
+        (&json!(sent_mid), &json!(true))
+    );
+    let (status, again) = adapter
+        .send(agent_message(
+            "out-1",
+            whatsapp("4915100000001"),
+            text.clone(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert_eq!(again["reason"], "window_expired");
     assert_eq!(graph.calls().len(), calls);
 
     // What ventana logged: statuses name ventana's ids, the echo is gone, no content anywhere.
@@ -435,6 +451,7 @@ async fn sends_are_decided_by_ventana_and_delivered_by_the_graph_api() {
         "ventana_meta_sends_total{outcome=\"sent\"} 3",
         "ventana_meta_sends_total{outcome=\"rejected\"} 1",
         "ventana_meta_sends_total{outcome=\"graph_error\"} 1",
+        "ventana_meta_sends_total{outcome=\"repeated\"} 2",
         "ventana_meta_webhooks_total{code=\"200\"} 8",
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
@@ -465,4 +482,98 @@ async fn without_a_graph_token_or_ventanad_nothing_is_decided() {
     );
     assert!(graph.calls().is_empty());
     adapter.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_finish_what_a_hold_or_an_unreachable_graph_api_left() {
+    let nats = NatsServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let policy = ventana_tests::service::policy_file(
+        data.path(),
+        "[channels.messenger]\nhold_until_accepted = true\n",
+    );
+    let ventanad = ventana_tests::service::start(ventana_tests::service::config(
+        &nats.url(),
+        &data.path().join("ventana"),
+        Some(policy),
+    ));
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    eventually("ventanad's streams", Duration::from_secs(10), || async {
+        js.get_stream(OUT_STREAM).await.is_ok()
+    })
+    .await;
+    // The Graph API is down at first: nothing listens on its port.
+    let graph_port = free_port();
+    let adapter = Adapter::start(common::config(
+        &nats,
+        Some(format!("http://127.0.0.1:{graph_port}/v23.0")),
+    ))
+    .await;
+    let now = now_seconds();
+    let content = json!({"text": PRIVATE_TEXT});
+
+    // Inside the window, but the Graph API cannot be reached: not sent, 502.
+    adapter
+        .webhook(messenger_message("PSID-1", "m_c1", now - 60))
+        .await;
+    let request = agent_message("r-1", messenger_conversation("PSID-1"), content.clone());
+    let (status, answer) = adapter.send(request.clone()).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{answer}");
+    assert_eq!(answer["status"], "unsent");
+
+    // A comment allows one private reply; the next DM is held until the customer writes.
+    adapter
+        .webhook(json!({"object": "page", "entry": [{"id": PAGE, "time": now, "changes": [{"field": "feed",
+            "value": {"item": "comment", "verb": "add", "comment_id": "PAGE_POST_C1", "post_id": "PAGE_POST",
+                      "from": {"id": "PSID-2", "name": "Kai"}, "message": "price?", "created_time": now - 60}}]}]}))
+        .await;
+    let first = agent_message("r-2", messenger_conversation("PSID-2"), content.clone());
+    let held = agent_message("r-3", messenger_conversation("PSID-2"), content.clone());
+
+    // The Graph API is back: the retry sends r-1 once; r-2 goes out as the private reply.
+    let (graph, _) = Graph::start_on(graph_port).await;
+    let (status, answer) = adapter.send(request.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        (&answer["status"], &answer["repeated"]),
+        (&json!("sent"), &json!(true))
+    );
+    let (status, answer) = adapter.send(first).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["decision"]["messaging_type"], "private_reply");
+    let (status, answer) = adapter.send(held.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["status"], "held");
+    let (status, _) = adapter.send(held.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "still held: not sent");
+    assert_eq!(graph.calls().len(), 2);
+
+    // The customer writes a DM: ventana releases r-3, and the retry delivers it.
+    adapter
+        .webhook(messenger_message("PSID-2", "m_c2", now))
+        .await;
+    eventually("r-3 released", Duration::from_secs(10), || async {
+        outputs_about(&js, "r-3")
+            .await
+            .iter()
+            .any(|o| o["type"] == "outbound_accepted")
+    })
+    .await;
+    let (status, answer) = adapter.send(held).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["decision"]["messaging_type"], "response");
+    let calls = graph.calls();
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[0].body["recipient"], json!({"id": "PSID-1"}));
+    assert_eq!(
+        calls[1].body["recipient"],
+        json!({"comment_id": "PAGE_POST_C1"})
+    );
+    assert_eq!(
+        calls[2].body,
+        json!({"recipient": {"id": "PSID-2"}, "messaging_type": "RESPONSE", "message": content})
+    );
+    adapter.stop().await;
+    ventanad.stop().await.unwrap();
 }
