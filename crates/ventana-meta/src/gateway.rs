@@ -30,7 +30,7 @@ use ventana_service::client::read_stream;
 use ventana_wire::subjects::{API_SEND, OUT_STREAM, output_subject};
 
 use crate::graph::{self, Accepted};
-use crate::server::{App, sent_key};
+use crate::server::{App, bucket_key, sent_key};
 
 /// An answer other than a decision: an HTTP status and `{"error": {"code", "message"}}`.
 #[derive(Debug)]
@@ -224,10 +224,7 @@ impl Outcome {
 
 /// The bucket key of a message's [`Outcome`].
 fn outcome_key(message_id: &str) -> String {
-    format!(
-        "message.{}",
-        data_encoding::BASE32_NOPAD.encode(message_id.as_bytes())
-    )
+    bucket_key("message", message_id)
 }
 
 /// `POST /v1/messages`.

@@ -90,13 +90,18 @@ pub(crate) struct App {
     pub metrics: Metrics,
 }
 
-/// The key under which a platform message id is remembered (KV keys allow few characters;
-/// Meta's ids have `+`, `/` and `=`).
-pub(crate) fn sent_key(platform_id: &str) -> String {
+/// A key of the bucket: `<space>.<id in base32>` (KV keys allow few characters; Meta's ids
+/// have `+`, `/` and `=`, callers' ids anything).
+pub(crate) fn bucket_key(space: &str, id: &str) -> String {
     format!(
-        "platform.{}",
-        data_encoding::BASE32_NOPAD.encode(platform_id.as_bytes())
+        "{space}.{}",
+        data_encoding::BASE32_NOPAD.encode(id.as_bytes())
     )
+}
+
+/// Where the ventana id of the message the platform knows as `platform_id` is kept.
+pub(crate) fn sent_key(platform_id: &str) -> String {
+    bucket_key("platform", platform_id)
 }
 
 async fn sent_bucket(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
