@@ -1,4 +1,4 @@
-//! `ventana-meta`: the Meta webhook adapter.
+//! `ventana-meta`: the Meta adapter (webhooks in, send gateway out).
 
 use clap::Parser;
 
@@ -6,7 +6,7 @@ use clap::Parser;
 #[command(
     name = "ventana-meta",
     version,
-    about = "Meta webhooks (WhatsApp, Messenger, Instagram) into ventana's log"
+    about = "Meta webhooks (WhatsApp, Messenger, Instagram) into ventana's log, and sends decided by ventana out through the Graph API"
 )]
 struct Cli {
     #[command(flatten)]
