@@ -1,8 +1,9 @@
-//! ventana-sim: realistic mixed traffic as input events: customers writing and commenting, agents and
-//! automation answering (sometimes too late), templates, tags, private and public replies,
-//! echoes, delivery reports with platform errors, operators closing and reopening; customer
-//! messages sometimes arriving late. Used by the property tests (as shrinkable [`Step`]s),
-//! the benchmarks and `ventana dev` (from a seed).
+//! ventana-sim: realistic mixed traffic as input events: customers writing and commenting,
+//! agents and automation answering (sometimes too late), templates, tags, private and public
+//! replies, echoes, delivery reports with platform errors, operators closing and reopening;
+//! customer messages sometimes arriving late, webhooks sometimes delivered twice. Used by the
+//! property tests (as shrinkable [`Step`]s), the benchmarks, `ventana dev` and the
+//! `ventana-sim` binary ([`simulate`] from a seed; [`live`] publishes it in real time).
 #![forbid(unsafe_code)]
 
 pub mod live;
