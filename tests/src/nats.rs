@@ -2,30 +2,18 @@
 //! cleaned up on drop. The binary comes from `$VENTANA_NATS_SERVER` or `scripts/nats-server`
 //! (which installs the pinned one when none is on PATH).
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 fn binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
-        if let Some(path) = std::env::var_os("VENTANA_NATS_SERVER") {
-            return PathBuf::from(path);
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/nats-server");
-        let output = Command::new("bash")
-            .arg(&script)
-            .output()
-            .expect("scripts/nats-server runs");
-        assert!(
-            output.status.success(),
-            "scripts/nats-server failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+        let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        ventana_service::local_nats::server_binary(&repository)
+            .expect("a nats-server (scripts/nats-server)")
     })
 }
 
@@ -58,34 +46,9 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new(binary())
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(self.store.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("nats-server starts");
-        // Wait for the server to say it is ready (it logs to stderr), not for a time.
-        let stderr = child.stderr.take().unwrap();
-        let (ready, wait) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent && line.contains("Server is ready") {
-                    let _ = ready.send(());
-                    sent = true;
-                }
-            }
-        });
-        wait.recv_timeout(Duration::from_secs(20))
-            .expect("nats-server became ready");
+        let child =
+            ventana_service::local_nats::start_server(binary(), self.port, self.store.path())
+                .expect("nats-server starts and becomes ready");
         self.child = Some(child);
     }
 

@@ -11,6 +11,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod local_nats;
 pub mod metrics;
 pub mod nats;
 pub mod outbox;

@@ -1,13 +1,13 @@
 //! `ventana dev`: a private nats-server, ventanad and a demo feed, in one command.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use anyhow::Context;
 use ventana_service::clock::now;
 use ventana_service::config::{Config, NatsOptions};
+use ventana_service::local_nats;
 use ventana_sim::{Mix, simulate};
 
 /// Windows of minutes instead of hours, so a demo shows windows closing while you watch.
@@ -50,57 +50,8 @@ pub struct DevArgs {
     pub for_seconds: Option<u64>,
 }
 
-/// A nats-server >= 2.11: `$VENTANA_NATS_SERVER`, else the project's installer (which uses
-/// PATH or installs the pinned one), else `nats-server` on PATH.
-fn nats_server_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("VENTANA_NATS_SERVER") {
-        return Ok(PathBuf::from(path));
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/nats-server");
-    if script.exists() {
-        let output = Command::new("bash")
-            .arg(&script)
-            .stderr(Stdio::inherit())
-            .output()?;
-        anyhow::ensure!(
-            output.status.success(),
-            "scripts/nats-server could not find or install nats-server"
-        );
-        return Ok(PathBuf::from(String::from_utf8(output.stdout)?.trim()));
-    }
-    Ok(PathBuf::from("nats-server"))
-}
-
 fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-/// Starts nats-server and waits until it says it is ready.
-fn start_nats(binary: &Path, port: u16, store: &Path) -> anyhow::Result<Child> {
-    let mut child = Command::new(binary)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start {}", binary.display()))?;
-    let stderr = child.stderr.take().expect("piped");
-    let (ready, wait) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut told = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !told && line.contains("Server is ready") {
-                let _ = ready.send(());
-                told = true;
-            }
-        }
-    });
-    if wait.recv_timeout(Duration::from_secs(20)).is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-        anyhow::bail!("nats-server did not become ready on port {port}");
-    }
-    Ok(child)
 }
 
 /// Stops the child process it owns when dropped, however `dev` ends.
@@ -175,8 +126,9 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
             .local_addr()?
             .port()
     };
-    let binary = nats_server_binary()?;
-    let _nats = Stopper(start_nats(&binary, port, &nats_store)?);
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let binary = local_nats::server_binary(&repository)?;
+    let _nats = Stopper(local_nats::start_server(&binary, port, &nats_store)?);
     let url = format!("nats://127.0.0.1:{port}");
     let config = Config {
         nats: NatsOptions {

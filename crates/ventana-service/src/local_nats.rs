@@ -1,0 +1,61 @@
+//! A private `nats-server -js` on a loopback port, for `ventana dev` and the test harness:
+//! which binary, and starting it (ready when it says so, not after a pause).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// A nats-server ≥ 2.11: `$VENTANA_NATS_SERVER`, else what the project's installer
+/// `scripts/nats-server` prints (it uses PATH or installs the pinned one into `.local/`),
+/// else `nats-server` on PATH.
+pub fn server_binary(repository: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("VENTANA_NATS_SERVER") {
+        return Ok(PathBuf::from(path));
+    }
+    let script = repository.join("scripts/nats-server");
+    if !script.exists() {
+        return Ok(PathBuf::from("nats-server"));
+    }
+    let output = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", script.display()))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "scripts/nats-server could not find or install nats-server"
+    );
+    Ok(PathBuf::from(String::from_utf8(output.stdout)?.trim()))
+}
+
+/// Starts `binary` with JetStream on 127.0.0.1:`port`, storing in `store`, and waits until
+/// it logs that it is ready.
+pub fn start_server(binary: &Path, port: u16, store: &Path) -> anyhow::Result<Child> {
+    let mut child = Command::new(binary)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let stderr = child.stderr.take().expect("piped");
+    let (ready, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut told = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !told && line.contains("Server is ready") {
+                let _ = ready.send(());
+                told = true;
+            }
+        }
+    });
+    if wait.recv_timeout(Duration::from_secs(20)).is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        anyhow::bail!("nats-server did not become ready on port {port}");
+    }
+    Ok(child)
+}
