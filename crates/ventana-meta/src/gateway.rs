@@ -71,9 +71,8 @@ fn parse_request(body: &[u8], account: &str) -> Result<SendRequest, Refusal> {
         Ok(_) => return Err(bad_request("the request must be a JSON object")),
         Err(e) => return Err(bad_request(format!("not JSON: {e}"))),
     };
-    let content = decide
-        .remove("message")
-        .ok_or_else(|| bad_request("`message` (the Graph API message content) is required"))?;
+    let message = decide.remove("message");
+    let template = decide.remove("template");
     let message_id = match decide.get("id") {
         Some(Value::String(id)) if !id.is_empty() => id.clone(),
         _ => {
@@ -97,6 +96,25 @@ fn parse_request(body: &[u8], account: &str) -> Result<SendRequest, Refusal> {
     }
     let key = ventana_wire::json::parse_conversation(&decide["conversation"])
         .map_err(|e| bad_request(e.to_string()))?;
+    if template.is_some() {
+        let kind = decide.entry("kind").or_insert_with(|| "template".into());
+        if kind != "template" {
+            return Err(bad_request("`template` is for `kind: template`"));
+        }
+    }
+    let content = match (message, template) {
+        (Some(message), None) => message,
+        (None, Some(template)) => graph::template_content(&key.channel, template)
+            .ok_or_else(|| bad_request("Instagram has no message templates"))?,
+        (Some(_), Some(_)) => {
+            return Err(bad_request("give `message` or `template`, not both"));
+        }
+        (None, None) => {
+            return Err(bad_request(
+                "`message` (the Graph API message content) or `template` is required",
+            ));
+        }
+    };
     let kind = decide.get("kind").and_then(Value::as_str).unwrap_or("");
     if let Some(reason) = graph::unsendable(&key, kind) {
         return Err(bad_request(reason));

@@ -104,6 +104,17 @@ pub fn graph_call(
     }
 }
 
+/// The message content of a template (the Graph API's template object: name, language,
+/// components): WhatsApp `{"type": "template", "template": ...}`, Messenger's utility
+/// message `{"template": ...}`. Instagram has none.
+pub fn template_content(channel: &Channel, template: Value) -> Option<Value> {
+    match channel {
+        Channel::WhatsApp => Some(json!({"type": "template", "template": template})),
+        Channel::Messenger => Some(json!({"template": template})),
+        _ => None,
+    }
+}
+
 /// The platform's id of a message the Graph API accepted: `messages[0].id` (WhatsApp),
 /// `message_id` (Messenger, Instagram), `id` (comment replies).
 pub fn platform_message_id(response: &Value) -> Option<&str> {

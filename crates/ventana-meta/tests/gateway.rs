@@ -207,6 +207,14 @@ async fn sends_are_decided_by_ventana_and_delivered_by_the_graph_api() {
             json!({"id": "x", "conversation": messenger_conversation("1"), "sender": "agent", "kind": "comment_reply", "message": {}}),
             "`comment_id`",
         ),
+        (
+            json!({"id": "x", "conversation": whatsapp("1"), "sender": "agent", "kind": "message", "template": {}}),
+            "`kind: template`",
+        ),
+        (
+            json!({"id": "x", "conversation": {"channel": "instagram", "channel_id": "a", "contact_id": "b"}, "sender": "agent", "template": {}}),
+            "no message templates",
+        ),
     ] {
         let (status, answer) = adapter.send(request).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
@@ -222,6 +230,21 @@ async fn sends_are_decided_by_ventana_and_delivered_by_the_graph_api() {
             now - 30 * 3600,
         ))
         .await;
+    // A template may go out any time (R6): `template` is the Graph API's template object.
+    let template = json!({"name": "order_update", "language": {"code": "en_US"}});
+    let (status, answer) = adapter
+        .send(
+            json!({"id": "out-t", "conversation": whatsapp("4915100000001"),
+            "sender": "automation", "template": template}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["decision"]["messaging_type"], "template");
+    let call = graph.calls().pop().unwrap();
+    assert_eq!(
+        (&call.body["type"], &call.body["template"], &call.body["to"]),
+        (&json!("template"), &template, &json!("4915100000001"))
+    );
     let (status, answer) = adapter
         .send(agent_message(
             "out-1",
@@ -236,8 +259,9 @@ async fn sends_are_decided_by_ventana_and_delivered_by_the_graph_api() {
         answer["detail"].as_str().unwrap().contains("24"),
         "{answer}"
     );
-    assert!(
-        graph.calls().is_empty(),
+    assert_eq!(
+        graph.calls().len(),
+        1,
         "Meta is never called for a rejection"
     );
     eventually(
@@ -448,7 +472,7 @@ async fn sends_are_decided_by_ventana_and_delivered_by_the_graph_api() {
 
     let (_, metrics) = adapter.get("/metrics").await;
     for line in [
-        "ventana_meta_sends_total{outcome=\"sent\"} 3",
+        "ventana_meta_sends_total{outcome=\"sent\"} 4",
         "ventana_meta_sends_total{outcome=\"rejected\"} 1",
         "ventana_meta_sends_total{outcome=\"graph_error\"} 1",
         "ventana_meta_sends_total{outcome=\"repeated\"} 2",
