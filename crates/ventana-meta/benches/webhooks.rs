@@ -1,18 +1,31 @@
-//! Webhook events/s the adapter accepts: signed webhooks (WhatsApp messages and statuses,
-//! Messenger messages and deliveries) posted by concurrent clients to ventana-meta, which
-//! verifies, normalises, looks up sent ids and publishes each event to a real nats-server
-//! (file storage) before answering 200. Client, adapter and nats-server share this machine.
+//! ventana-meta under load, on this machine (clients, adapter, nats-server and ventanad share
+//! it):
 //!
-//! Run: `cargo bench -p ventana-meta --bench webhooks` (WEBHOOKS=20000, CONCURRENCY=64).
+//! 1. webhook events/s accepted: signed webhooks (WhatsApp messages and statuses, Messenger
+//!    messages and deliveries) posted by concurrent clients; verified, normalised, sent ids
+//!    looked up, each event published to a real nats-server (file storage) before the 200;
+//! 2. sends/s through the gateway: each send claimed in KV, logged and decided by ventanad
+//!    (in-process, real sled), delivered to a local stand-in Graph API, its outcome recorded.
+//!
+//! Run: `cargo bench -p ventana-meta --bench webhooks` (WEBHOOKS=20000, SENDS=5000,
+//! CONCURRENCY=64).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use futures::StreamExt;
 use serde_json::{Value, json};
 use ventana_tests::nats::NatsServer;
+
+fn percentile(latencies: &mut [Duration], q: f64) -> f64 {
+    latencies.sort();
+    latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3
+}
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -112,16 +125,110 @@ async fn main() {
         .collect()
         .await;
     let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort();
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
     println!(
         "accepted: {:.0} webhooks/s, {:.0} events/s ({elapsed:.2} s); latency p50 {:.2} ms, p99 {:.2} ms",
         webhooks as f64 / elapsed,
         events as f64 / elapsed,
-        at(0.5),
-        at(0.99)
+        percentile(&mut latencies, 0.5),
+        percentile(&mut latencies, 0.99)
     );
     let logged = ventana_tests::service::stream_len(&js, ventana_wire::subjects::IN_STREAM).await;
     assert_eq!(logged as usize, events, "every event logged once");
     adapter.stop().await;
+
+    sends(env("SENDS", 5_000), concurrency).await;
+}
+
+/// Phase 2: sends through the gateway to a stand-in Graph API, decided by ventanad.
+async fn sends(sends: usize, concurrency: usize) {
+    let nats = NatsServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let ventanad = ventana_tests::service::start(ventana_tests::service::config(
+        &nats.url(),
+        data.path(),
+        None,
+    ));
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    ventana_tests::service::eventually("ventanad", Duration::from_secs(10), || async {
+        js.get_stream(ventana_wire::subjects::OUT_STREAM)
+            .await
+            .is_ok()
+    })
+    .await;
+    let counter = Arc::new(AtomicU64::new(0));
+    let graph = axum::Router::new().fallback({
+        let counter = counter.clone();
+        move || async move {
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            axum::Json(json!({"recipient_id": "x", "message_id": format!("m_bench{n}")}))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let graph_url = format!("http://{}/v23.0", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, graph).await });
+    let adapter = common::Adapter::start(common::config(&nats, Some(graph_url))).await;
+
+    // Every conversation has a customer who just wrote.
+    let at = ventana_service::clock::now();
+    let conversation = |n: usize| {
+        ventana_core::ConversationKey::new(
+            ventana_core::Channel::Messenger,
+            "acme",
+            "1139012345",
+            format!("psid-{n}"),
+        )
+    };
+    let customers: Vec<ventana_core::Event> = (0..sends)
+        .map(|n| ventana_core::Event {
+            id: format!("m_customer{n}"),
+            occurred_at: at,
+            logged_at: None,
+            conversation: conversation(n),
+            body: ventana_core::EventBody::CustomerMessage,
+        })
+        .collect();
+    ventana_service::client::publish_events(&js, &customers, 16)
+        .await
+        .unwrap();
+    ventana_tests::service::eventually("ventanad to fold", Duration::from_secs(60), || {
+        ventana_tests::service::caught_up(&js)
+    })
+    .await;
+
+    let started = Instant::now();
+    let mut latencies: Vec<Duration> = futures::stream::iter(0..sends)
+        .map(|n| {
+            let adapter = &adapter;
+            async move {
+                let sent = Instant::now();
+                let (status, answer) = adapter
+                    .send(
+                        json!({"id": format!("reply-{n}"), "sender": "agent", "kind": "message",
+                        "conversation": {"channel": "messenger", "channel_id": "1139012345",
+                                         "contact_id": format!("psid-{n}")},
+                        "message": {"text": "On its way."}}),
+                    )
+                    .await;
+                assert_eq!(status, reqwest::StatusCode::OK, "{answer}");
+                sent.elapsed()
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(
+        counter.load(Ordering::Relaxed) as usize,
+        sends,
+        "each sent once"
+    );
+    println!(
+        "gateway: {sends} sends (decided by ventanad, delivered to a stand-in Graph API), {concurrency} concurrent clients: {:.0} sends/s; latency p50 {:.2} ms, p99 {:.2} ms",
+        sends as f64 / elapsed,
+        percentile(&mut latencies, 0.5),
+        percentile(&mut latencies, 0.99)
+    );
+    adapter.stop().await;
+    ventanad.stop().await.unwrap();
 }
