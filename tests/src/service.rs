@@ -190,7 +190,7 @@ pub struct Live {
 }
 
 /// Starts nats-server and ventanad (with `policy`, a TOML text, if given) and waits until
-/// ventanad has declared its streams.
+/// ventanad answers its API, which it serves once its streams and consumer are declared.
 pub async fn live(policy: Option<&str>) -> Live {
     let nats = crate::nats::NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
@@ -198,10 +198,9 @@ pub async fn live(policy: Option<&str>) -> Live {
     let service = start(config(&nats.url(), &dir.path().join("data"), policy));
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
-    eventually("ventanad's streams", Duration::from_secs(10), || async {
-        js.get_stream(ventana_wire::subjects::IN_STREAM)
-            .await
-            .is_ok()
+    let ping = format!("$SRV.PING.{}", ventana_wire::subjects::SERVICE_NAME);
+    eventually("ventanad's API", Duration::from_secs(10), || async {
+        client.request(ping.clone(), "".into()).await.is_ok()
     })
     .await;
     Live {

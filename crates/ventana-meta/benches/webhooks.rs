@@ -83,13 +83,7 @@ async fn main() {
     let webhooks = env("WEBHOOKS", 20_000);
     let concurrency = env("CONCURRENCY", 64);
     let nats = NatsServer::start();
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    let scratch = tempfile::tempdir().unwrap();
-    let streams = ventana_tests::service::config(&nats.url(), scratch.path(), None);
-    ventana_service::nats::declare(&js, &streams, 0)
-        .await
-        .unwrap();
+    let js = common::streams_only(&nats).await;
     let adapter = common::Adapter::start(common::config(&nats, None)).await;
 
     let now = ventana_service::clock::now().unix_nanos() / 1_000_000_000;
@@ -141,21 +135,12 @@ async fn main() {
 
 /// Phase 2: sends through the gateway to a stand-in Graph API, decided by ventanad.
 async fn sends(sends: usize, concurrency: usize) {
-    let nats = NatsServer::start();
-    let data = tempfile::tempdir().unwrap();
-    let ventanad = ventana_tests::service::start(ventana_tests::service::config(
-        &nats.url(),
-        data.path(),
-        None,
-    ));
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    ventana_tests::service::eventually("ventanad", Duration::from_secs(10), || async {
-        js.get_stream(ventana_wire::subjects::OUT_STREAM)
-            .await
-            .is_ok()
-    })
-    .await;
+    let ventana_tests::service::Live {
+        nats,
+        service: ventanad,
+        js,
+        ..
+    } = ventana_tests::service::live(None).await;
     let counter = Arc::new(AtomicU64::new(0));
     let graph = axum::Router::new().fallback({
         let counter = counter.clone();

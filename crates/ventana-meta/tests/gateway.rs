@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use ventana_service::client::read_stream;
 use ventana_tests::nats::{NatsServer, free_port};
-use ventana_tests::service::{eventually, published_outputs};
+use ventana_tests::service::{Live, eventually, live, published_outputs};
 use ventana_wire::subjects::{API_STATE, IN_STREAM, OUT_STREAM};
 
 /// Message content only Meta may see: it must not reach a stream.
@@ -159,19 +159,13 @@ async fn outputs_about(js: &async_nats::jetstream::Context, id: &str) -> Vec<Val
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_are_decided_by_ventana_and_delivered_by_the_graph_api() {
-    let nats = NatsServer::start();
-    let data = tempfile::tempdir().unwrap();
-    let ventanad = ventana_tests::service::start(ventana_tests::service::config(
-        &nats.url(),
-        data.path(),
-        None,
-    ));
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client.clone());
-    eventually("ventanad's streams", Duration::from_secs(10), || async {
-        js.get_stream(OUT_STREAM).await.is_ok()
-    })
-    .await;
+    let Live {
+        nats,
+        service: ventanad,
+        client,
+        js,
+        ..
+    } = live(None).await;
     let (graph, graph_url) = Graph::start().await;
     let adapter = Adapter::start(common::config(&nats, Some(graph_url))).await;
     let now = now_seconds();
@@ -510,23 +504,12 @@ async fn without_a_graph_token_or_ventanad_nothing_is_decided() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_finish_what_a_hold_or_an_unreachable_graph_api_left() {
-    let nats = NatsServer::start();
-    let data = tempfile::tempdir().unwrap();
-    let policy = ventana_tests::service::policy_file(
-        data.path(),
-        "[channels.messenger]\nhold_until_accepted = true\n",
-    );
-    let ventanad = ventana_tests::service::start(ventana_tests::service::config(
-        &nats.url(),
-        &data.path().join("ventana"),
-        Some(policy),
-    ));
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client.clone());
-    eventually("ventanad's streams", Duration::from_secs(10), || async {
-        js.get_stream(OUT_STREAM).await.is_ok()
-    })
-    .await;
+    let Live {
+        nats,
+        service: ventanad,
+        js,
+        ..
+    } = live(Some("[channels.messenger]\nhold_until_accepted = true\n")).await;
     // The Graph API is down at first: nothing listens on its port.
     let graph_port = free_port();
     let adapter = Adapter::start(common::config(

@@ -12,13 +12,7 @@ use ventana_wire::subjects::IN_STREAM;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_webhooks_are_published_once_and_everything_else_is_refused() {
     let nats = NatsServer::start();
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    let scratch = tempfile::tempdir().unwrap();
-    let streams = ventana_tests::service::config(&nats.url(), scratch.path(), None);
-    ventana_service::nats::declare(&js, &streams, 0)
-        .await
-        .unwrap();
+    let js = common::streams_only(&nats).await;
     let adapter = Adapter::start(common::config(&nats, None)).await;
 
     // Subscription handshake.

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use ventana_service::client::{logged_events, read_stream};
 use ventana_sim::{Mix, simulate};
-use ventana_tests::nats::NatsServer;
-use ventana_tests::service::{caught_up, eventually, stream_len};
+use ventana_tests::service::{Live, caught_up, eventually, live, stream_len};
 use ventana_wire::subjects::{DLQ_STREAM, IN_STREAM};
 
 fn sim(args: &[&str]) -> std::process::Output {
@@ -51,19 +50,12 @@ fn writes_the_same_valid_traffic_for_the_same_seed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_live_traffic_that_ventanad_folds_without_a_dead_letter() {
-    let nats = NatsServer::start();
-    let data = tempfile::tempdir().unwrap();
-    let ventanad = ventana_tests::service::start(ventana_tests::service::config(
-        &nats.url(),
-        data.path(),
-        None,
-    ));
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    eventually("VENTANA_IN", Duration::from_secs(10), || async {
-        js.get_stream(IN_STREAM).await.is_ok()
-    })
-    .await;
+    let Live {
+        nats,
+        service: ventanad,
+        js,
+        ..
+    } = live(None).await;
 
     let url = nats.url();
     let output = tokio::task::spawn_blocking(move || {

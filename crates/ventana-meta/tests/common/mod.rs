@@ -54,6 +54,18 @@ pub fn config(nats: &NatsServer, graph_url: Option<String>) -> ventana_meta::Con
     }
 }
 
+/// ventanad's streams declared on `nats`, without ventanad: what is published stays there.
+pub async fn streams_only(nats: &NatsServer) -> async_nats::jetstream::Context {
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let scratch = tempfile::tempdir().unwrap();
+    let config = ventana_tests::service::config(&nats.url(), scratch.path(), None);
+    ventana_service::nats::declare(&js, &config, 0)
+        .await
+        .unwrap();
+    js
+}
+
 pub struct Adapter {
     pub base: String,
     pub http: reqwest::Client,
