@@ -15,12 +15,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    ventana_service::log_to_stderr("info", false);
     let cli = Cli::parse();
     match ventana_meta::run(cli.config, ventana_service::shutdown_signal()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -204,12 +204,7 @@ async fn publish(cli: &Cli) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    ventana_service::log_to_stderr("warn", false);
     let cli = Cli::parse();
     let result = match &cli.output {
         Some(path) => write(&cli, path).await,
