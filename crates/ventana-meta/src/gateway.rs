@@ -565,7 +565,7 @@ async fn decide(app: &App, request: &Map<String, Value>) -> Result<Value, Refusa
     let asked = tokio::time::timeout(
         app.config.decide_timeout,
         app.client
-            .request(API_SEND, Value::Object(request.clone()).to_string().into()),
+            .request(API_SEND, serde_json::to_vec(request).expect("JSON").into()),
     )
     .await;
     let reply = match asked {
