@@ -426,11 +426,11 @@ fn r8_a_tag_is_accepted_outside_every_window_while_valid() {
 
 #[test]
 fn r8_tags_end_on_2026_04_27() {
-    // T0 + 60 d is 2026-05-01, after the deprecation.
+    // T0 + 60 d is 2026-05-01, after the deprecation; the extension closed at +57d.
     fb().check(
-        &[customer("c1", "+60d"), tick("+61d")],
-        bot("b1", "+62d").tag(Tag::ConfirmedEventUpdate),
-        &["@+62d b1: failed b1 policy tag_not_allowed suggest=send_template"],
+        &[customer("c1", "+50d"), tick("+58d")],
+        bot("b1", "+60d").tag(Tag::ConfirmedEventUpdate),
+        &["@+60d b1: failed b1 policy tag_not_allowed suggest=send_template"],
     );
 }
 
@@ -1155,14 +1155,363 @@ fn an_event_too_far_in_the_future_is_invalid() {
     assert!(fold.apply(&event, &mut Vec::new()).is_ok());
 }
 
+// ----- §1.4: the settled readings (revision 3) -----
+
+/// The snapshot's `allowed`, as printed, after folding `given`.
+fn allowed_after(scenario: &Scenario, given: &[E]) -> Vec<&'static str> {
+    let mut fold = ventana_notifier::Fold::new(scenario.policy.clone());
+    for e in given {
+        fold.apply(&e.build(&scenario.key), &mut Vec::new())
+            .unwrap_or_else(|invalid| panic!("given {e:?}: {invalid}"));
+    }
+    let conversation = fold.conversation(&scenario.key).expect("folded");
+    conversation
+        .allowed(&scenario.policy)
+        .into_iter()
+        .map(|a| a.as_str())
+        .collect()
+}
+
+fn detail_of(output: &ventana_notifier::Output) -> &str {
+    match &output.body {
+        OutputBody::DeliveryFailed { detail, .. } => detail,
+        other => panic!("not a delivery_failed: {other:?}"),
+    }
+}
+
 #[test]
-fn a_private_reply_without_its_comment_is_invalid() {
-    let mut fold = ventana_notifier::Fold::new(ventana_core::Policy::default());
-    let event = agent("p1", "+0s")
-        .kind(MessageKind::PrivateReply)
-        .build(&ig().key);
+fn s1_4_1_a_new_session_starts_a_new_unanswered_stretch() {
+    alarms().check(
+        &[customer("c1", "+0s"), tick("+15m"), customer("c2", "+2d")],
+        tick("+2d20m"),
+        &["@+2d15m tick +2d15m: auto_reply agent_delayed reply_by=+3d"],
+    );
+}
+
+#[test]
+fn s1_4_2_agent_delay_fires_on_custom_channels_without_a_reply_by() {
+    Scenario::on(Channel::Custom("webchat".into())).check(
+        &[customer("c1", "+0s")],
+        agent("a1", "+30m"),
+        &[
+            "@+15m tick +15m: auto_reply agent_delayed reply_by=none",
+            "@+30m a1: accepted a1 response ends=none",
+            "@+30m a1: state open->awaiting_customer unrestricted ends=none session=1",
+        ],
+    );
+}
+
+#[test]
+fn s1_4_3_an_answer_that_leaves_the_customer_unanswered_keeps_the_alarm() {
+    // The customer's message is dated 3 minutes after it was logged (within the skew);
+    // the answer at +1m comes before it, so the customer is still waiting.
+    alarms().check(
+        &[customer("c1", "+3m").logged("+0s"), agent("a1", "+1m")],
+        tick("+20m"),
+        &["@+18m tick +18m: auto_reply agent_delayed reply_by=+24h3m"],
+    );
+}
+
+#[test]
+fn s1_4_4_a_window_error_for_an_old_message_cuts_at_its_decision_not_later() {
+    let given = [
+        customer("c1", "+0s"),
+        agent("o1", "+5m"),
+        customer("c2", "+8d"),
+    ];
+    let outputs = wa().run(
+        &given,
+        &status("s1", "o1", Status::Failed, "+8d10m").error(131_047, None),
+    );
+    let shown: Vec<String> = outputs.iter().map(show).collect();
     assert_eq!(
-        fold.apply(&event, &mut Vec::new()).unwrap_err().to_string(),
-        "missing field `comment_id`"
+        shown,
+        ["@+8d10m s1: failed o1 platform window_expired suggest=send_template error=131047"]
+    );
+    assert!(
+        detail_of(&outputs[0]).contains("closed at 2026-03-02T10:05:00Z"),
+        "{}",
+        detail_of(&outputs[0])
+    );
+    let mut given = given.to_vec();
+    given.push(status("s1", "o1", Status::Failed, "+8d10m").error(131_047, None));
+    wa().check(
+        &given,
+        agent("o2", "+8d12m"),
+        &[
+            "@+8d12m o2: accepted o2 response ends=+9d",
+            "@+8d12m o2: state open->awaiting_customer standard ends=+9d session=2",
+        ],
+    );
+}
+
+#[test]
+fn s1_4_4_failed_stays_terminal_for_a_message_decided_long_ago() {
+    wa().check(
+        &[
+            customer("c1", "+0s"),
+            agent("o1", "+5m"),
+            status("s1", "o1", Status::Failed, "+1h").error(100, None),
+        ],
+        status("s2", "o1", Status::Failed, "+8d").error(100, None),
+        &["@+24h tick +24h: state awaiting_customer->expired none ends=none session=1"],
+    );
+}
+
+#[test]
+fn s1_4_4_a_comment_reported_again_after_weeks_opens_no_second_allowance() {
+    let given = [
+        comment("k1", "cm1", "+0s"),
+        agent("p1", "+1h")
+            .kind(MessageKind::PrivateReply)
+            .on_comment("cm1"),
+        tick("+8d"),
+    ];
+    ig().check(&given, comment("k2", "cm1", "+15d"), &[]);
+    let mut given = given.to_vec();
+    given.push(comment("k2", "cm1", "+15d"));
+    ig().check(
+        &given,
+        agent("p2", "+15d1m")
+            .kind(MessageKind::PrivateReply)
+            .on_comment("cm1"),
+        &["@+15d1m p2: failed p2 policy private_reply_used suggest=wait_for_customer"],
+    );
+}
+
+#[test]
+fn s1_4_4_a_late_private_reply_to_an_old_comment_has_expired() {
+    ig().check(
+        &[comment("k1", "cm1", "+0s"), tick("+8d")],
+        agent("p1", "+15d")
+            .kind(MessageKind::PrivateReply)
+            .on_comment("cm1"),
+        &["@+15d p1: failed p1 policy private_reply_expired suggest=wait_for_customer"],
+    );
+}
+
+#[test]
+fn s1_4_4_the_last_64_messages_are_remembered_however_old() {
+    // 64 answers over 64 days, then a window error for the first of them: it is still
+    // judged by its own decision (long before the open window), so nothing is cut.
+    let mut given = Vec::new();
+    for day in 0..64 {
+        given.push(customer(&format!("c{day}"), &format!("+{day}d")));
+        given.push(agent(&format!("a{day}"), &format!("+{day}d1m")));
+    }
+    given.push(customer("c-last", "+64d"));
+    wa().check(
+        &given,
+        status("s1", "a0", Status::Failed, "+64d1m").error(131_047, None),
+        &["@+64d1m s1: failed a0 platform window_expired suggest=send_template error=131047"],
+    );
+}
+
+#[test]
+fn s1_4_5_a_message_never_decided_is_cut_at_its_first_status() {
+    let outputs = wa().run(
+        &[
+            customer("c1", "+0s"),
+            status("s1", "x1", Status::Delivered, "+1h"),
+        ],
+        &status("s2", "x1", Status::Failed, "+3h").error(131_047, None),
+    );
+    let shown: Vec<String> = outputs.iter().map(show).collect();
+    assert_eq!(
+        shown,
+        [
+            "@+3h s2: failed x1 platform window_expired suggest=send_template error=131047",
+            "@+3h s2: state open->expired none ends=none session=1",
+        ]
+    );
+    assert!(
+        detail_of(&outputs[0]).contains("closed at 2026-03-02T11:00:00Z"),
+        "{}",
+        detail_of(&outputs[0])
+    );
+}
+
+#[test]
+fn s1_4_6_an_echoed_dm_uses_the_private_reply_allowance() {
+    let given = [comment("k1", "cm1", "+0s")];
+    ig().check(
+        &given,
+        agent("e1", "+1h").echo(),
+        &["@+1h e1: state open->awaiting_customer private_reply ends=+7d session=1"],
+    );
+    ig().check(
+        &[given[0].clone(), agent("e1", "+1h").echo()],
+        agent("a2", "+2h"),
+        &["@+2h a2: failed a2 policy awaiting_customer_acceptance suggest=wait_for_customer"],
+    );
+}
+
+#[test]
+fn s1_4_6_an_echoed_tagged_message_counts_toward_the_tag_rate() {
+    fb().with(|p| {
+        p.messenger.tags[0].rate = Some(Rate {
+            count: 1,
+            per: Span::from_hours(24),
+        })
+    })
+    .check(
+        &[
+            customer("c1", "+0s"),
+            tick("+8d"),
+            bot("e1", "+9d").tag(Tag::AccountUpdate).echo(),
+        ],
+        bot("b2", "+9d1h").tag(Tag::AccountUpdate),
+        &["@+9d1h b2: failed b2 policy tag_rate_limited suggest=send_template"],
+    );
+}
+
+#[test]
+fn s1_4_6_an_echoed_human_agent_message_counts_toward_its_rate() {
+    human_agent_once_a_day().check(
+        &[
+            customer("c1", "+0s"),
+            agent("e1", "+25h").tag(Tag::HumanAgent).echo(),
+        ],
+        agent("a2", "+30h"),
+        &["@+30h a2: failed a2 policy tag_rate_limited suggest=send_template"],
+    );
+}
+
+#[test]
+fn s1_4_7_automation_with_an_invalid_tag_in_the_extension_needs_a_human() {
+    // +60d is after the tags' deprecation on 2026-04-27.
+    fb().check(
+        &[customer("c1", "+60d"), tick("+61d")],
+        bot("b1", "+62d").tag(Tag::AccountUpdate),
+        &["@+62d b1: failed b1 policy human_agent_requires_human suggest=use_human_agent"],
+    );
+}
+
+#[test]
+fn s1_4_8_after_a_cut_inside_24h_free_form_is_window_expired() {
+    fb().check(
+        &[
+            customer("c1", "+0s"),
+            agent("a1", "+1h"),
+            status("s1", "a1", Status::Failed, "+1h1m").error(10, Some(2_018_278)),
+        ],
+        agent("a2", "+2h"),
+        &["@+2h a2: failed a2 policy window_expired suggest=send_template"],
+    );
+}
+
+#[test]
+fn s1_4_8_after_a_cut_inside_the_extension_it_is_extended_window_expired() {
+    fb().check(
+        &[
+            customer("c1", "+0s"),
+            agent("a1", "+2d"),
+            status("s1", "a1", Status::Failed, "+2d1m").error(10, Some(2_018_278)),
+        ],
+        agent("a2", "+3d"),
+        &["@+3d a2: failed a2 policy extended_window_expired suggest=send_template"],
+    );
+}
+
+#[test]
+fn s1_4_9_allowed_names_the_private_reply_not_a_message() {
+    assert_eq!(
+        allowed_after(&ig(), &[comment("k1", "cm1", "+0s")]),
+        ["private_reply", "comment_reply"]
+    );
+    assert_eq!(
+        allowed_after(&fb(), &[comment("k1", "cm1", "+0s")]),
+        [
+            "template",
+            "private_reply",
+            "comment_reply",
+            "account_update",
+            "confirmed_event_update",
+            "post_purchase_update"
+        ]
+    );
+    assert_eq!(
+        allowed_after(&ig(), &[customer("c1", "+0s")]),
+        ["message", "comment_reply"]
+    );
+}
+
+#[test]
+fn s1_4_10_no_greeting_for_a_session_that_opens_in_the_extension() {
+    fb().with(|p| p.notifier.greet_on_open = true).check(
+        &[],
+        customer("c1", "+0s").logged("+2d"),
+        &["@+2d c1: state none->extended_window human_agent ends=+7d session=1"],
+    );
+}
+
+#[test]
+fn s1_4_10_a_session_opened_by_a_comment_is_greeted() {
+    ig().with(|p| p.notifier.greet_on_open = true).check(
+        &[],
+        comment("k1", "cm1", "+0s"),
+        &[
+            "@+0s k1: state none->open private_reply ends=+7d session=1",
+            "@+0s k1: auto_reply conversation_opened reply_by=+7d",
+        ],
+    );
+}
+
+#[test]
+fn s1_4_11_the_window_end_is_the_latest_unused_allowance() {
+    ig().check(
+        &[comment("k1", "cm1", "+0s"), comment("k2", "cm2", "+1d")],
+        agent("p1", "+1d1h")
+            .kind(MessageKind::PrivateReply)
+            .on_comment("cm2"),
+        &[
+            "@+25h p1: accepted p1 private_reply comment=cm2 ends=+8d",
+            "@+25h p1: state open->open private_reply ends=+7d session=1",
+        ],
+    );
+}
+
+#[test]
+fn s1_4_12_a_duplicate_does_not_move_the_clock() {
+    // The same reading as R14's: a duplicate logged a day later lets no deadline fire.
+    wa().check(
+        &[customer("c1", "+0s")],
+        customer("c1", "+0s").logged("+2d"),
+        &[],
+    );
+}
+
+#[test]
+fn s1_4_13_a_customer_dm_does_not_erase_a_used_allowance() {
+    ig().check(
+        &[
+            comment("k1", "cm1", "+0s"),
+            agent("p1", "+1h")
+                .kind(MessageKind::PrivateReply)
+                .on_comment("cm1"),
+            customer("c1", "+2h"),
+        ],
+        agent("p2", "+3h")
+            .kind(MessageKind::PrivateReply)
+            .on_comment("cm1"),
+        &["@+3h p2: failed p2 policy private_reply_used suggest=wait_for_customer"],
+    );
+}
+
+#[test]
+fn s1_4_14_a_private_reply_without_its_comment_is_decided() {
+    let outputs = ig().run(
+        &[comment("k1", "cm1", "+0s")],
+        &agent("p1", "+1h").kind(MessageKind::PrivateReply),
+    );
+    let shown: Vec<String> = outputs.iter().map(show).collect();
+    assert_eq!(
+        shown,
+        ["@+1h p1: failed p1 policy no_customer_message suggest=wait_for_customer"]
+    );
+    assert!(
+        detail_of(&outputs[0]).contains("names no comment"),
+        "{}",
+        detail_of(&outputs[0])
     );
 }

@@ -266,5 +266,38 @@ async fn the_api_answers_state_check_send_and_expiring() {
 
     let error = request(&client, API_STATE, json!({"nothing": 1})).await;
     assert_eq!(error["error"]["code"], "bad_request");
+
+    // What can never be sent is refused up front by check and send, and nothing is logged.
+    let logged = stream_len(&js, IN_STREAM).await;
+    let instagram =
+        json!({"channel": "instagram", "account": "acme", "channel_id": "1", "contact_id": "k0"});
+    for (subject, request_body, problem) in [
+        (
+            API_CHECK,
+            json!({"conversation": instagram, "sender": "agent", "kind": "private_reply"}),
+            "comment_id",
+        ),
+        (
+            API_SEND,
+            json!({"id": "p1", "conversation": instagram, "sender": "agent", "kind": "private_reply"}),
+            "comment_id",
+        ),
+        (
+            API_CHECK,
+            json!({"conversation": conversation("k0"), "sender": "agent", "kind": "comment_reply", "comment_id": "c1"}),
+            "WhatsApp has no comments",
+        ),
+        (
+            API_SEND,
+            json!({"id": "r1", "conversation": conversation("k0"), "sender": "agent", "kind": "private_reply", "comment_id": "c1"}),
+            "WhatsApp has no comments",
+        ),
+    ] {
+        let error = request(&client, subject, request_body).await;
+        assert_eq!(error["error"]["code"], "bad_request", "{subject}: {error}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(problem), "{subject}: {message}");
+    }
+    assert_eq!(stream_len(&js, IN_STREAM).await, logged, "nothing logged");
     service.stop().await.unwrap();
 }

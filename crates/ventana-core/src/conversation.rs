@@ -7,6 +7,7 @@
 //! instant had been applied (§1.3).
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
@@ -18,23 +19,16 @@ use crate::event::{
     Status, Tag,
 };
 use crate::key::{Channel, ConversationKey};
+use crate::memory::{Messages, SeenIds, push_bounded};
 use crate::policy::{ChannelPolicy, Policy, Rate};
-use crate::time::{Span, Timestamp};
+use crate::time::Timestamp;
 use crate::view::{State, View, Window};
-
-/// R14: how long an event id is remembered for dedupe. Also how long sent messages are
-/// remembered for their delivery statuses.
-pub const DEDUPE_HORIZON: Span = Span::from_days(7);
-
-/// How long a comment is remembered after its private-reply allowance ended, so that a late
-/// private reply is told `private_reply_expired` rather than `no_customer_message`.
-const COMMENT_MEMORY: Span = Span::from_days(7);
 
 /// What became of an event handed to [`Conversation::apply`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
     Applied,
-    /// R14: the same id was applied within [`DEDUPE_HORIZON`]; nothing changed.
+    /// R14: the same id was applied within [`crate::DEDUPE_HORIZON`]; nothing changed.
     Duplicate,
 }
 
@@ -46,8 +40,6 @@ pub enum Invalid {
         occurred_at: Timestamp,
         decision_time: Timestamp,
     },
-    /// A field this kind of event needs is absent.
-    MissingField(&'static str),
 }
 
 impl std::fmt::Display for Invalid {
@@ -60,14 +52,14 @@ impl std::fmt::Display for Invalid {
                 f,
                 "occurred_at {occurred_at} is later than the decision time {decision_time} by more than the allowed clock skew"
             ),
-            Self::MissingField(field) => write!(f, "missing field `{field}`"),
         }
     }
 }
 
 impl std::error::Error for Invalid {}
 
-/// Checks what the types cannot: clock skew, and the comment a private reply needs.
+/// Checks what the types cannot: clock skew. (An outbound message that could never be
+/// sent is still valid input: it gets a decision like any other, §1.4 point 14.)
 pub fn validate(event: &Event, policy: &Policy) -> Result<(), Invalid> {
     let decision_time = event.decision_time();
     if event.occurred_at > decision_time.plus(policy.max_clock_skew) {
@@ -75,11 +67,6 @@ pub fn validate(event: &Event, policy: &Policy) -> Result<(), Invalid> {
             occurred_at: event.occurred_at,
             decision_time,
         });
-    }
-    if let EventBody::OutboundMessage(out) = &event.body {
-        if out.kind == MessageKind::PrivateReply && out.comment_id.is_none() {
-            return Err(Invalid::MissingField("comment_id"));
-        }
     }
     Ok(())
 }
@@ -109,16 +96,18 @@ pub struct Conversation {
     stretch: Option<Stretch>,
     /// The standard window end whose `window_closing` alarm has fired.
     closing_alarm_for: Option<Timestamp>,
-    /// R11: comments and their one private reply each.
-    comments: Vec<Comment>,
+    /// R11: the last [`crate::MEMORY`] comments and their one private reply each, oldest
+    /// first, however old.
+    comments: VecDeque<Comment>,
     /// R11: messages held until the customer accepts.
     holds: Vec<Hold>,
-    /// R9: tagged messages sent, for rate limits.
+    /// R9: tagged messages sent (or echoed outside the standard window), as far back and as
+    /// many as the policy's rates can ask about.
     tag_sends: Vec<(Tag, Timestamp)>,
-    /// What happened within the dedupe horizon, by 128-bit hash of its id: every applied
-    /// event (R14) and every message a delivery status may refer to (R13). One list, so a
-    /// conversation touches one vector per event.
-    recent: Vec<Recent>,
+    /// R14: the ids of the events applied within the dedupe horizon.
+    seen: SeenIds,
+    /// R13: the outbound messages delivery statuses may refer to.
+    messages: Messages,
     /// The last published view.
     published: View,
 }
@@ -141,17 +130,6 @@ struct Comment {
 struct Hold {
     message_id: String,
     until: Timestamp,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Recent {
-    id: u128,
-    /// When the event was applied or, for a message, decided.
-    at: Timestamp,
-    /// Applied as an input event: a later event with this id is a duplicate.
-    applied: bool,
-    /// For a message: the furthest delivery status reported.
-    status: Option<Status>,
 }
 
 /// What may be sent now (a snapshot's `allowed`).
@@ -219,7 +197,11 @@ fn accept(
 }
 
 fn reject(reason: Reason, closed_at: Option<Timestamp>) -> Verdict {
-    Verdict::Rejected(Rejection { reason, closed_at })
+    Verdict::Rejected(Rejection {
+        reason,
+        closed_at,
+        cut_by_platform: false,
+    })
 }
 
 impl Conversation {
@@ -237,10 +219,11 @@ impl Conversation {
             window_cut_at: None,
             stretch: None,
             closing_alarm_for: None,
-            comments: Vec::new(),
+            comments: VecDeque::new(),
             holds: Vec::new(),
             tag_sends: Vec::new(),
-            recent: Vec::new(),
+            seen: SeenIds::default(),
+            messages: Messages::default(),
             published: View::default(),
         }
     }
@@ -303,6 +286,13 @@ impl Conversation {
         self.comments
             .iter()
             .filter(move |c| t < Self::allowance_end(c, ch))
+    }
+
+    /// R11 (§1.1 step 5.5): the allowance a free-form DM at `t` becomes the private reply of.
+    fn oldest_unused<'a>(&'a self, ch: &'a ChannelPolicy, t: Timestamp) -> Option<&'a Comment> {
+        self.allowances(ch, t)
+            .filter(|c| !c.used)
+            .min_by_key(|c| c.at)
     }
 
     /// The state and window at `t` (not before the clock).
@@ -427,9 +417,11 @@ impl Conversation {
         if let Some(end) = standard_end.filter(|end| t < *end) {
             return accept(MessagingType::Response, None, Some(end));
         }
-        // 5.3
+        // 5.3: automation may use the extension only with another tag valid under R8
+        // (§1.4 point 7); anything else it asks for needs a human.
         let other_tag = out.tag.filter(|tag| *tag != Tag::HumanAgent);
         if let Some(end) = self.extension_end(ch).filter(|end| t < *end) {
+            let valid_other_tag = other_tag.is_some_and(|tag| ch.valid_tag(tag, t).is_some());
             match (out.sender, other_tag) {
                 (Sender::Agent, None) => {
                     return self
@@ -440,10 +432,10 @@ impl Conversation {
                             Some(end),
                         ));
                 }
-                (Sender::Automation, None) => {
+                (Sender::Automation, _) if !valid_other_tag => {
                     return reject(Reason::HumanAgentRequiresHuman, standard_end);
                 }
-                (_, Some(_)) => {}
+                _ => {}
             }
         }
         // 5.4
@@ -458,11 +450,7 @@ impl Conversation {
             };
         }
         // 5.5
-        let oldest_unused = self
-            .allowances(ch, t)
-            .filter(|c| !c.used)
-            .min_by_key(|c| c.at);
-        if let Some(comment) = oldest_unused {
+        if let Some(comment) = self.oldest_unused(ch, t) {
             return Verdict::Accepted(Acceptance {
                 messaging_type: MessagingType::PrivateReply,
                 tag: None,
@@ -482,11 +470,21 @@ impl Conversation {
                 reject(Reason::AwaitingCustomerAcceptance, None)
             };
         }
-        // 5.7
-        match self.extension_end(ch) {
-            Some(end) => reject(Reason::ExtendedWindowExpired, Some(end)),
-            None => reject(Reason::WindowExpired, standard_end),
-        }
+        // 5.7: `extended_window_expired` only when an extension period really existed,
+        // not when a platform window error cut both windows inside the first 24 h (§1.4
+        // point 8).
+        let cut_by_platform = self.cut().is_some();
+        let (reason, closed_at) = match (self.extension_end(ch), standard_end) {
+            (Some(extension), Some(standard)) if extension > standard => {
+                (Reason::ExtendedWindowExpired, Some(extension))
+            }
+            _ => (Reason::WindowExpired, standard_end),
+        };
+        Verdict::Rejected(Rejection {
+            reason,
+            closed_at,
+            cut_by_platform,
+        })
     }
 
     /// R9: `Some(rejection)` when `tag` has been sent `rate.count` times in the last `rate.per`.
@@ -517,8 +515,10 @@ impl Conversation {
             _ => None,
         };
         let mut allowed = Vec::new();
+        // What a DM would become is listed as that (§1.4 point 9): in the private-reply
+        // band it is `private_reply`, below, not `message`.
         if accepted_as(&probe(Sender::Agent, MessageKind::Message, None))
-            .is_some_and(|a| a.messaging_type != MessagingType::MessageTag)
+            .is_some_and(|a| a.messaging_type == MessagingType::Response)
         {
             allowed.push(Allowed::Message);
         }
@@ -569,21 +569,27 @@ impl Conversation {
 
     // ----- time (§1.3) -----
 
+    /// The instant the `agent_delay` alarm of the current unanswered stretch is due, on every
+    /// channel, unrestricted ones included (§1.4 point 2).
+    fn agent_alarm(&self, policy: &Policy) -> Option<Timestamp> {
+        let delay = policy.notifier.agent_delay;
+        self.stretch
+            .filter(|s| !s.alarmed && !delay.is_zero())
+            .map(|s| s.since.plus(delay))
+    }
+
     /// The earliest deadline strictly after the clock, if any.
     pub fn next_deadline(&self, policy: &Policy) -> Option<Timestamp> {
         let clock = self.clock?;
-        let ch = policy.channel(&self.key.channel)?;
-        let notifier = &policy.notifier;
+        let agent_alarm = self.agent_alarm(policy);
+        let Some(ch) = policy.channel(&self.key.channel) else {
+            return agent_alarm.filter(|d| *d > clock);
+        };
+        let window_closing = policy.notifier.window_closing;
         let standard_end = self.standard_end(ch);
         let closing_alarm = standard_end
-            .filter(|end| {
-                !notifier.window_closing.is_zero() && self.closing_alarm_for != Some(*end)
-            })
-            .map(|end| end.minus(notifier.window_closing));
-        let agent_alarm = self
-            .stretch
-            .filter(|s| !s.alarmed && !notifier.agent_delay.is_zero())
-            .map(|s| s.since.plus(notifier.agent_delay));
+            .filter(|end| !window_closing.is_zero() && self.closing_alarm_for != Some(*end))
+            .map(|end| end.minus(window_closing));
         [
             standard_end,
             self.extension_end(ch),
@@ -615,6 +621,8 @@ impl Conversation {
         while i < self.holds.len() {
             if self.holds[i].until <= d {
                 let hold = self.holds.remove(i);
+                // A hold that expired is a rejected message.
+                self.messages.decided(hash_id(&hold.message_id), d, true);
                 effects.push(Effect {
                     cause,
                     at: d,
@@ -628,44 +636,40 @@ impl Conversation {
             }
         }
         self.publish(cause, d, policy, effects);
-        let Some(ch) = policy.channel(&self.key.channel) else {
-            return;
-        };
-        let notifier = &policy.notifier;
-        let Some(standard_end) = self.standard_end(ch) else {
-            return;
-        };
-        if !notifier.window_closing.is_zero()
-            && self.closing_alarm_for != Some(standard_end)
-            && standard_end.minus(notifier.window_closing) == d
-        {
-            self.closing_alarm_for = Some(standard_end);
-            effects.push(Effect {
-                cause,
-                at: d,
-                kind: EffectKind::Alarm {
-                    alarm: Alarm::WindowClosing,
-                    view: self.published,
-                    closes_at: standard_end,
-                },
-            });
-        }
-        if let Some(stretch) = self.stretch.as_mut() {
-            if !stretch.alarmed
-                && !notifier.agent_delay.is_zero()
-                && stretch.since.plus(notifier.agent_delay) == d
+        let standard_end = policy
+            .channel(&self.key.channel)
+            .and_then(|ch| self.standard_end(ch));
+        let window_closing = policy.notifier.window_closing;
+        if let Some(end) = standard_end {
+            if !window_closing.is_zero()
+                && self.closing_alarm_for != Some(end)
+                && end.minus(window_closing) == d
             {
-                stretch.alarmed = true;
+                self.closing_alarm_for = Some(end);
                 effects.push(Effect {
                     cause,
                     at: d,
                     kind: EffectKind::Alarm {
-                        alarm: Alarm::AgentDelay,
+                        alarm: Alarm::WindowClosing,
                         view: self.published,
-                        closes_at: standard_end,
+                        closes_at: Some(end),
                     },
                 });
             }
+        }
+        if self.agent_alarm(policy) == Some(d) {
+            if let Some(stretch) = self.stretch.as_mut() {
+                stretch.alarmed = true;
+            }
+            effects.push(Effect {
+                cause,
+                at: d,
+                kind: EffectKind::Alarm {
+                    alarm: Alarm::AgentDelay,
+                    view: self.published,
+                    closes_at: standard_end,
+                },
+            });
         }
     }
 
@@ -706,28 +710,16 @@ impl Conversation {
         });
         let is_tick = matches!(event.body, EventBody::Tick { .. });
         let id = hash_id(&event.id);
-        if !is_tick
-            && self
-                .recent
-                .iter()
-                .any(|r| r.applied && r.id == id && now.since(r.at) < DEDUPE_HORIZON)
-        {
+        // R14, literally: a duplicate changes nothing, not even the clock (§1.4 point 12).
+        if !is_tick && self.seen.contains(id, now) {
             return Applied::Duplicate;
         }
         self.advance(now, policy, effects);
         if is_tick {
             return Applied::Applied;
         }
-        self.forget_before(now, policy);
-        match self.recent.iter_mut().find(|r| r.id == id) {
-            Some(known) => known.applied = true,
-            None => self.recent.push(Recent {
-                id,
-                at: now,
-                applied: true,
-                status: None,
-            }),
-        }
+        self.seen.insert(id, now);
+        self.forget_tag_sends(now, policy);
         self.events += 1;
         self.last_event_id.clear();
         self.last_event_id.push_str(&event.id);
@@ -738,21 +730,26 @@ impl Conversation {
                 let dormant = self.published.state.is_dormant();
                 self.active = true;
                 self.closed = false;
+                // A comment reported again is the same comment: its allowance, used or not,
+                // stays as it was (§1.4 point 4).
                 if !self.comments.iter().any(|c| &c.id == comment_id) {
-                    self.comments.push(Comment {
-                        id: comment_id.clone(),
-                        at: event.occurred_at,
-                        used: false,
-                    });
+                    push_bounded(
+                        &mut self.comments,
+                        Comment {
+                            id: comment_id.clone(),
+                            at: event.occurred_at,
+                            used: false,
+                        },
+                    );
                 }
                 self.open_session_if(dormant, cause, now, policy, effects);
             }
             EventBody::OutboundMessage(out) => {
                 match out.origin {
-                    Origin::Echo => self.record_echo(&event.id, out, now),
+                    Origin::Echo => self.record_echo(id, out, now, policy),
                     Origin::Request => {
                         let verdict = self.decide(out, now, policy);
-                        self.record_verdict(&event.id, &verdict, now);
+                        self.record_verdict(id, &event.id, &verdict, now, policy);
                         effects.push(Effect {
                             cause,
                             at: now,
@@ -822,7 +819,7 @@ impl Conversation {
     }
 
     /// Publishes the new view and, when customer activity woke a dormant conversation,
-    /// starts a new session.
+    /// starts a new session, and with it a new unanswered stretch (§1.4 point 1).
     fn open_session_if<'e>(
         &mut self,
         dormant: bool,
@@ -854,26 +851,15 @@ impl Conversation {
         }
     }
 
+    /// An accepted, echoed or released message answers the customer. The unanswered stretch
+    /// ends only if the customer is answered after it (§1.4 point 3): an answer decided
+    /// before the customer's message (within the clock skew) leaves them waiting.
     fn record_answer(&mut self, message: u128, now: Timestamp) {
         self.last_answer_at = Some(now);
-        self.stretch = None;
-        self.message(message, now).at = now;
-    }
-
-    /// The record of a message, made (as decided at `now`) if there is none.
-    fn message(&mut self, id: u128, now: Timestamp) -> &mut Recent {
-        match self.recent.iter().position(|r| r.id == id) {
-            Some(i) => &mut self.recent[i],
-            None => {
-                self.recent.push(Recent {
-                    id,
-                    at: now,
-                    applied: false,
-                    status: None,
-                });
-                self.recent.last_mut().expect("just pushed")
-            }
+        if !self.is_unanswered() {
+            self.stretch = None;
         }
+        self.messages.decided(message, now, false);
     }
 
     fn use_allowance(&mut self, comment_id: Option<&str>) {
@@ -884,36 +870,81 @@ impl Conversation {
         }
     }
 
-    fn record_verdict(&mut self, message_id: &str, verdict: &Verdict, now: Timestamp) {
+    /// R9: remembers a tagged send, as many and as long as the policy's rates can ask about.
+    fn record_tag_send(&mut self, tag: Tag, now: Timestamp, policy: &Policy) {
+        let Some(memory) = policy
+            .channel(&self.key.channel)
+            .and_then(|ch| ch.rate_memory(tag))
+        else {
+            return;
+        };
+        self.tag_sends.push((tag, now));
+        let kept = self.tag_sends.iter().filter(|(t, _)| *t == tag).count();
+        if kept > memory.count as usize {
+            if let Some(oldest) = self.tag_sends.iter().position(|(t, _)| *t == tag) {
+                self.tag_sends.remove(oldest);
+            }
+        }
+    }
+
+    fn record_verdict(
+        &mut self,
+        id: u128,
+        message_id: &str,
+        verdict: &Verdict,
+        now: Timestamp,
+        policy: &Policy,
+    ) {
         match verdict {
             Verdict::Accepted(acceptance) => {
                 if acceptance.messaging_type == MessagingType::CommentReply {
                     return;
                 }
-                self.record_answer(hash_id(message_id), now);
+                self.record_answer(id, now);
                 if acceptance.messaging_type == MessagingType::PrivateReply {
                     self.use_allowance(acceptance.comment_id.as_deref());
                 }
                 if let Some(tag) = acceptance.tag {
-                    self.tag_sends.push((tag, now));
+                    self.record_tag_send(tag, now, policy);
                 }
             }
-            Verdict::Held { until } => self.holds.push(Hold {
-                message_id: message_id.to_owned(),
-                until: *until,
-            }),
-            Verdict::Rejected(_) => {}
+            Verdict::Held { until } => {
+                self.messages.decided(id, now, false);
+                self.holds.push(Hold {
+                    message_id: message_id.to_owned(),
+                    until: *until,
+                });
+            }
+            Verdict::Rejected(_) => self.messages.decided(id, now, true),
         }
     }
 
-    /// R15: an echo is an outbound fact, never decided.
-    fn record_echo(&mut self, message_id: &str, out: &Outbound, now: Timestamp) {
+    /// R15: an echo is an outbound fact in every respect but the decision (§1.4 point 6):
+    /// it answers the customer, a free-form DM while only a private-reply allowance is in
+    /// force uses that allowance, and a tagged one outside the standard window counts
+    /// toward the tag's rate.
+    fn record_echo(&mut self, id: u128, out: &Outbound, now: Timestamp, policy: &Policy) {
         if out.kind == MessageKind::CommentReply {
             return;
         }
-        self.record_answer(hash_id(message_id), now);
-        if out.kind == MessageKind::PrivateReply {
-            self.use_allowance(out.comment_id.as_deref());
+        let in_private_reply_band = self.view_at(now, policy).window == Window::PrivateReply;
+        let outside_standard = policy
+            .channel(&self.key.channel)
+            .is_some_and(|ch| self.standard_end(ch).is_none_or(|end| now >= end));
+        self.record_answer(id, now);
+        match out.kind {
+            MessageKind::PrivateReply => self.use_allowance(out.comment_id.as_deref()),
+            MessageKind::Message if in_private_reply_band && out.tag.is_none() => {
+                let oldest = policy
+                    .channel(&self.key.channel)
+                    .and_then(|ch| self.oldest_unused(ch, now))
+                    .map(|c| c.id.clone());
+                self.use_allowance(oldest.as_deref());
+            }
+            _ => {}
+        }
+        if let Some(tag) = out.tag.filter(|_| outside_standard) {
+            self.record_tag_send(tag, now, policy);
         }
     }
 
@@ -925,7 +956,7 @@ impl Conversation {
         policy: &Policy,
         effects: &mut Vec<Effect<'e>>,
     ) {
-        let message = self.message(hash_id(&report.message_id), now);
+        let message = self.messages.reported(hash_id(&report.message_id), now);
         // Statuses only move forward; `failed` is terminal.
         if message
             .status
@@ -937,7 +968,15 @@ impl Conversation {
         if report.status != Status::Failed {
             return;
         }
+        // R13 cuts at the message's decision (or, for one ventana never decided, at the
+        // first status seen for it: §1.4 point 5), so a window that later customer activity
+        // opened is never cut.
         let decided_at = message.at;
+        // `failed` is terminal: a held message that failed (sent anyway) is no longer held,
+        // and one ventana rejected already had its `delivery_failed`; a window error still
+        // tells where the window ended.
+        let already_failed = message.rejected;
+        self.holds.retain(|h| h.message_id != report.message_id);
         let class = report
             .error
             .as_ref()
@@ -946,39 +985,37 @@ impl Conversation {
         if let Some(cut) = window_closed_at {
             self.window_cut_at = Some(self.window_cut_at.map_or(cut, |c| c.max(cut)));
         }
-        effects.push(Effect {
-            cause,
-            at: now,
-            kind: EffectKind::PlatformFailure {
-                message_id: &report.message_id,
-                error: report.error.as_ref(),
-                class,
-                window_closed_at,
-            },
-        });
+        if !already_failed {
+            effects.push(Effect {
+                cause,
+                at: now,
+                kind: EffectKind::PlatformFailure {
+                    message_id: &report.message_id,
+                    error: report.error.as_ref(),
+                    class,
+                    window_closed_at,
+                },
+            });
+        }
         self.publish(cause, now, policy, effects);
     }
 
-    /// Drops what no rule can need any more at `now`.
-    fn forget_before(&mut self, now: Timestamp, policy: &Policy) {
-        let within = |at: Timestamp, span: Span| now.since(at) < span;
-        self.recent.retain(|r| within(r.at, DEDUPE_HORIZON));
-        if let Some(ch) = policy.channel(&self.key.channel) {
-            let longest_rate = ch
-                .tags
+    /// R9: drops the tagged sends older than the longest rate period of the channel.
+    fn forget_tag_sends(&mut self, now: Timestamp, policy: &Policy) {
+        if self.tag_sends.is_empty() {
+            return;
+        }
+        let longest = policy.channel(&self.key.channel).and_then(|ch| {
+            ch.tags
                 .iter()
                 .filter_map(|t| t.rate)
                 .chain(ch.human_agent_rate)
                 .map(|r| r.per)
                 .max()
-                .unwrap_or(Span::ZERO);
-            self.tag_sends.retain(|(_, at)| within(*at, longest_rate));
-            let keep = ch
-                .private_reply_window
-                .nanos()
-                .saturating_add(COMMENT_MEMORY.nanos());
-            self.comments
-                .retain(|c| within(c.at, Span::from_nanos(keep)));
+        });
+        match longest {
+            Some(per) => self.tag_sends.retain(|(_, at)| now.since(*at) < per),
+            None => self.tag_sends.clear(),
         }
     }
 }

@@ -64,6 +64,8 @@ pub struct Rejection {
     pub reason: Reason,
     /// When the window that would have allowed the message closed, where there was one.
     pub closed_at: Option<Timestamp>,
+    /// R13: `closed_at` is where a platform window error cut the window, not its end.
+    pub cut_by_platform: bool,
 }
 
 /// Why a message is not delivered (policy decisions and platform reports).

@@ -55,8 +55,9 @@ pub enum EffectKind<'e> {
     Alarm {
         alarm: Alarm,
         view: View,
-        /// The end of the standard window the alarm is about.
-        closes_at: Timestamp,
+        /// The end of the standard window the alarm is about (`None` on unrestricted
+        /// channels, which have none).
+        closes_at: Option<Timestamp>,
     },
 }
 

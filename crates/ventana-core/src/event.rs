@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::key::ConversationKey;
+use crate::key::{Channel, ConversationKey};
 use crate::time::Timestamp;
 
 /// One input event, as logged.
@@ -74,6 +74,55 @@ pub struct Outbound {
     pub comment_id: Option<String>,
     pub origin: Origin,
 }
+
+impl Outbound {
+    /// Why this message could never be sent on `channel`, whatever the conversation's state.
+    /// The request-reply API and the send gateway refuse such a request before it is logged
+    /// (DESIGN §1.4 point 14); one that reaches the log anyway is decided like any other.
+    pub fn unsendable_on(&self, channel: &Channel) -> Option<Unsendable> {
+        let answers_a_comment = matches!(
+            self.kind,
+            MessageKind::PrivateReply | MessageKind::CommentReply
+        );
+        if answers_a_comment && *channel == Channel::WhatsApp {
+            return Some(Unsendable::NoComments);
+        }
+        match (self.kind, &self.comment_id) {
+            (MessageKind::PrivateReply, None) => Some(Unsendable::PrivateReplyWithoutComment),
+            (MessageKind::CommentReply, None) => Some(Unsendable::CommentReplyWithoutComment),
+            _ => None,
+        }
+    }
+}
+
+/// An outbound message no conversation state could let out (see [`Outbound::unsendable_on`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unsendable {
+    /// A `private_reply` without the `comment_id` it answers.
+    PrivateReplyWithoutComment,
+    /// A `comment_reply` without the `comment_id` it is posted under.
+    CommentReplyWithoutComment,
+    /// A private or public comment reply on WhatsApp, which has no comments.
+    NoComments,
+}
+
+impl std::fmt::Display for Unsendable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::PrivateReplyWithoutComment => {
+                "a private reply needs the `comment_id` of the customer comment it answers"
+            }
+            Self::CommentReplyWithoutComment => {
+                "a comment reply needs the `comment_id` of the comment it is posted under"
+            }
+            Self::NoComments => {
+                "WhatsApp has no comments: private and public comment replies are for Facebook and Instagram"
+            }
+        })
+    }
+}
+
+impl std::error::Error for Unsendable {}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Sender {

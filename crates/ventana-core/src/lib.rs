@@ -10,20 +10,20 @@ mod decision;
 mod effect;
 mod event;
 mod key;
+mod memory;
 mod policy;
 mod time;
 mod view;
 
-pub use conversation::{
-    Allowed, Applied, Conversation, DEDUPE_HORIZON, Invalid, Snapshot, validate,
-};
+pub use conversation::{Allowed, Applied, Conversation, Invalid, Snapshot, validate};
 pub use decision::{Acceptance, MessagingType, Reason, Rejection, Verdict};
 pub use effect::{Alarm, Cause, Effect, EffectKind};
 pub use event::{
     DeliveryStatus, Event, EventBody, MessageKind, Origin, Outbound, PlatformError,
-    PlatformErrorClass, Sender, Status, Tag,
+    PlatformErrorClass, Sender, Status, Tag, Unsendable,
 };
 pub use key::{Channel, ConversationKey, ConversationToken};
+pub use memory::{DEDUPE_HORIZON, MEMORY};
 pub use policy::{ChannelPolicy, NotifierPolicy, Policy, Rate, TAG_DEPRECATION, TagPolicy};
 pub use time::{Span, Timestamp, TimestampError};
 pub use view::{State, View, Window};

@@ -146,6 +146,22 @@ impl ChannelPolicy {
         self.human_agent_window > self.standard_window
     }
 
+    /// R9: how many of `tag`'s latest sends, and how far back, a rate check can need: the
+    /// largest count and the longest period of the rates set for it (the extension's rate
+    /// for `human_agent`). `None` when no rate limits it.
+    pub fn rate_memory(&self, tag: Tag) -> Option<Rate> {
+        let rates = self
+            .tags
+            .iter()
+            .filter(|p| p.tag == tag)
+            .filter_map(|p| p.rate)
+            .chain(self.human_agent_rate.filter(|_| tag == Tag::HumanAgent));
+        rates.reduce(|a, b| Rate {
+            count: a.count.max(b.count),
+            per: a.per.max(b.per),
+        })
+    }
+
     /// R8: the policy of `tag` when it is listed and valid at `t`.
     pub fn valid_tag(&self, tag: Tag, t: Timestamp) -> Option<&TagPolicy> {
         self.tags.iter().find(|p| {

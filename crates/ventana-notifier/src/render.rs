@@ -2,8 +2,8 @@
 //! into warnings and auto-reply requests behind their guards (DESIGN §1.3).
 
 use ventana_core::{
-    Alarm, Cause, Channel, ConversationKey, Effect, EffectKind, Event, EventBody, Outbound,
-    PlatformErrorClass, Policy, Reason, Rejection, State, Verdict, Window,
+    Alarm, Cause, Channel, ConversationKey, Effect, EffectKind, Event, EventBody, MessageKind,
+    Outbound, PlatformErrorClass, Policy, Reason, Rejection, State, Verdict, Window,
 };
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -159,7 +159,12 @@ fn bodies(
             session: to.session,
         }],
         EffectKind::SessionOpened { view } => {
-            if policy.notifier.greet_on_open {
+            // Only where an automated greeting could go out (§1.4 point 10).
+            let automation_may_send = matches!(
+                view.window,
+                Window::Standard | Window::Unrestricted | Window::PrivateReply
+            );
+            if policy.notifier.greet_on_open && automation_may_send {
                 vec![OutputBody::AutoReply {
                     trigger: Trigger::ConversationOpened,
                     reply_by: view.window_ends_at,
@@ -173,10 +178,12 @@ fn bodies(
             view,
             closes_at,
         } => {
-            if view.state == State::Open && view.window == Window::Standard {
+            let waiting = view.state == State::Open
+                && matches!(view.window, Window::Standard | Window::Unrestricted);
+            if waiting {
                 vec![OutputBody::AutoReply {
                     trigger: Trigger::AgentDelayed,
-                    reply_by: Some(*closes_at),
+                    reply_by: *closes_at,
                 }]
             } else {
                 Vec::new()
@@ -188,17 +195,18 @@ fn bodies(
             closes_at,
         } => {
             let waiting = matches!(view.state, State::Open | State::AwaitingCustomer);
-            if !waiting || view.window != Window::Standard {
+            let Some(closes_at) = closes_at.filter(|_| waiting && view.window == Window::Standard)
+            else {
                 return Vec::new();
-            }
+            };
             let mut bodies = vec![OutputBody::WindowClosing {
-                closes_at: *closes_at,
+                closes_at,
                 customer_waiting: view.state == State::Open,
             }];
             if policy.notifier.remind_customer {
                 bodies.push(OutputBody::AutoReply {
                     trigger: Trigger::WindowClosing,
-                    reply_by: Some(*closes_at),
+                    reply_by: Some(closes_at),
                 });
             }
             bodies
@@ -249,13 +257,17 @@ fn policy_detail(
         .unwrap_or("(none)");
     let at = rejection.closed_at;
     match rejection.reason {
-        Reason::NoCustomerMessage => match outbound.and_then(|o| o.comment_id.as_deref()) {
-            Some(comment) => format!(
+        Reason::NoCustomerMessage => match outbound.map(|o| (o.kind, o.comment_id.as_deref())) {
+            Some((_, Some(comment))) => format!(
                 "R1/R11: there is no customer comment {comment} in this conversation to send a private reply to."
             ),
-            None => "R1: the customer has never written in this conversation, and only the customer can start it.".to_owned(),
+            Some((MessageKind::PrivateReply, None)) => "R11: a private reply answers one customer comment, and this one names no comment (`comment_id`).".to_owned(),
+            _ => "R1: the customer has never written in this conversation, and only the customer can start it.".to_owned(),
         },
         Reason::WindowExpired => match at {
+            Some(at) if rejection.cut_by_platform => format!(
+                "R4/R13: the platform reported the messaging window closed, so it counts as closed at {at} (when the refused message was decided), and no other window is open on {channel}."
+            ),
             Some(at) => format!(
                 "R4: the {standard} standard window from the customer's last message closed at {at}, and no other window is open on {channel}."
             ),

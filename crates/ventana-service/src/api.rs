@@ -109,7 +109,7 @@ async fn state(shared: &Shared, payload: &[u8]) -> Reply {
 }
 
 /// Turns a request into an `outbound_message` event: `type` is implied, `occurred_at`
-/// defaults to now, `id` to `default_id`.
+/// defaults to now, `id` to `default_id`. Refuses what could never be sent on the channel.
 fn outbound_event(
     mut request: serde_json::Map<String, Value>,
     default_id: Option<&str>,
@@ -123,6 +123,13 @@ fn outbound_event(
     }
     request.remove("logged_at");
     let event = parse_event(&Value::Object(request).to_string()).map_err(ApiError::bad_request)?;
+    let EventBody::OutboundMessage(out) = &event.body else {
+        return Err(ApiError::bad_request("not an outbound message"));
+    };
+    // What no state could let out is refused up front, not logged (DESIGN §1.4 point 14).
+    if let Some(why) = out.unsendable_on(&event.conversation.channel) {
+        return Err(ApiError::bad_request(why));
+    }
     Ok(event)
 }
 
@@ -165,9 +172,6 @@ async fn send(
         return Err(ApiError::bad_request("`id` (the message id) is required"));
     }
     let event = outbound_event(request, None)?;
-    if !matches!(event.body, EventBody::OutboundMessage(_)) {
-        return Err(ApiError::bad_request("not an outbound message"));
-    }
     let token = event.conversation.token();
     let (sender, receiver) = oneshot::channel();
     shared.wait_for(token, event.id.clone(), sender);

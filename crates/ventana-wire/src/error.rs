@@ -45,7 +45,6 @@ impl From<ventana_core::Invalid> for WireError {
     fn from(invalid: ventana_core::Invalid) -> Self {
         match invalid {
             ventana_core::Invalid::ClockSkew { .. } => Self::ClockSkew(invalid.to_string()),
-            ventana_core::Invalid::MissingField(field) => Self::MissingField(field),
         }
     }
 }
