@@ -2,13 +2,18 @@
 //! weeks of traffic (DESIGN §7: ≥ 5 M events/s on one core).
 //!
 //! Run: `cargo bench -p ventana-tests --bench fold`. Besides criterion's figures it prints
-//! the size of a conversation state encoded with the state codec (bincode).
+//! the size of a conversation state encoded with the state codec (bincode), and the time to
+//! fold one conversation with `COMMENTS` (default 100 000) comments, which must grow
+//! linearly with their number (memory is bounded by count, docs/rules.md §1.4 point 4).
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rustc_hash::FxHashMap;
-use ventana_core::{Conversation, ConversationToken, Event, Policy, validate};
+use ventana_core::{
+    Channel, Conversation, ConversationKey, ConversationToken, Event, EventBody, Policy, Span,
+    validate,
+};
 use ventana_notifier::Fold;
 use ventana_tests::traffic::{build_log, seeded_steps};
 use ventana_wire::codec::encode_state;
@@ -64,6 +69,52 @@ fn report_state_sizes(conversations: &FxHashMap<ConversationToken, Box<Conversat
     );
 }
 
+/// One Instagram conversation receiving `count` comments ten seconds apart (so every id
+/// stays within the dedupe horizon up to 60 480 of them), each sometimes answered with a
+/// private reply: folded once, timed, with the final state's encoded size.
+fn report_one_conversation_with_comments(count: usize, policy: &Policy) {
+    let key = ConversationKey::new(Channel::Instagram, "acme", "page", "commenter");
+    let events: Vec<Event> = (0..count)
+        .map(|i| {
+            let at = ventana_sim::T0.plus(Span::from_seconds(10 * i as i64));
+            let body = if i % 4 == 3 {
+                EventBody::OutboundMessage(ventana_core::Outbound {
+                    sender: ventana_core::Sender::Agent,
+                    kind: ventana_core::MessageKind::PrivateReply,
+                    tag: None,
+                    comment_id: Some(format!("comment-{}", i - 1)),
+                    origin: ventana_core::Origin::Request,
+                })
+            } else {
+                EventBody::CustomerComment {
+                    comment_id: format!("comment-{i}"),
+                }
+            };
+            Event {
+                id: format!("event-{i}"),
+                occurred_at: at,
+                logged_at: Some(at),
+                conversation: key.clone(),
+                body,
+            }
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let mut conversation = Conversation::new(key);
+    let mut effects = Vec::new();
+    for event in &events {
+        effects.clear();
+        black_box(conversation.apply(event, policy, &mut effects));
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "one conversation, {count} events (3 in 4 comments, 1 in 4 private replies): {:.3} s, {:.0} events/s, final state {} B",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64(),
+        encode_state(&conversation).len()
+    );
+}
+
 fn bench(c: &mut Criterion) {
     let policy = Policy::default();
     let events = build_log(&seeded_steps(42, EVENTS, CONVERSATIONS, DAYS));
@@ -72,6 +123,13 @@ fn bench(c: &mut Criterion) {
         std::mem::size_of::<Conversation>()
     );
     report_state_sizes(&fold_core(&events, &policy));
+    let comments = std::env::var("COMMENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000);
+    for count in [comments / 4, comments / 2, comments] {
+        report_one_conversation_with_comments(count, &policy);
+    }
     println!("outputs per run: {}", fold_with_outputs(&events, &policy));
 
     let mut group = c.benchmark_group("fold");

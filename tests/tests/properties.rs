@@ -630,8 +630,10 @@ proptest! {
     }
 }
 
-/// The bound of DESIGN §1.4 point 4, for traffic at most one event every ten minutes:
-/// however long the conversation, its encoded state stays under this.
+/// The bound of docs/rules.md §1.4 point 4: however long a conversation gets, its encoded
+/// state stays under this, for traffic like a busy support conversation's (an event every
+/// 10 min to 6 h, a few dozen a week; R14's dedupe keeps every id of the last week, so the
+/// bound depends on the week's traffic, not on the length).
 const STATE_BOUND: usize = 16 * 1024;
 
 proptest! {

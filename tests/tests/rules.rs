@@ -1,4 +1,4 @@
-//! Given/when/then scenarios for every rule of DESIGN §1 (R1–R15) and every step of the
+//! Given/when/then scenarios for every rule of docs/rules.md §1 (R1–R15) and every step of the
 //! decision procedure (§1.1), at the exact boundaries. Each states the exact outputs.
 //!
 //! Offsets are from T0 = 2026-03-02T10:00:00Z. Most scenarios run with the notifier's alarms

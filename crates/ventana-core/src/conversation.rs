@@ -2,7 +2,7 @@
 //!
 //! The conversation keeps facts (when the customer last wrote, when the business last
 //! answered, comments, holds, ...) and derives its state and window from them and the
-//! instant asked about (DESIGN §1.2). Time only moves forward: before an event is applied,
+//! instant asked about (docs/rules.md §1.2). Time only moves forward: before an event is applied,
 //! every deadline up to its decision time fires in order, each as if a `tick` at that
 //! instant had been applied (§1.3).
 

@@ -1,4 +1,4 @@
-//! The verdict on one outbound message (DESIGN §1.1). Rejections are values, not errors.
+//! The verdict on one outbound message (docs/rules.md §1.1). Rejections are values, not errors.
 
 use serde::{Deserialize, Serialize};
 

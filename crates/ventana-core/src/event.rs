@@ -78,7 +78,7 @@ pub struct Outbound {
 impl Outbound {
     /// Why this message could never be sent on `channel`, whatever the conversation's state.
     /// The request-reply API and the send gateway refuse such a request before it is logged
-    /// (DESIGN §1.4 point 14); one that reaches the log anyway is decided like any other.
+    /// (docs/rules.md §1.4 point 14); one that reaches the log anyway is decided like any other.
     pub fn unsendable_on(&self, channel: &Channel) -> Option<Unsendable> {
         let answers_a_comment = matches!(
             self.kind,

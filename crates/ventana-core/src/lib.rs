@@ -1,5 +1,5 @@
 //! The pure heart of ventana: conversation keys, input events, the five states, windows,
-//! channel policies as data, the decision procedure and the fold (DESIGN §1).
+//! channel policies as data, the decision procedure and the fold (docs/rules.md §1).
 //!
 //! Nothing here performs I/O, spawns tasks or reads a clock: time is always an argument,
 //! and what happened comes out as [`Effect`] values.

@@ -1,4 +1,4 @@
-//! What a conversation remembers, and how it forgets (DESIGN §1.4 point 4).
+//! What a conversation remembers, and how it forgets (docs/rules.md §1.4 point 4).
 //!
 //! Memory is bounded by count, never by age, wherever a rule may need a fact however old:
 //! the last [`MEMORY`] outbound messages (for their delivery statuses, R13) and the last

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::Timestamp;
 
-/// The conversation states of DESIGN §1.2, plus `None` for a conversation with no customer
+/// The conversation states of docs/rules.md §1.2, plus `None` for a conversation with no customer
 /// activity yet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum State {

@@ -68,7 +68,7 @@ impl OutputBody {
     }
 
     /// The order of outputs of one cause: decision, `state_changed`, `window_closing`,
-    /// `auto_reply` (DESIGN §1.3).
+    /// `auto_reply` (docs/rules.md §1.3).
     pub(crate) fn rank(&self) -> u8 {
         match self {
             Self::OutboundAccepted { .. }

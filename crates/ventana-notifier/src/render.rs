@@ -1,5 +1,5 @@
 //! Turns the core's effects into outputs: reasons into sentences and suggestions, alarms
-//! into warnings and auto-reply requests behind their guards (DESIGN §1.3).
+//! into warnings and auto-reply requests behind their guards (docs/rules.md §1.3).
 
 use ventana_core::{
     Alarm, Cause, Channel, ConversationKey, Effect, EffectKind, Event, EventBody, MessageKind,
@@ -10,7 +10,7 @@ use xxhash_rust::xxh3::xxh3_128;
 use crate::output::{Output, OutputBody, Source, Suggestion, Trigger};
 
 /// Appends the outputs of `effects` (all of one conversation) to `out`, in the order of
-/// DESIGN §1.3 within each cause. `event` is the input event the non-tick effects came from.
+/// docs/rules.md §1.3 within each cause. `event` is the input event the non-tick effects came from.
 pub fn render(
     key: &ConversationKey,
     event: Option<&Event>,
@@ -223,7 +223,7 @@ fn templates_reach(channel: &Channel, policy: &Policy) -> bool {
     }
 }
 
-/// What the agent can do instead (DESIGN §1.3).
+/// What the agent can do instead (docs/rules.md §1.3).
 pub fn suggestion(channel: &Channel, reason: Reason, policy: &Policy) -> Suggestion {
     match reason {
         Reason::HumanAgentRequiresHuman => Suggestion::UseHumanAgent,

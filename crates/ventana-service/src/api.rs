@@ -126,7 +126,7 @@ fn outbound_event(
     let EventBody::OutboundMessage(out) = &event.body else {
         return Err(ApiError::bad_request("not an outbound message"));
     };
-    // What no state could let out is refused up front, not logged (DESIGN §1.4 point 14).
+    // What no state could let out is refused up front, not logged (docs/rules.md §1.4 point 14).
     if let Some(why) = out.unsendable_on(&event.conversation.channel) {
         return Err(ApiError::bad_request(why));
     }

@@ -21,8 +21,11 @@ use thiserror::Error;
 use ventana_core::{Conversation, ConversationToken, Policy, Timestamp};
 use ventana_wire::codec::{CodecError, decode_state, encode_state};
 
-/// Bumped whenever the key layout changes incompatibly.
-pub const LAYOUT_VERSION: u8 = 1;
+/// Bumped whenever the key layout or the state format ([`ventana_wire::codec::STATE_FORMAT`])
+/// changes incompatibly, so that a directory of another version is refused at start with
+/// the way out (rebuild from the log) rather than failing on its first state. Layout 2:
+/// state format 2 (memory bounded by count, docs/rules.md §1.4 point 4).
+pub const LAYOUT_VERSION: u8 = 2;
 
 const VERSION: &[u8] = b"v";
 const CHECKPOINT: &[u8] = b"c";

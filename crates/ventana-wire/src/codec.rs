@@ -5,7 +5,7 @@ use thiserror::Error;
 use ventana_core::Conversation;
 
 /// Bumped whenever the layout of [`Conversation`] changes incompatibly.
-pub const STATE_FORMAT: u8 = 1;
+pub const STATE_FORMAT: u8 = 2;
 
 #[derive(Debug, Error)]
 pub enum CodecError {
