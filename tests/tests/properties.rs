@@ -234,6 +234,8 @@ mod mixed {
         PlatformError, Policy, Rate, Sender, Span, Status, Tag, TagPolicy,
     };
 
+    use ventana_tests::traffic::outbound;
+
     use super::*;
 
     /// One generated step: which conversation, how long after the previous step, what
@@ -280,16 +282,6 @@ mod mixed {
 
     fn pick<T: Clone>(items: &[T], pick: u16) -> Option<T> {
         (!items.is_empty()).then(|| items[usize::from(pick) % items.len()].clone())
-    }
-
-    fn outbound(sender: Sender, kind: MessageKind, tag: Option<Tag>) -> Outbound {
-        Outbound {
-            sender,
-            kind,
-            tag,
-            comment_id: None,
-            origin: Origin::Request,
-        }
     }
 
     const TAGS: [Tag; 3] = [

@@ -522,15 +522,18 @@ fn r9_the_next_period_allows_another() {
     );
 }
 
-#[test]
-fn r9_a_tag_rate_limits_that_tag() {
+fn account_update_once_a_day() -> Scenario {
     fb().with(|p| {
         p.messenger.tags[0].rate = Some(Rate {
             count: 1,
             per: Span::from_hours(24),
         })
     })
-    .check(
+}
+
+#[test]
+fn r9_a_tag_rate_limits_that_tag() {
+    account_update_once_a_day().check(
         &[
             customer("c1", "+0s"),
             tick("+8d"),
@@ -1348,13 +1351,7 @@ fn s1_4_6_an_echoed_dm_uses_the_private_reply_allowance() {
 
 #[test]
 fn s1_4_6_an_echoed_tagged_message_counts_toward_the_tag_rate() {
-    fb().with(|p| {
-        p.messenger.tags[0].rate = Some(Rate {
-            count: 1,
-            per: Span::from_hours(24),
-        })
-    })
-    .check(
+    account_update_once_a_day().check(
         &[
             customer("c1", "+0s"),
             tick("+8d"),

@@ -46,7 +46,8 @@ pub fn key(index: u32) -> ConversationKey {
     )
 }
 
-fn outbound(sender: Sender, kind: MessageKind, tag: Option<Tag>) -> Outbound {
+/// An outbound request (not an echo) with no comment.
+pub fn outbound(sender: Sender, kind: MessageKind, tag: Option<Tag>) -> Outbound {
     Outbound {
         sender,
         kind,
