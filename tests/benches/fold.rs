@@ -1,5 +1,5 @@
 //! fold + decide over a realistic mixed log: 1 M events over 100 k conversations, about two
-//! weeks of traffic (DESIGN §7: ≥ 5 M events/s on one core).
+//! weeks of traffic (target ≥ 5 M events/s on one core, README "Performance").
 //!
 //! Run: `cargo bench -p ventana-tests --bench fold`. Besides criterion's figures it prints
 //! the size of a conversation state encoded with the state codec (bincode), and the time to

@@ -1,4 +1,4 @@
-//! The live pipeline, measured in one run against one nats-server (DESIGN §7, issue figures):
+//! The live pipeline, measured in one run against one nats-server (targets in README "Performance"):
 //!
 //! (a) a bare pipe: a plain async-nats program that pull-consumes each event, publishes one
 //!     output of the same size per event with pipelined acks, and acks its input;

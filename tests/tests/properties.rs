@@ -1,4 +1,4 @@
-//! Properties of the fold over generated traffic, on a simulated clock (DESIGN §2, §7).
+//! Properties of the fold over generated traffic, on a simulated clock (the invariants of ARCHITECTURE.md).
 
 use proptest::prelude::*;
 use ventana_core::{

@@ -1,4 +1,4 @@
-//! Every event round-trips JSON -> domain -> protobuf -> domain -> JSON unchanged (DESIGN §3),
+//! Every event round-trips JSON -> domain -> protobuf -> domain -> JSON unchanged (README "Events"),
 //! inputs and outputs alike; the state codec restores exactly what it encoded.
 
 use proptest::prelude::*;

@@ -32,7 +32,7 @@ pub enum Applied {
     Duplicate,
 }
 
-/// An event that must not be folded (DESIGN §3).
+/// An event that must not be folded (README "Events": a decision time and the clock skew).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Invalid {
     /// `occurred_at` lies more than `max_clock_skew` after the decision time.

@@ -1,4 +1,4 @@
-//! Channel policies as data (DESIGN §5). Queried with `now`; never read a clock.
+//! Channel policies as data (README "Configuration: the policy file" lists every default). Queried with `now`; never read a clock.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! The output events ventana publishes (DESIGN §3).
+//! The output events ventana publishes (README "Events").
 
 use ventana_core::{
     ConversationKey, MessagingType, PlatformError, Reason, State, Tag, Timestamp, Window,

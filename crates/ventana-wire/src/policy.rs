@@ -1,4 +1,4 @@
-//! The policy file (DESIGN §5): TOML, every key optional, unknown keys refused so a typo
+//! The policy file (README, "Configuration: the policy file"): TOML, every key optional, unknown keys refused so a typo
 //! never silently falls back to a default.
 
 use serde::Deserialize;

@@ -1,4 +1,4 @@
-//! `ventana rebuild` speed (DESIGN §7: >= 300 k events/s): a backlog of generated traffic in
+//! `ventana rebuild` speed (target >= 300 k events/s, README "Performance"): a backlog of generated traffic in
 //! VENTANA_IN on a real nats-server, folded into a fresh sled projection by the same code the
 //! command runs; the bare read of the log is timed too, for comparison.
 //!

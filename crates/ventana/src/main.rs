@@ -142,7 +142,7 @@ struct ReplayArgs {
     /// after it are not folded, every deadline at or before it fires.
     #[arg(long, value_name = "INSTANT", value_parser = ventana::parse_instant, conflicts_with_all = ["until", "snapshots", "format"])]
     at: Option<Timestamp>,
-    /// A policy file (TOML, DESIGN §5); the defaults apply without one.
+    /// A policy file (TOML, see README "Configuration"); the defaults apply without one.
     #[arg(long, value_name = "FILE.toml", env = "VENTANA_POLICY")]
     policy: Option<PathBuf>,
     /// Fold only events decided at or before this RFC 3339 instant, then fire every deadline

@@ -1,4 +1,4 @@
-//! The `ventana replay` contract (DESIGN §6), driven through the real binary.
+//! The `ventana replay` contract (README, "`ventana replay`"), driven through the real binary.
 
 mod common;
 
