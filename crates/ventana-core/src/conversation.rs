@@ -927,16 +927,15 @@ impl Conversation {
         if out.kind == MessageKind::CommentReply {
             return;
         }
+        let ch = policy.channel(&self.key.channel);
         let in_private_reply_band = self.view_at(now, policy).window == Window::PrivateReply;
-        let outside_standard = policy
-            .channel(&self.key.channel)
-            .is_some_and(|ch| self.standard_end(ch).is_none_or(|end| now >= end));
+        let outside_standard =
+            ch.is_some_and(|ch| self.standard_end(ch).is_none_or(|end| now >= end));
         self.record_answer(id, now);
         match out.kind {
             MessageKind::PrivateReply => self.use_allowance(out.comment_id.as_deref()),
             MessageKind::Message if in_private_reply_band && out.tag.is_none() => {
-                let oldest = policy
-                    .channel(&self.key.channel)
+                let oldest = ch
                     .and_then(|ch| self.oldest_unused(ch, now))
                     .map(|c| c.id.clone());
                 self.use_allowance(oldest.as_deref());
@@ -1000,22 +999,15 @@ impl Conversation {
         self.publish(cause, now, policy, effects);
     }
 
-    /// R9: drops the tagged sends older than the longest rate period of the channel.
+    /// R9: drops the tagged sends no rate of their tag can ask about any more.
     fn forget_tag_sends(&mut self, now: Timestamp, policy: &Policy) {
         if self.tag_sends.is_empty() {
             return;
         }
-        let longest = policy.channel(&self.key.channel).and_then(|ch| {
-            ch.tags
-                .iter()
-                .filter_map(|t| t.rate)
-                .chain(ch.human_agent_rate)
-                .map(|r| r.per)
-                .max()
+        let ch = policy.channel(&self.key.channel);
+        self.tag_sends.retain(|(tag, at)| {
+            ch.and_then(|ch| ch.rate_memory(*tag))
+                .is_some_and(|memory| now.since(*at) < memory.per)
         });
-        match longest {
-            Some(per) => self.tag_sends.retain(|(_, at)| now.since(*at) < per),
-            None => self.tag_sends.clear(),
-        }
     }
 }

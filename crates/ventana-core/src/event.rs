@@ -80,18 +80,7 @@ impl Outbound {
     /// The request-reply API and the send gateway refuse such a request before it is logged
     /// (docs/rules.md §1.4 point 14); one that reaches the log anyway is decided like any other.
     pub fn unsendable_on(&self, channel: &Channel) -> Option<Unsendable> {
-        let answers_a_comment = matches!(
-            self.kind,
-            MessageKind::PrivateReply | MessageKind::CommentReply
-        );
-        if answers_a_comment && *channel == Channel::WhatsApp {
-            return Some(Unsendable::NoComments);
-        }
-        match (self.kind, &self.comment_id) {
-            (MessageKind::PrivateReply, None) => Some(Unsendable::PrivateReplyWithoutComment),
-            (MessageKind::CommentReply, None) => Some(Unsendable::CommentReplyWithoutComment),
-            _ => None,
-        }
+        Unsendable::of(self.kind, self.comment_id.is_some(), channel)
     }
 }
 
@@ -104,6 +93,22 @@ pub enum Unsendable {
     CommentReplyWithoutComment,
     /// A private or public comment reply on WhatsApp, which has no comments.
     NoComments,
+}
+
+impl Unsendable {
+    /// Why a message of `kind`, naming a comment or not, could never be sent on `channel`.
+    pub fn of(kind: MessageKind, names_a_comment: bool, channel: &Channel) -> Option<Self> {
+        let answers_a_comment =
+            matches!(kind, MessageKind::PrivateReply | MessageKind::CommentReply);
+        if answers_a_comment && *channel == Channel::WhatsApp {
+            return Some(Self::NoComments);
+        }
+        match (kind, names_a_comment) {
+            (MessageKind::PrivateReply, false) => Some(Self::PrivateReplyWithoutComment),
+            (MessageKind::CommentReply, false) => Some(Self::CommentReplyWithoutComment),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Unsendable {

@@ -116,7 +116,8 @@ fn parse_request(body: &[u8], account: &str) -> Result<SendRequest, Refusal> {
         }
     };
     let kind = decide.get("kind").and_then(Value::as_str).unwrap_or("");
-    if let Some(reason) = graph::unsendable(&key, kind) {
+    let names_a_comment = decide.get("comment_id").is_some_and(Value::is_string);
+    if let Some(reason) = graph::unsendable(&key, kind, names_a_comment) {
         return Err(bad_request(reason));
     }
     // Whatever ventana accepts must be sendable: nothing is logged as accepted that the
@@ -124,11 +125,6 @@ fn parse_request(body: &[u8], account: &str) -> Result<SendRequest, Refusal> {
     if !content.is_object() {
         return Err(bad_request(
             "`message` must be an object: the Graph API message content",
-        ));
-    }
-    if kind == "comment_reply" && !decide.get("comment_id").is_some_and(Value::is_string) {
-        return Err(bad_request(
-            "a comment reply needs the `comment_id` it answers",
         ));
     }
     // ventana logs the request: nothing but the outbound message's own fields goes there.

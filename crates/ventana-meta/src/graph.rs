@@ -3,7 +3,7 @@
 //! the caller's message content, which is passed through untouched. Pure: no I/O here.
 
 use serde_json::{Map, Value, json};
-use ventana_core::{Channel, ConversationKey, MessagingType, PlatformError, Tag};
+use ventana_core::{Channel, ConversationKey, MessagingType, PlatformError, Tag, Unsendable};
 
 /// One call to make: `POST {graph_url}/{path}` with `body`.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,17 +21,17 @@ pub struct Accepted<'a> {
 }
 
 /// Why a message cannot be sent through the Graph API at all (checked before ventana is
-/// asked, so no acceptance is logged for a message that cannot go out).
-pub fn unsendable(key: &ConversationKey, kind: &str) -> Option<String> {
-    match (&key.channel, kind) {
-        (Channel::Custom(name), _) => Some(format!(
+/// asked, so no acceptance is logged for a message that cannot go out): a channel that is
+/// not Meta's, or what no channel state could let out (`ventana_core::Unsendable`, the
+/// check ventanad's API makes too).
+pub fn unsendable(key: &ConversationKey, kind: &str, names_a_comment: bool) -> Option<String> {
+    if let Channel::Custom(name) = &key.channel {
+        return Some(format!(
             "custom:{name} is not a Meta channel; ventana-meta sends to whatsapp, messenger and instagram"
-        )),
-        (Channel::WhatsApp, "private_reply" | "comment_reply") => {
-            Some("WhatsApp has no comments: private and public comment replies are Facebook and Instagram only".into())
-        }
-        _ => None,
+        ));
     }
+    let kind = ventana_wire::json::parse_kind(kind)?;
+    Unsendable::of(kind, names_a_comment, &key.channel).map(|why| why.to_string())
 }
 
 /// The call that delivers `content` (the Graph API message content: for WhatsApp the fields
@@ -100,7 +100,7 @@ pub fn graph_call(
                 body,
             })
         }
-        Channel::Custom(_) => Err(unsendable(key, "message").unwrap_or_default()),
+        Channel::Custom(_) => Err(unsendable(key, "message", false).unwrap_or_default()),
     }
 }
 
@@ -223,9 +223,10 @@ mod tests {
             )
             .is_err()
         );
-        assert!(unsendable(&key(Channel::WhatsApp), "private_reply").is_some());
-        assert!(unsendable(&key(Channel::Custom("sms".into())), "message").is_some());
-        assert!(unsendable(&key(Channel::Messenger), "private_reply").is_none());
+        assert!(unsendable(&key(Channel::WhatsApp), "private_reply", true).is_some());
+        assert!(unsendable(&key(Channel::Custom("sms".into())), "message", false).is_some());
+        assert!(unsendable(&key(Channel::Messenger), "private_reply", true).is_none());
+        assert!(unsendable(&key(Channel::Messenger), "comment_reply", false).is_some());
     }
 
     #[test]

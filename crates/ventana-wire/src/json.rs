@@ -141,7 +141,7 @@ pub(crate) fn sender_str(sender: Sender) -> &'static str {
     }
 }
 
-pub(crate) fn parse_kind(text: &str) -> Option<MessageKind> {
+pub fn parse_kind(text: &str) -> Option<MessageKind> {
     match text {
         "message" => Some(MessageKind::Message),
         "template" => Some(MessageKind::Template),
