@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull, stream};
 use futures::StreamExt;
+use ventana_bus::client::publish_events;
+use ventana_bus::now;
 use ventana_core::{Conversation, Event, Policy};
 use ventana_notifier::Fold;
-use ventana_service::client::publish_events;
-use ventana_service::clock::now;
 use ventana_store::{Commit, Indexed, Store};
 use ventana_tests::nats::NatsServer;
 use ventana_tests::service::{caught_up, spawn_ventanad_with, stream_len};
@@ -162,19 +162,10 @@ async fn main() {
     // (b) the same backlog, published before ventanad starts.
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    {
-        // Declare the streams as ventanad would, then publish the backlog.
-        let config = ventana_tests::service::config(&nats.url(), &data, None);
-        ventana_service::nats::declare(&js, &config, 0)
-            .await
-            .unwrap();
-        js.get_stream("VENTANA_IN")
-            .await
-            .unwrap()
-            .delete_consumer("ventanad")
-            .await
-            .unwrap();
-    }
+    // Declare the streams as ventanad would, then publish the backlog.
+    ventana_bus::streams::declare_streams(&js, &Default::default())
+        .await
+        .unwrap();
     for chunk in events.chunks(5_000) {
         publish_events(&js, chunk, 16).await.unwrap();
     }

@@ -12,7 +12,7 @@ fn binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        ventana_service::local_nats::server_binary(&repository)
+        ventana_bus::local_nats::server_binary(&repository)
             .expect("a nats-server (scripts/nats-server)")
     })
 }
@@ -46,9 +46,8 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) {
-        let child =
-            ventana_service::local_nats::start_server(binary(), self.port, self.store.path())
-                .expect("nats-server starts and becomes ready");
+        let child = ventana_bus::local_nats::start_server(binary(), self.port, self.store.path())
+            .expect("nats-server starts and becomes ready");
         self.child = Some(child);
     }
 

@@ -214,7 +214,7 @@ pub async fn live(policy: Option<&str>) -> Live {
 
 /// Every output on VENTANA_OUT, as published.
 pub async fn published_outputs(js: &async_nats::jetstream::Context) -> Vec<String> {
-    ventana_service::client::read_stream(js, ventana_wire::subjects::OUT_STREAM, None)
+    ventana_bus::client::read_stream(js, ventana_wire::subjects::OUT_STREAM, None)
         .await
         .unwrap()
         .iter()
@@ -257,10 +257,10 @@ pub async fn settle(
     limit: Duration,
 ) -> Settled {
     eventually("ventanad to fold everything", limit, || caught_up(js)).await;
-    let stored = ventana_service::client::read_stream(js, ventana_wire::subjects::IN_STREAM, None)
+    let stored = ventana_bus::client::read_stream(js, ventana_wire::subjects::IN_STREAM, None)
         .await
         .unwrap();
-    let logged = ventana_service::client::logged_events(&stored);
+    let logged = ventana_bus::client::logged_events(&stored);
     let (outputs, fold) = replay_outputs(policy, &logged);
     eventually("every output to be published", limit, || async {
         stream_len(js, ventana_wire::subjects::OUT_STREAM).await >= outputs.len() as u64
@@ -284,7 +284,7 @@ pub async fn publish_live(
     let mut pace = tokio::time::interval(Duration::from_millis(50));
     for (n, window) in events.chunks(chunk).enumerate() {
         pace.tick().await;
-        let at = ventana_service::clock::now();
+        let at = ventana_bus::now();
         let live: Vec<ventana_core::Event> = window
             .iter()
             .enumerate()
@@ -299,7 +299,7 @@ pub async fn publish_live(
                 e
             })
             .collect();
-        ventana_service::client::publish_events(js, &live, 16)
+        ventana_bus::client::publish_events(js, &live, 16)
             .await
             .unwrap();
     }

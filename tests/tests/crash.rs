@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use ventana_bus::client::publish_events;
+use ventana_bus::now;
 use ventana_core::{Event, Policy};
-use ventana_service::client::publish_events;
-use ventana_service::clock::now;
 use ventana_store::Store;
 use ventana_tests::nats::NatsServer;
 use ventana_tests::service::{

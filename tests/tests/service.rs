@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use ventana_bus::client::{publish_events, read_stream};
+use ventana_bus::now;
 use ventana_core::{Event, Policy, Span, Timestamp};
-use ventana_service::client::{publish_events, read_stream};
-use ventana_service::clock::now;
 use ventana_tests::service::{
     FAST_POLICY, Live, Settled, caught_up, eventually, example, live, publish_live,
     published_outputs, settle, stream_len,

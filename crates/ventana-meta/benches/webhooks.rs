@@ -86,7 +86,7 @@ async fn main() {
     let js = common::streams_only(&nats).await;
     let adapter = common::Adapter::start(common::config(&nats, None)).await;
 
-    let now = ventana_service::clock::now().unix_nanos() / 1_000_000_000;
+    let now = ventana_bus::now().unix_nanos() / 1_000_000_000;
     let bodies: Vec<(Vec<u8>, String, usize)> = (0..webhooks)
         .map(|n| {
             let body = webhook(n, now as i64).to_string().into_bytes();
@@ -155,7 +155,7 @@ async fn sends(sends: usize, concurrency: usize) {
     let adapter = common::Adapter::start(common::config(&nats, Some(graph_url))).await;
 
     // Every conversation has a customer who just wrote.
-    let at = ventana_service::clock::now();
+    let at = ventana_bus::now();
     let conversation = |n: usize| {
         ventana_core::ConversationKey::new(
             ventana_core::Channel::Messenger,
@@ -173,7 +173,7 @@ async fn sends(sends: usize, concurrency: usize) {
             body: ventana_core::EventBody::CustomerMessage,
         })
         .collect();
-    ventana_service::client::publish_events(&js, &customers, 16)
+    ventana_bus::client::publish_events(&js, &customers, 16)
         .await
         .unwrap();
     ventana_tests::service::eventually("ventanad to fold", Duration::from_secs(60), || {

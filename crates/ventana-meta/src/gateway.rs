@@ -22,11 +22,12 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tracing::{info, warn};
+use ventana_bus::client::read_stream;
 use ventana_core::{
     Channel, ConversationKey, DeliveryStatus, Event, EventBody, PlatformError, Status, Timestamp,
 };
 use ventana_notifier::OutputBody;
-use ventana_service::client::read_stream;
+use ventana_wire::api::{ApiError, ApiErrorCode, DecisionReply, Reply, parse_decision_reply};
 use ventana_wire::subjects::{API_SEND, OUT_STREAM, output_subject};
 
 use crate::graph::{self, Accepted};
@@ -354,11 +355,12 @@ impl Send<'_> {
         };
         match outcome.stage {
             Stage::Unsent => {
-                let decision = outcome.decision.clone().unwrap_or(Value::Null);
+                let decision = DecisionReply::from_value(outcome.decision.unwrap_or(Value::Null))
+                    .map_err(unexpected)?;
                 self.settle(entry.revision, decision).await
             }
             Stage::Held => match self.latest_decision().await.map_err(|e| unavailable(&e))? {
-                Some(decision) if outcome.decision.as_ref() != Some(&decision) => {
+                Some(decision) if outcome.decision.as_ref() != Some(&decision.json) => {
                     self.settle(entry.revision, decision).await
                 }
                 _ => Ok(self.repeat(outcome)),
@@ -387,14 +389,11 @@ impl Send<'_> {
 
     /// Acts on ventana's decision (recorded at `revision`): records a rejection or a hold,
     /// delivers an acceptance.
-    async fn settle(&self, revision: u64, decision: Value) -> Result<Outcome, Refusal> {
-        let output = ventana_wire::parse_output(&decision.to_string()).map_err(|e| {
-            error(
-                StatusCode::BAD_GATEWAY,
-                "bad_decision",
-                format!("ventanad answered something unexpected: {e}"),
-            )
-        })?;
+    async fn settle(&self, revision: u64, decided: DecisionReply) -> Result<Outcome, Refusal> {
+        let DecisionReply {
+            output,
+            json: decision,
+        } = decided;
         let message_id = &self.request.message_id;
         let outcome = match output.body {
             OutputBody::DeliveryFailed { reason, .. } => {
@@ -453,19 +452,17 @@ impl Send<'_> {
 
     /// The latest decision ventanad published for this message (a hold released or
     /// expired, or a decision a stopped gateway never recorded).
-    async fn latest_decision(&self) -> anyhow::Result<Option<Value>> {
+    async fn latest_decision(&self) -> anyhow::Result<Option<DecisionReply>> {
         let filter = output_subject("*", self.request.key.token());
         let outputs = read_stream(&self.app.js, OUT_STREAM, Some(filter)).await?;
         Ok(outputs
             .iter()
             .filter_map(|m| serde_json::from_slice::<Value>(&m.payload).ok())
-            .filter(|o| {
-                let decides = match o["type"].as_str() {
-                    Some("outbound_accepted" | "outbound_held") => true,
-                    Some("delivery_failed") => o["source"] == "policy",
-                    _ => false,
-                };
-                decides && o["message_id"] == self.request.message_id.as_str()
+            .filter_map(|json| DecisionReply::from_value(json).ok())
+            .filter(|reply| {
+                reply.output.body.decision().is_some_and(|decided| {
+                    decided.by_policy() && decided.message_id() == self.request.message_id
+                })
             })
             .last())
     }
@@ -536,7 +533,7 @@ impl Send<'_> {
         );
         app.metrics.send("graph_error");
         let report = failure_report(key, message_id, platform_error.clone());
-        let logged = ventana_service::client::publish_events(
+        let logged = ventana_bus::client::publish_events(
             &app.js,
             &[report],
             app.config.partitions,
@@ -557,7 +554,7 @@ impl Send<'_> {
 }
 
 /// Asks ventanad to log and decide the message.
-async fn decide(app: &App, request: &Map<String, Value>) -> Result<Value, Refusal> {
+async fn decide(app: &App, request: &Map<String, Value>) -> Result<DecisionReply, Refusal> {
     let asked = tokio::time::timeout(
         app.config.decide_timeout,
         app.client
@@ -588,33 +585,39 @@ async fn decide(app: &App, request: &Map<String, Value>) -> Result<Value, Refusa
             ));
         }
     };
-    let decision: Value = serde_json::from_slice(&reply.payload).map_err(|e| {
-        error(
-            StatusCode::BAD_GATEWAY,
-            "bad_decision",
-            format!("ventanad answered with something other than JSON: {e}"),
-        )
-    })?;
-    if let Some(api_error) = decision.get("error") {
-        let code = api_error.get("code").and_then(Value::as_str).unwrap_or("");
-        let status = match code {
-            "bad_request" => StatusCode::BAD_REQUEST,
-            "duplicate" => StatusCode::CONFLICT,
-            "not_found" => StatusCode::NOT_FOUND,
-            "timeout" => StatusCode::GATEWAY_TIMEOUT,
-            _ => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        return Err(Refusal {
-            status,
-            error: api_error.clone(),
-        });
+    match parse_decision_reply(&reply.payload).map_err(unexpected)? {
+        Reply::Decision(decision) => Ok(*decision),
+        Reply::Error(api_error) => Err(refused_by_ventanad(api_error)),
     }
-    Ok(decision)
+}
+
+/// ventanad's API error as the gateway's answer.
+fn refused_by_ventanad(api_error: ApiError) -> Refusal {
+    let status = match api_error.code {
+        ApiErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+        ApiErrorCode::Duplicate => StatusCode::CONFLICT,
+        ApiErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ApiErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ApiErrorCode::Unavailable | ApiErrorCode::Internal => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    Refusal {
+        status,
+        error: api_error.to_value(),
+    }
+}
+
+/// ventanad answered something that is not a decision.
+fn unexpected(e: ventana_wire::WireError) -> Refusal {
+    error(
+        StatusCode::BAD_GATEWAY,
+        "bad_decision",
+        format!("ventanad answered something unexpected: {e}"),
+    )
 }
 
 /// The Graph API's refusal of a message, as the `delivery_status` ventana folds (R13).
 fn failure_report(key: &ConversationKey, message_id: &str, error: PlatformError) -> Event {
-    let now = ventana_service::clock::now();
+    let now = ventana_bus::now();
     Event {
         id: format!("graph-error:{message_id}"),
         occurred_at: now,

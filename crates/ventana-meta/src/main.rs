@@ -15,9 +15,9 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    ventana_service::log_to_stderr("info", false);
+    ventana_bus::log_to_stderr("info", false);
     let cli = Cli::parse();
-    match ventana_meta::run(cli.config, ventana_service::shutdown_signal()).await {
+    match ventana_meta::run(cli.config, ventana_bus::shutdown_signal()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ventana-meta: {error:#}");

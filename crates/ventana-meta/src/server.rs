@@ -14,7 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tracing::{info, warn};
-use ventana_service::config::{NatsOptions, parse_duration};
+use ventana_bus::{NatsOptions, parse_duration};
 
 use crate::metrics::{Code, Metrics};
 use crate::{gateway, webhook};
@@ -173,7 +173,7 @@ pub async fn run(
         .user_agent(concat!("ventana-meta/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("cannot build the Graph API client")?;
-    let client = ventana_service::nats::connect(&config.nats, "ventana-meta").await?;
+    let client = ventana_bus::connect(&config.nats, "ventana-meta").await?;
     let js = jetstream::new(client.clone());
     let sent = sent_bucket(&js).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)

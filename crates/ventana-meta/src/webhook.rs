@@ -81,8 +81,7 @@ pub(crate) async fn receive(
     let published = async {
         let events = resolve_sent(&app, events).await?;
         let fresh =
-            ventana_service::client::publish_events(&app.js, &events, app.config.partitions)
-                .await?;
+            ventana_bus::client::publish_events(&app.js, &events, app.config.partitions).await?;
         anyhow::Ok((events.len(), fresh))
     };
     match published.await {

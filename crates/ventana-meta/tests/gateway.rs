@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode as AxumStatus, Uri};
 use common::{Adapter, GRAPH_TOKEN};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use ventana_service::client::read_stream;
+use ventana_bus::client::read_stream;
 use ventana_tests::nats::{NatsServer, free_port};
 use ventana_tests::service::{Live, eventually, live, published_outputs};
 use ventana_wire::subjects::{API_STATE, IN_STREAM, OUT_STREAM};
@@ -438,7 +438,7 @@ async fn sends_are_decided_by_ventana_and_delivered_by_the_graph_api() {
 
     // What ventana logged: statuses name ventana's ids, the echo is gone, no content anywhere.
     let logged = read_stream(&js, IN_STREAM, None).await.unwrap();
-    let events = ventana_service::client::logged_events(&logged);
+    let events = ventana_bus::client::logged_events(&logged);
     assert!(!events.iter().any(|e| e.id == sent_mid), "echo dropped");
     let reports: Vec<(String, String)> = events
         .iter()

@@ -5,7 +5,7 @@ mod common;
 
 use common::{Adapter, fixture, sign};
 use reqwest::StatusCode;
-use ventana_service::client::read_stream;
+use ventana_bus::client::read_stream;
 use ventana_tests::nats::NatsServer;
 use ventana_wire::subjects::IN_STREAM;
 
@@ -77,7 +77,7 @@ async fn signed_webhooks_are_published_once_and_everything_else_is_refused() {
         }
     }
     let logged = read_stream(&js, IN_STREAM, None).await.unwrap();
-    let ids: Vec<String> = ventana_service::client::logged_events(&logged)
+    let ids: Vec<String> = ventana_bus::client::logged_events(&logged)
         .into_iter()
         .map(|e| e.id)
         .collect();

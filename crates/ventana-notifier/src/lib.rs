@@ -9,5 +9,5 @@ mod output;
 mod render;
 
 pub use fold::{Fold, advance_to, fold_event};
-pub use output::{Output, OutputBody, Source, Suggestion, Trigger};
+pub use output::{Decided, Output, OutputBody, Source, Suggestion, Trigger};
 pub use render::{render, suggestion};

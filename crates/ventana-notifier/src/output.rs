@@ -81,6 +81,74 @@ impl OutputBody {
     }
 }
 
+/// What a decision output says about one outbound message: the one answer to "did this
+/// output decide a message, which, and how" (ventanad's API and metrics, the gateway, the
+/// CLI's tools all ask it here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decided<'a> {
+    /// `outbound_accepted`: send it as the output says.
+    Accepted { message_id: &'a str },
+    /// `outbound_held` (R11): waiting for the customer, at the latest until `until`.
+    Held {
+        message_id: &'a str,
+        until: Timestamp,
+    },
+    /// `delivery_failed`: not delivered, refused by ventana's rules or reported by the
+    /// platform.
+    NotDelivered {
+        message_id: &'a str,
+        source: Source,
+        reason: Reason,
+    },
+}
+
+impl Decided<'_> {
+    /// The message decided.
+    pub fn message_id(&self) -> &str {
+        match self {
+            Self::Accepted { message_id }
+            | Self::Held { message_id, .. }
+            | Self::NotDelivered { message_id, .. } => message_id,
+        }
+    }
+
+    /// Decided by ventana's rules (not a platform's report of a failure).
+    pub fn by_policy(&self) -> bool {
+        !matches!(
+            self,
+            Self::NotDelivered {
+                source: Source::Platform,
+                ..
+            }
+        )
+    }
+}
+
+impl OutputBody {
+    /// What this output decided, if it is a decision (`outbound_accepted`, `outbound_held`,
+    /// `delivery_failed`).
+    pub fn decision(&self) -> Option<Decided<'_>> {
+        match self {
+            Self::OutboundAccepted { message_id, .. } => Some(Decided::Accepted { message_id }),
+            Self::OutboundHeld { message_id, until } => Some(Decided::Held {
+                message_id,
+                until: *until,
+            }),
+            Self::DeliveryFailed {
+                message_id,
+                source,
+                reason,
+                ..
+            } => Some(Decided::NotDelivered {
+                message_id,
+                source: *source,
+                reason: *reason,
+            }),
+            Self::StateChanged { .. } | Self::AutoReply { .. } | Self::WindowClosing { .. } => None,
+        }
+    }
+}
+
 /// Who refused a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Source {

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream;
@@ -16,13 +16,7 @@ use ventana_wire::subjects::{MSG_ID, input_subject_of, tick_id};
 
 use crate::Shared;
 
-/// The wall clock as a timestamp.
-pub fn now() -> Timestamp {
-    let since = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp::from_unix_nanos(since.as_nanos() as i64)
-}
+pub use ventana_bus::now;
 
 pub async fn run(
     shared: Arc<Shared>,

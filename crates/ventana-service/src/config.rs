@@ -4,39 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use ventana_bus::NatsOptions;
+use ventana_bus::parse_duration;
+use ventana_bus::streams::StreamSettings;
 use ventana_core::Policy;
-
-/// Parses durations such as `2m`, `500ms`, `24h`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    ventana_wire::parse_span(text).map(|span| Duration::from_nanos(span.nanos().max(0) as u64))
-}
-
-/// How ventanad connects to NATS.
-#[derive(Clone, Debug, Default, clap::Args)]
-pub struct NatsOptions {
-    /// NATS server URL(s), comma-separated.
-    #[arg(
-        long = "nats",
-        env = "VENTANA_NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    pub url: String,
-    /// User name (with --nats-password).
-    #[arg(long, env = "VENTANA_NATS_USER")]
-    pub nats_user: Option<String>,
-    /// Password (with --nats-user).
-    #[arg(long, env = "VENTANA_NATS_PASSWORD", hide_env_values = true)]
-    pub nats_password: Option<String>,
-    /// Authentication token.
-    #[arg(long, env = "VENTANA_NATS_TOKEN", hide_env_values = true)]
-    pub nats_token: Option<String>,
-    /// A `.creds` file (JWT and NKey seed).
-    #[arg(long, env = "VENTANA_NATS_CREDS")]
-    pub nats_creds: Option<PathBuf>,
-    /// A CA certificate to verify the server's TLS certificate with (enables TLS).
-    #[arg(long, env = "VENTANA_NATS_TLS_CA")]
-    pub nats_tls_ca: Option<PathBuf>,
-}
 
 /// ventanad's configuration.
 #[derive(Clone, Debug, clap::Args)]
@@ -81,6 +52,15 @@ impl Config {
     /// Reads and validates the policy file.
     pub fn load_policy(&self) -> anyhow::Result<Policy> {
         load_policy(self.policy.as_deref())
+    }
+
+    /// How the streams are declared.
+    pub fn streams(&self) -> StreamSettings {
+        StreamSettings {
+            in_duplicate_window: self.in_duplicate_window,
+            out_duplicate_window: self.out_duplicate_window,
+            replicas: self.replicas,
+        }
     }
 }
 

@@ -7,11 +7,9 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod http;
-pub mod local_nats;
 pub mod metrics;
 pub mod nats;
 pub mod outbox;
@@ -29,7 +27,7 @@ use ventana_core::{ConversationToken, Policy};
 use ventana_store::Store;
 
 pub use config::Config;
-use pipeline::Decision;
+use pipeline::SendAnswer;
 
 /// How long a graceful stop waits for the tasks.
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -41,7 +39,7 @@ pub struct Shared {
     pub policy: Policy,
     pub metrics: metrics::Metrics,
     clock_wake: Notify,
-    waiters: Mutex<HashMap<(ConversationToken, String), oneshot::Sender<Decision>>>,
+    waiters: Mutex<HashMap<(ConversationToken, String), oneshot::Sender<SendAnswer>>>,
     consumer_seen: AtomicI64,
 }
 
@@ -61,7 +59,7 @@ impl Shared {
         &self,
         token: ConversationToken,
         message_id: String,
-        sender: oneshot::Sender<Decision>,
+        sender: oneshot::Sender<SendAnswer>,
     ) {
         self.waiters
             .lock()
@@ -76,14 +74,14 @@ impl Shared {
             .remove(&(token, message_id.to_owned()));
     }
 
-    fn resolve(&self, decisions: Vec<(ConversationToken, String, Decision)>) {
+    fn resolve(&self, answers: Vec<(ConversationToken, String, SendAnswer)>) {
         let mut waiters = self.waiters.lock().expect("waiters lock");
         if waiters.is_empty() {
             return;
         }
-        for (token, message_id, decision) in decisions {
+        for (token, message_id, answer) in answers {
             if let Some(sender) = waiters.remove(&(token, message_id)) {
-                let _ = sender.send(decision);
+                let _ = sender.send(answer);
             }
         }
     }
@@ -111,7 +109,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .await?
             .with_context(|| format!("cannot open the store in {}", config.data.display()))?
     };
-    let client = nats::connect(&config.nats, "ventanad").await?;
+    let client = ventana_bus::connect(&config.nats, "ventanad").await?;
     let js = async_nats::jetstream::new(client.clone());
     let checkpoint = {
         let store = store.clone();
@@ -213,35 +211,4 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         Some(error) => Err(error),
         None => Ok(()),
     }
-}
-
-/// How ventana's programs log: to stderr, filtered by `RUST_LOG` (else at `default`), as
-/// text or as JSON lines.
-pub fn log_to_stderr(default: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let logger = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        logger.json().init();
-    } else {
-        logger.init();
-    }
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

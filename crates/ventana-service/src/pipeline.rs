@@ -17,7 +17,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use ventana_core::{Conversation, ConversationToken, Event, validate};
-use ventana_notifier::{OutputBody, fold_event};
+use ventana_notifier::{Decided, fold_event};
 use ventana_store::{Commit, Indexed, OutboxRow, Store};
 use ventana_wire::subjects::{self, dlq_subject, output_subject};
 use ventana_wire::{WireError, output_to_json};
@@ -27,17 +27,17 @@ use crate::Shared;
 /// How long a batch waits for more messages before it is folded.
 const GATHER_PAUSE: Duration = Duration::from_millis(1);
 
-use crate::client::Stored as Incoming;
+use ventana_bus::client::Stored as Incoming;
 
 /// What a decided outbound message became, for `send` callers waiting on it.
 #[derive(Clone, Debug)]
-pub struct Decision {
+pub struct SendAnswer {
     pub json: String,
 }
 
 /// Decodes and validates one message; the event, or the reason it is bad.
 fn decode(incoming: &Incoming, shared: &Shared) -> Result<Event, WireError> {
-    let event = crate::client::logged_event(incoming)?;
+    let event = ventana_bus::client::logged_event(incoming)?;
     validate(&event, &shared.policy)?;
     Ok(event)
 }
@@ -45,7 +45,7 @@ fn decode(incoming: &Incoming, shared: &Shared) -> Result<Event, WireError> {
 /// What a folded batch gives the rest of the service.
 struct Folded {
     /// Decisions on outbound messages, for `send` callers waiting on them.
-    decisions: Vec<(ConversationToken, String, Decision)>,
+    answers: Vec<(ConversationToken, String, SendAnswer)>,
     /// The outbox rows committed, for the publisher.
     rows: crate::outbox::Rows,
 }
@@ -61,7 +61,7 @@ fn fold_batch(
     let store: &Store = &shared.store;
     let mut touched: HashMap<ConversationToken, (Conversation, Indexed)> = HashMap::new();
     let mut commit = Commit::new();
-    let mut decisions = Vec::new();
+    let mut answers = Vec::new();
     let mut rows = Vec::new();
     let mut outputs = Vec::new();
     for (sequence, event) in events {
@@ -84,25 +84,19 @@ fn fold_batch(
         };
         for (index, output) in outputs.iter().enumerate() {
             let json = output_to_json(output);
-            let decision = match &output.body {
-                OutputBody::OutboundAccepted { .. } => Some("accepted"),
-                OutputBody::OutboundHeld { .. } => Some("held"),
-                OutputBody::DeliveryFailed { reason, .. } => Some(reason.as_str()),
-                _ => None,
-            };
-            if let Some(reason) = decision {
-                shared.metrics.reason(&shared.metrics.decisions, reason);
+            if let Some(decided) = output.body.decision() {
+                let label = match decided {
+                    Decided::Accepted { .. } => "accepted",
+                    Decided::Held { .. } => "held",
+                    Decided::NotDelivered { reason, .. } => reason.as_str(),
+                };
+                shared.metrics.reason(&shared.metrics.decisions, label);
                 if output.caused_by == event.id {
-                    if let OutputBody::OutboundAccepted { message_id, .. }
-                    | OutputBody::OutboundHeld { message_id, .. }
-                    | OutputBody::DeliveryFailed { message_id, .. } = &output.body
-                    {
-                        decisions.push((
-                            token,
-                            message_id.clone(),
-                            Decision { json: json.clone() },
-                        ));
-                    }
+                    answers.push((
+                        token,
+                        decided.message_id().to_owned(),
+                        SendAnswer { json: json.clone() },
+                    ));
                 }
             }
             let row = OutboxRow {
@@ -136,7 +130,7 @@ fn fold_batch(
         flush_ms = committed_at.elapsed().as_secs_f64() * 1e3,
         "batch persisted"
     );
-    Ok(Folded { decisions, rows })
+    Ok(Folded { answers, rows })
 }
 
 /// Copies bad input to `ventana.dlq.<reason>` and waits for the server to store it.
@@ -324,7 +318,7 @@ pub async fn run(
                 // The publisher stops only when the service does; its rows stay in sled.
                 publisher_gone = committed.send(folded.rows).await.is_err();
                 shared.clock_wake.notify_one();
-                shared.resolve(folded.decisions);
+                shared.resolve(folded.answers);
             }
             if let Some(last) = delivered.last() {
                 // AckPolicy::All: acking the last message acks the whole batch.

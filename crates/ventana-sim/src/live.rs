@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+use ventana_bus::client::publish_events;
+use ventana_bus::now;
 use ventana_core::Event;
-use ventana_service::client::publish_events;
-use ventana_service::clock::now;
 
 use crate::stamp_live;
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use ventana_service::config::NatsOptions;
+use ventana_bus::NatsOptions;
 use ventana_sim::{Mix, simulate, stamp_live};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -88,12 +88,9 @@ impl Cli {
     }
 
     fn run_id(&self) -> String {
-        self.run.clone().unwrap_or_else(|| {
-            format!(
-                "sim-{}",
-                ventana_service::clock::now().unix_nanos() / 1_000_000_000
-            )
-        })
+        self.run
+            .clone()
+            .unwrap_or_else(|| format!("sim-{}", ventana_bus::now().unix_nanos() / 1_000_000_000))
     }
 }
 
@@ -121,7 +118,7 @@ async fn write(cli: &Cli, path: &PathBuf) -> anyhow::Result<()> {
             if let Some(pace) = &mut pace {
                 pace.tick().await;
             }
-            let event = stamp_live(event, ventana_service::clock::now(), &run);
+            let event = stamp_live(event, ventana_bus::now(), &run);
             writeln!(out, "{}", ventana_wire::event_to_json(&event))?;
         }
     } else {
@@ -143,7 +140,7 @@ async fn publish(cli: &Cli) -> anyhow::Result<()> {
         cli.clock != Some(Clock::Simulated),
         "publishing is real time (ventanad decides at the time the log stores an event); write simulated traffic with --output and replay it"
     );
-    let client = ventana_service::nats::connect(&cli.nats, "ventana-sim").await?;
+    let client = ventana_bus::connect(&cli.nats, "ventana-sim").await?;
     let js = async_nats::jetstream::new(client);
     js.get_stream(ventana_wire::subjects::IN_STREAM)
         .await
@@ -204,13 +201,13 @@ async fn publish(cli: &Cli) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    ventana_service::log_to_stderr("warn", false);
+    ventana_bus::log_to_stderr("warn", false);
     let cli = Cli::parse();
     let result = match &cli.output {
         Some(path) => write(&cli, path).await,
         None => tokio::select! {
             result = publish(&cli) => result,
-            _ = ventana_service::shutdown_signal() => Ok(()),
+            _ = ventana_bus::shutdown_signal() => Ok(()),
         },
     };
     match result {

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
-use ventana_service::client::{logged_events, read_stream};
+use ventana_bus::client::{logged_events, read_stream};
 use ventana_sim::{Mix, simulate};
 use ventana_tests::service::{Live, caught_up, eventually, live, stream_len};
 use ventana_wire::subjects::{DLQ_STREAM, IN_STREAM};

@@ -110,8 +110,8 @@ fn conversation(raw: Option<RawConversation>) -> Result<ConversationKey, WireErr
 /// Reads a conversation key from its JSON object (`channel`, `account`, `channel_id`,
 /// `contact_id`).
 pub fn parse_conversation(value: &Value) -> Result<ConversationKey, WireError> {
-    let raw: RawConversation =
-        serde_json::from_value(value.clone()).map_err(|e| WireError::Undecodable(e.to_string()))?;
+    let raw =
+        RawConversation::deserialize(value).map_err(|e| WireError::Undecodable(e.to_string()))?;
     conversation(Some(raw))
 }
 
@@ -179,10 +179,22 @@ fn decode(line: &str) -> Result<RawEvent, WireError> {
     serde_json::from_str(line).map_err(|e| WireError::Undecodable(e.to_string()))
 }
 
+fn decode_value(value: &Value) -> Result<RawEvent, WireError> {
+    RawEvent::deserialize(value).map_err(|e| WireError::Undecodable(e.to_string()))
+}
+
 /// Reads one input event (a JSON object). Clock skew is checked by the fold, which knows
 /// the policy.
 pub fn parse_event(line: &str) -> Result<Event, WireError> {
-    let raw = decode(line)?;
+    event_of(decode(line)?)
+}
+
+/// Reads one input event from JSON already parsed (the API completes requests this way).
+pub fn event_from_value(value: &Value) -> Result<Event, WireError> {
+    event_of(decode_value(value)?)
+}
+
+fn event_of(raw: RawEvent) -> Result<Event, WireError> {
     let kind = required(raw.kind, "type")?;
     let body = match kind.as_str() {
         "customer_message" => EventBody::CustomerMessage,
@@ -388,7 +400,15 @@ pub fn output_to_json(output: &Output) -> String {
 
 /// Reads one output event printed by [`output_to_json`].
 pub fn parse_output(line: &str) -> Result<Output, WireError> {
-    let raw = decode(line)?;
+    output_of(decode(line)?)
+}
+
+/// Reads one output event from JSON already parsed.
+pub fn output_from_value(value: &Value) -> Result<Output, WireError> {
+    output_of(decode_value(value)?)
+}
+
+fn output_of(raw: RawEvent) -> Result<Output, WireError> {
     let kind = required(raw.kind, "type")?;
     let message_id = || required(raw.message_id.clone(), "message_id");
     let body = match kind.as_str() {

@@ -2,6 +2,7 @@
 //! protobuf forms, the TOML policy file, and the binary state codec.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod codec;
 mod error;
 pub mod json;

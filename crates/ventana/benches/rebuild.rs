@@ -8,9 +8,9 @@
 use std::time::{Duration, Instant};
 
 use ventana::log::{LiveLog, events};
+use ventana_bus::NatsOptions;
+use ventana_bus::client::{Start, publish_events};
 use ventana_core::Policy;
-use ventana_service::client::{Start, publish_events};
-use ventana_service::config::NatsOptions;
 use ventana_store::Store;
 use ventana_tests::nats::NatsServer;
 use ventana_tests::traffic::{build_log, seeded_steps};
@@ -45,9 +45,7 @@ fn main() {
     };
     let log = LiveLog::connect(&options, "rebuild-bench").unwrap();
     log.block_on(async {
-        let scratch = tempfile::tempdir().unwrap();
-        let config = ventana_tests::service::config(&nats.url(), scratch.path(), None);
-        ventana_service::nats::declare(log.js(), &config, 0)
+        ventana_bus::streams::declare_streams(log.js(), &Default::default())
             .await
             .unwrap();
         let events = build_log(&seeded_steps(42, total, conversations, 14));
@@ -75,7 +73,7 @@ fn main() {
         let logged = messages.into_iter().map(|message| {
             Ok(ventana::log::Logged {
                 position: ventana::log::Position::Sequence(message.sequence),
-                event: ventana_service::client::logged_event(&message),
+                event: ventana_bus::client::logged_event(&message),
             })
         });
         let rebuilt =

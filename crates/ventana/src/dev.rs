@@ -5,9 +5,9 @@ use std::process::Child;
 use std::time::Duration;
 
 use anyhow::Context;
-use ventana_service::clock::now;
+use ventana_bus::local_nats;
+use ventana_bus::now;
 use ventana_service::config::{Config, NatsOptions};
-use ventana_service::local_nats;
 use ventana_sim::{Mix, simulate};
 
 /// Windows of minutes instead of hours, so a demo shows windows closing while you watch.
@@ -182,7 +182,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         }
     };
     let ended = tokio::select! {
-        _ = ventana_service::shutdown_signal() => None,
+        _ = ventana_bus::shutdown_signal() => None,
         _ = limit => None,
         result = &mut service => Some(result),
     };

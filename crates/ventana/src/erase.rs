@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use async_nats::jetstream;
+use ventana_bus::NatsOptions;
 use ventana_core::ConversationToken;
-use ventana_service::config::NatsOptions;
 use ventana_wire::subjects::{IN_STREAM, OUT_STREAM};
 
 use crate::live::ConversationArg;

@@ -9,13 +9,13 @@ use std::process::ExitCode;
 
 use anstyle::{AnsiColor, Style};
 use anyhow::Context;
+use ventana_bus::NatsOptions;
+use ventana_bus::client::Start;
 use ventana_core::{
     Channel, Conversation, ConversationKey, ConversationToken, Event, EventBody, MessagingType,
     Origin, Policy, Timestamp, View,
 };
 use ventana_notifier::{Output, OutputBody, fold_event};
-use ventana_service::client::Start;
-use ventana_service::config::NatsOptions;
 
 use crate::live::ConversationArg;
 use crate::log::{LiveLog, Logged, Position, events, file_events, valid};

@@ -6,9 +6,10 @@ use anyhow::Context;
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use ventana_core::{Channel, ConversationKey, ConversationToken, Event};
-use ventana_service::client::Start;
-use ventana_service::config::NatsOptions;
+use ventana_bus::NatsOptions;
+use ventana_bus::client::Start;
+use ventana_core::{Channel, ConversationKey, ConversationToken, Event, Timestamp};
+use ventana_notifier::OutputBody;
 use ventana_wire::subjects::{self, OUT_STREAM};
 
 use crate::log::{LiveLog, Selection, Since, events};
@@ -87,9 +88,9 @@ pub async fn import(
             }
         }
     }
-    let client = ventana_service::nats::connect(nats, "ventana-import").await?;
+    let client = ventana_bus::connect(nats, "ventana-import").await?;
     let js = jetstream::new(client);
-    let fresh = ventana_service::client::publish_events(&js, &events, partitions).await?;
+    let fresh = ventana_bus::client::publish_events(&js, &events, partitions).await?;
     eprintln!(
         "published {} events ({fresh} new, {} already in the log){}",
         events.len(),
@@ -110,7 +111,7 @@ pub async fn tail(
     output_type: Option<&str>,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let client = ventana_service::nats::connect(nats, "ventana-tail").await?;
+    let client = ventana_bus::connect(nats, "ventana-tail").await?;
     let js = jetstream::new(client);
     let stream = js
         .get_stream(OUT_STREAM)
@@ -152,40 +153,39 @@ fn human(text: &str) -> String {
     let Ok(output) = ventana_wire::parse_output(text) else {
         return text.to_owned();
     };
-    let json: Value = serde_json::from_str(text).unwrap_or_default();
-    let what = match json["type"].as_str().unwrap_or_default() {
-        "state_changed" => format!(
+    let instant = |at: Option<Timestamp>| at.map_or("-".to_owned(), |at| at.to_string());
+    let what = match &output.body {
+        OutputBody::StateChanged {
+            from,
+            to,
+            window,
+            window_ends_at,
+            ..
+        } => format!(
             "{} -> {} ({}, until {})",
-            json["from"].as_str().unwrap_or(""),
-            json["to"].as_str().unwrap_or(""),
-            json["window"].as_str().unwrap_or(""),
-            json["window_ends_at"].as_str().unwrap_or("-")
+            from.as_str(),
+            to.as_str(),
+            window.as_str(),
+            instant(*window_ends_at)
         ),
-        "outbound_accepted" => format!(
-            "{} accepted as {}",
-            json["message_id"].as_str().unwrap_or(""),
-            json["messaging_type"].as_str().unwrap_or("")
-        ),
-        "outbound_held" => format!(
-            "{} held until {}",
-            json["message_id"].as_str().unwrap_or(""),
-            json["until"].as_str().unwrap_or("")
-        ),
-        "delivery_failed" => format!(
-            "{} NOT DELIVERED {}: {}",
-            json["message_id"].as_str().unwrap_or(""),
-            json["reason"].as_str().unwrap_or(""),
-            json["detail"].as_str().unwrap_or("")
-        ),
-        "auto_reply" => format!(
-            "auto-reply requested: {}",
-            json["trigger"].as_str().unwrap_or("")
-        ),
-        "window_closing" => format!(
-            "window closes at {}",
-            json["closes_at"].as_str().unwrap_or("")
-        ),
-        other => other.to_owned(),
+        OutputBody::OutboundAccepted {
+            message_id,
+            messaging_type,
+            ..
+        } => format!("{message_id} accepted as {}", messaging_type.as_str()),
+        OutputBody::OutboundHeld { message_id, until } => {
+            format!("{message_id} held until {until}")
+        }
+        OutputBody::DeliveryFailed {
+            message_id,
+            reason,
+            detail,
+            ..
+        } => format!("{message_id} NOT DELIVERED {}: {detail}", reason.as_str()),
+        OutputBody::AutoReply { trigger, .. } => {
+            format!("auto-reply requested: {}", trigger.as_str())
+        }
+        OutputBody::WindowClosing { closes_at, .. } => format!("window closes at {closes_at}"),
     };
     format!(
         "{}  {:<16}  {}  {what}",
@@ -197,7 +197,7 @@ fn human(text: &str) -> String {
 
 /// Sends one request to the API and prints the JSON reply; false when it is an error.
 pub async fn request(nats: &NatsOptions, subject: &str, body: Value) -> anyhow::Result<bool> {
-    let client = ventana_service::nats::connect(nats, "ventana-cli").await?;
+    let client = ventana_bus::connect(nats, "ventana-cli").await?;
     let reply = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         client.request(subject.to_owned(), body.to_string().into()),

@@ -6,9 +6,9 @@ use std::fmt;
 
 use anyhow::Context;
 use async_nats::jetstream;
+use ventana_bus::NatsOptions;
+use ventana_bus::client::{Start, Stored, logged_event, read_log};
 use ventana_core::{ConversationToken, Event, Policy, Timestamp, validate};
-use ventana_service::client::{Start, Stored, logged_event, read_log};
-use ventana_service::config::NatsOptions;
 use ventana_wire::WireError;
 use ventana_wire::subjects;
 
@@ -31,9 +31,7 @@ impl LiveLog {
             .enable_all()
             .build()?;
         let js = runtime.block_on(async {
-            anyhow::Ok(jetstream::new(
-                ventana_service::nats::connect(nats, name).await?,
-            ))
+            anyhow::Ok(jetstream::new(ventana_bus::connect(nats, name).await?))
         })?;
         Ok(Self { runtime, js })
     }

@@ -10,9 +10,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ventana::load_policy;
 use ventana::log::{LiveLog, events};
 use ventana::replay::{Format, ReplayOptions, replay, replay_log};
+use ventana_bus::NatsOptions;
+use ventana_bus::client::Start;
 use ventana_core::{ConversationToken, Timestamp};
-use ventana_service::client::Start;
-use ventana_service::config::NatsOptions;
 
 /// Knows, for every customer conversation on Meta channels, what may still be sent and until
 /// when.
@@ -283,9 +283,7 @@ fn run_live(command: Command) -> anyhow::Result<ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Dev(_)) {
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        ventana_bus::log_to_stderr("warn", false);
     }
     let result = match cli.command {
         Command::Replay(args) => run_replay(args),

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use rustc_hash::FxHashMap;
+use ventana_bus::NatsOptions;
+use ventana_bus::client::Start;
 use ventana_core::{Conversation, ConversationToken, Policy};
-use ventana_service::client::Start;
-use ventana_service::config::NatsOptions;
 use ventana_store::{Commit, Indexed, Store};
 use ventana_wire::subjects::IN_STREAM;
 

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use ventana_bus::NatsOptions;
+use ventana_bus::client::Start;
 use ventana_core::Event;
 use ventana_notifier::{Fold, Output, OutputBody};
-use ventana_service::client::Start;
-use ventana_service::config::NatsOptions;
 
 use crate::log::{LiveLog, Logged, Selection, events};
 

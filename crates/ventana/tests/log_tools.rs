@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use ventana_bus::client::{publish_events, read_stream};
+use ventana_bus::now;
 use ventana_core::{Event, Policy};
-use ventana_service::client::{publish_events, read_stream};
-use ventana_service::clock::now;
 use ventana_store::Store;
 use ventana_tests::service::{
     Live, Settled, example, live, policy_file, publish_live, published_outputs, settle,

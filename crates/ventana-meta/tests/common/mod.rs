@@ -7,7 +7,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use sha2::Sha256;
-use ventana_service::config::NatsOptions;
+use ventana_bus::NatsOptions;
 use ventana_tests::nats::{NatsServer, free_port};
 
 pub const SECRET: &str = "app-secret";
@@ -58,9 +58,7 @@ pub fn config(nats: &NatsServer, graph_url: Option<String>) -> ventana_meta::Con
 pub async fn streams_only(nats: &NatsServer) -> async_nats::jetstream::Context {
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let scratch = tempfile::tempdir().unwrap();
-    let config = ventana_tests::service::config(&nats.url(), scratch.path(), None);
-    ventana_service::nats::declare(&js, &config, 0)
+    ventana_bus::streams::declare_streams(&js, &Default::default())
         .await
         .unwrap();
     js

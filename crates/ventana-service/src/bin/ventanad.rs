@@ -17,6 +17,6 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    ventana_service::log_to_stderr("info", cli.log_json);
-    ventana_service::run(cli.config, ventana_service::shutdown_signal()).await
+    ventana_bus::log_to_stderr("info", cli.log_json);
+    ventana_service::run(cli.config, ventana_bus::shutdown_signal()).await
 }

@@ -1,4 +1,4 @@
-//! What other programs (the `ventana` CLI, adapters, tests) do with ventana's streams:
+//! What programs (ventanad, the `ventana` CLI, adapters, tests) do with ventana's streams:
 //! publish input events, read a stream back.
 
 use std::time::Duration;
