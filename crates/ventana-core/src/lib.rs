@@ -12,6 +12,7 @@ mod event;
 mod key;
 mod memory;
 mod policy;
+mod rule;
 mod time;
 mod view;
 
@@ -25,5 +26,6 @@ pub use event::{
 pub use key::{Channel, ConversationKey, ConversationToken};
 pub use memory::{DEDUPE_HORIZON, MEMORY};
 pub use policy::{ChannelPolicy, NotifierPolicy, Policy, Rate, TAG_DEPRECATION, TagPolicy};
+pub use rule::Rule;
 pub use time::{Span, Timestamp, TimestampError};
 pub use view::{State, View, Window};

@@ -3,7 +3,7 @@
 
 use ventana_core::{
     Alarm, Cause, Channel, ConversationKey, Effect, EffectKind, Event, EventBody, MessageKind,
-    Outbound, PlatformErrorClass, Policy, Reason, Rejection, State, Verdict, Window,
+    Outbound, PlatformErrorClass, Policy, Reason, Rejection, Rule, State, Verdict, Window,
 };
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -108,7 +108,8 @@ fn bodies(
             source: Source::Policy,
             reason: Reason::HoldExpired,
             detail: format!(
-                "R11: the customer did not accept the conversation before the held message's private-reply allowance closed at {until}."
+                "{}: the customer did not accept the conversation before the held message's private-reply allowance closed at {until}.",
+                Rule::R11
             ),
             suggestion: suggestion(&key.channel, Reason::HoldExpired, policy),
             error: None,
@@ -124,18 +125,23 @@ fn bodies(
                 (PlatformErrorClass::WindowClosed, Some(at)) => (
                     Reason::WindowExpired,
                     format!(
-                        "R13: the platform reported the messaging window closed (error {code}), so the window is treated as closed at {at}, the message's decision time."
+                        "{}: the platform reported the messaging window closed (error {code}), so the window is treated as closed at {at}, the message's decision time.",
+                        Rule::R13
                     ),
                 ),
                 (PlatformErrorClass::RecipientUnavailable, _) => (
                     Reason::RecipientUnavailable,
                     format!(
-                        "R13: the platform reported the recipient unavailable (error {code}); the conversation is unchanged."
+                        "{}: the platform reported the recipient unavailable (error {code}); the conversation is unchanged.",
+                        Rule::R13
                     ),
                 ),
                 _ => (
                     Reason::PlatformError,
-                    format!("R13: the platform reported the message failed (error {code})."),
+                    format!(
+                        "{}: the platform reported the message failed (error {code}).",
+                        Rule::R13
+                    ),
                 ),
             };
             vec![OutputBody::DeliveryFailed {
@@ -259,56 +265,92 @@ fn policy_detail(
     match rejection.reason {
         Reason::NoCustomerMessage => match outbound.map(|o| (o.kind, o.comment_id.as_deref())) {
             Some((_, Some(comment))) => format!(
-                "R1/R11: there is no customer comment {comment} in this conversation to send a private reply to."
+                "{}/{}: there is no customer comment {comment} in this conversation to send a private reply to.",
+                Rule::R1,
+                Rule::R11
             ),
-            Some((MessageKind::PrivateReply, None)) => "R11: a private reply answers one customer comment, and this one names no comment (`comment_id`).".to_owned(),
-            _ => "R1: the customer has never written in this conversation, and only the customer can start it.".to_owned(),
+            Some((MessageKind::PrivateReply, None)) => format!(
+                "{}: a private reply answers one customer comment, and this one names no comment (`comment_id`).",
+                Rule::R11
+            ),
+            _ => format!(
+                "{}: the customer has never written in this conversation, and only the customer can start it.",
+                Rule::R1
+            ),
         },
         Reason::WindowExpired => match at {
             Some(at) if rejection.cut_by_platform => format!(
-                "R4/R13: the platform reported the messaging window closed, so it counts as closed at {at} (when the refused message was decided), and no other window is open on {channel}."
+                "{}/{}: the platform reported the messaging window closed, so it counts as closed at {at} (when the refused message was decided), and no other window is open on {channel}.",
+                Rule::R4,
+                Rule::R13
             ),
             Some(at) => format!(
-                "R4: the {standard} standard window from the customer's last message closed at {at}, and no other window is open on {channel}."
+                "{}: the {standard} standard window from the customer's last message closed at {at}, and no other window is open on {channel}.",
+                Rule::R4
             ),
-            None => format!("R4: no messaging window is open on {channel}."),
+            None => format!("{}: no messaging window is open on {channel}.", Rule::R4),
         },
         Reason::ExtendedWindowExpired => format!(
-            "R7: the {extension} human-agent extension after the customer's last message{} (the {standard} standard window before it too), and only a new customer message reopens the conversation.",
+            "{}: the {extension} human-agent extension after the customer's last message{} (the {standard} standard window before it too), and only a new customer message reopens the conversation.",
+            Rule::R7,
             closed(at)
         ),
         Reason::HumanAgentRequiresHuman => format!(
-            "R7: the {standard} standard window{}, and only a human agent may answer in the {extension} human-agent extension.",
+            "{}: the {standard} standard window{}, and only a human agent may answer in the {extension} human-agent extension.",
+            Rule::R7,
             closed(at)
         ),
         Reason::TagNotAllowed => format!(
-            "R8: the tag {tag} is not allowed on {channel} at this time, and the {standard} standard window{}.",
+            "{}: the tag {tag} is not allowed on {channel} at this time, and the {standard} standard window{}.",
+            Rule::R8,
             match at {
                 Some(at) => format!(" closed at {at}"),
                 None => " is not open".to_owned(),
             }
         ),
         Reason::TagRateLimited => {
-            format!("R9: the rate limit of the {tag} tag on {channel} is reached for this conversation.")
+            format!(
+                "{}: the rate limit of the {tag} tag on {channel} is reached for this conversation.",
+                Rule::R9
+            )
         }
         Reason::TemplateNotSupported => {
-            format!("R6/R8: templates cannot be sent on {channel} under the current policy.")
+            format!(
+                "{}/{}: templates cannot be sent on {channel} under the current policy.",
+                Rule::R6,
+                Rule::R8
+            )
         }
         Reason::PrivateReplyUsed => {
-            format!("R11: the one private reply allowed for comment {comment} has already been sent.")
+            format!(
+                "{}: the one private reply allowed for comment {comment} has already been sent.",
+                Rule::R11
+            )
         }
         Reason::PrivateReplyExpired => format!(
-            "R11: the private-reply allowance for comment {comment}{}.",
+            "{}: the private-reply allowance for comment {comment}{}.",
+            Rule::R11,
             closed(at)
         ),
-        Reason::AwaitingCustomerAcceptance => "R11: the private reply to the customer's comment has been used, and further messages are not delivered until the customer writes a direct message.".to_owned(),
+        Reason::AwaitingCustomerAcceptance => format!(
+            "{}: the private reply to the customer's comment has been used, and further messages are not delivered until the customer writes a direct message.",
+            Rule::R11
+        ),
         Reason::HoldExpired => format!(
-            "R11: the customer did not accept the conversation before the private-reply allowance{}.",
+            "{}: the customer did not accept the conversation before the private-reply allowance{}.",
+            Rule::R11,
             closed(at)
         ),
-        Reason::ConversationClosed => "R5: the conversation is closed, and only templates and public comment replies may be sent until the customer writes again.".to_owned(),
+        Reason::ConversationClosed => format!(
+            "{}: the conversation is closed, and only templates and public comment replies may be sent until the customer writes again.",
+            Rule::R5
+        ),
         Reason::RecipientUnavailable | Reason::PlatformError => {
-            format!("R13: the platform refused the message ({}).", rejection.reason.as_str())
+            format!(
+                "{}: the platform refused the message ({}).",
+                Rule::R13,
+                rejection.reason.as_str()
+            )
         }
     }
 }

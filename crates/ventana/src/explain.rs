@@ -12,10 +12,10 @@ use anyhow::Context;
 use ventana_bus::NatsOptions;
 use ventana_bus::client::Start;
 use ventana_core::{
-    Channel, Conversation, ConversationKey, ConversationToken, Event, EventBody, MessagingType,
-    Origin, Policy, Timestamp, View,
+    Acceptance, Channel, Conversation, ConversationKey, ConversationToken, Event, EventBody,
+    Origin, Policy, Rule, Timestamp, View,
 };
-use ventana_notifier::{Output, OutputBody, fold_event};
+use ventana_notifier::{Output, OutputBody, Source, fold_event};
 
 use crate::live::ConversationArg;
 use crate::log::{LiveLog, Logged, Position, events, file_events, valid};
@@ -75,90 +75,113 @@ impl Actor {
     }
 }
 
+/// What became of one outbound message, as `explain` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    Held,
+    NotDelivered,
+}
+
+impl Outcome {
+    /// `delivered`, `held`, `not delivered`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Held => "held",
+            Self::NotDelivered => "not delivered",
+        }
+    }
+
+    /// The CSS class of the page (`verdict-delivered`, `verdict-held`, `verdict-failed`).
+    pub fn class(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Held => "held",
+            Self::NotDelivered => "failed",
+        }
+    }
+}
+
 /// What was decided about one outbound message, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Decision {
+pub struct Ruling {
     pub message_id: String,
-    /// `delivered`, `held` or `not delivered`.
-    pub verdict: &'static str,
+    pub outcome: Outcome,
     /// e.g. `response`, `message_tag human_agent`, or the failure reason.
     pub how: String,
-    /// The rule that decided it (`R4`, `R7`, ...).
-    pub rule: String,
+    /// The rule that decided it.
+    pub rule: Rule,
     pub detail: Option<String>,
     pub suggestion: Option<String>,
 }
 
-impl Decision {
+impl Ruling {
     pub fn delivered(&self) -> bool {
-        self.verdict == "delivered"
+        self.outcome == Outcome::Delivered
     }
 
     pub fn failed(&self) -> bool {
-        self.verdict == "not delivered"
+        self.outcome == Outcome::NotDelivered
     }
 
     fn of(output: &Output, channel: &Channel) -> Option<Self> {
+        let decided = output.body.decision()?;
+        let message_id = decided.message_id().to_owned();
         Some(match &output.body {
             OutputBody::OutboundAccepted {
-                message_id,
                 messaging_type,
                 tag,
+                comment_id,
+                window_ends_at,
                 ..
-            } => Decision {
-                message_id: message_id.clone(),
-                verdict: "delivered",
+            } => Ruling {
+                message_id,
+                outcome: Outcome::Delivered,
                 how: match tag {
                     Some(tag) => format!("{} {}", messaging_type.as_str(), tag.as_str()),
                     None => messaging_type.as_str().to_owned(),
                 },
-                rule: acceptance_rule(*messaging_type, tag.map(|t| t.as_str()), channel).to_owned(),
+                rule: Acceptance {
+                    messaging_type: *messaging_type,
+                    tag: *tag,
+                    comment_id: comment_id.clone(),
+                    window_ends_at: *window_ends_at,
+                }
+                .rule(channel),
                 detail: None,
                 suggestion: None,
             },
-            OutputBody::OutboundHeld { message_id, until } => Decision {
-                message_id: message_id.clone(),
-                verdict: "held",
+            OutputBody::OutboundHeld { until, .. } => Ruling {
+                message_id,
+                outcome: Outcome::Held,
                 how: format!("until {until}"),
-                rule: "R11".to_owned(),
+                rule: Rule::R11,
                 detail: Some(format!(
-                    "R11: the private reply has been used; the message waits until the customer writes a direct message, at the latest until {until}."
+                    "{}: the private reply has been used; the message waits until the customer writes a direct message, at the latest until {until}.",
+                    Rule::R11
                 )),
                 suggestion: None,
             },
             OutputBody::DeliveryFailed {
-                message_id,
+                source,
                 reason,
                 detail,
                 suggestion,
                 ..
-            } => Decision {
-                message_id: message_id.clone(),
-                verdict: "not delivered",
+            } => Ruling {
+                message_id,
+                outcome: Outcome::NotDelivered,
                 how: reason.as_str().to_owned(),
-                rule: detail.split(':').next().unwrap_or_default().to_owned(),
+                rule: match source {
+                    Source::Platform => Rule::R13,
+                    Source::Policy => reason.rule(),
+                },
                 detail: Some(detail.clone()),
                 suggestion: Some(suggestion.as_str().to_owned()),
             },
             _ => return None,
         })
-    }
-}
-
-/// The rule under which a message was accepted.
-fn acceptance_rule(
-    messaging_type: MessagingType,
-    tag: Option<&str>,
-    channel: &Channel,
-) -> &'static str {
-    match (messaging_type, tag) {
-        (MessagingType::Response, _) => "R2",
-        (MessagingType::MessageTag, Some("human_agent")) => "R7",
-        (MessagingType::MessageTag, _) => "R8",
-        (MessagingType::Template, _) if *channel == Channel::WhatsApp => "R6",
-        (MessagingType::Template, _) => "R8",
-        (MessagingType::PrivateReply, _) => "R11",
-        (MessagingType::CommentReply, _) => "R10",
     }
 }
 
@@ -174,7 +197,7 @@ pub struct Row {
     pub duplicate: bool,
     pub before: View,
     pub after: View,
-    pub decisions: Vec<Decision>,
+    pub decisions: Vec<Ruling>,
     /// Auto-reply requests and warnings.
     pub notes: Vec<String>,
 }
@@ -338,7 +361,7 @@ impl Timeline {
                     after,
                     decisions: group
                         .iter()
-                        .filter_map(|o| Decision::of(o, &event.conversation.channel))
+                        .filter_map(|o| Ruling::of(o, &event.conversation.channel))
                         .collect(),
                     notes: group.iter().filter_map(|o| note(o)).collect(),
                 });
@@ -361,7 +384,7 @@ impl Timeline {
                 after: conversation.view(),
                 decisions: own
                     .iter()
-                    .filter_map(|o| Decision::of(o, &event.conversation.channel))
+                    .filter_map(|o| Ruling::of(o, &event.conversation.channel))
                     .collect(),
                 notes: own.iter().filter_map(|o| note(o)).collect(),
             });
@@ -370,7 +393,7 @@ impl Timeline {
     }
 
     /// The rows deciding `message_id`.
-    pub fn decisions_of(&self, message_id: &str) -> Vec<(&Row, &Decision)> {
+    pub fn decisions_of(&self, message_id: &str) -> Vec<(&Row, &Ruling)> {
         self.rows
             .iter()
             .flat_map(|row| row.decisions.iter().map(move |d| (row, d)))
@@ -404,19 +427,22 @@ impl Palette {
         }
     }
 
-    fn decision(&self, decision: &Decision) -> Style {
-        match decision.verdict {
-            "delivered" => AnsiColor::Green.on_default(),
-            "held" => AnsiColor::Yellow.on_default(),
-            _ => AnsiColor::Red.on_default().bold(),
+    fn decision(&self, ruling: &Ruling) -> Style {
+        match ruling.outcome {
+            Outcome::Delivered => AnsiColor::Green.on_default(),
+            Outcome::Held => AnsiColor::Yellow.on_default(),
+            Outcome::NotDelivered => AnsiColor::Red.on_default().bold(),
         }
     }
 }
 
-fn decision_text(decision: &Decision) -> String {
+fn decision_text(decision: &Ruling) -> String {
     let mut text = format!(
         "{} {}: {} [{}]",
-        decision.message_id, decision.verdict, decision.how, decision.rule
+        decision.message_id,
+        decision.outcome.as_str(),
+        decision.how,
+        decision.rule
     );
     if let Some(suggestion) = decision.suggestion.as_deref().filter(|s| *s != "none") {
         text.push_str(&format!(" suggestion: {suggestion}"));
@@ -512,7 +538,7 @@ fn print_message(
             out,
             "{} {} at {}: {} [{}]",
             palette.paint(Style::new().bold(), &format!("message {message_id}")),
-            palette.paint(palette.decision(decision), decision.verdict),
+            palette.paint(palette.decision(decision), decision.outcome.as_str()),
             row.at,
             decision.how,
             decision.rule

@@ -44,6 +44,7 @@ tr.failed td { background: #fde2e2; }
 tr.deadline td { color: #7a5a12; }
 .verdict-failed { color: #b00020; font-weight: 600; }
 .verdict-delivered { color: #2f7d3b; }
+.verdict-held { color: #7a5a12; }
 .legend text { font-size: 11px; fill: #4a5560; }
 "#;
 
@@ -180,7 +181,7 @@ fn svg(timeline: &Timeline, out: &mut String) {
             row.what,
             row.decisions
                 .iter()
-                .map(|d| format!("; {} {} [{}]", d.verdict, d.how, d.rule))
+                .map(|d| format!("; {} {} [{}]", d.outcome.as_str(), d.how, d.rule))
                 .collect::<String>()
         ));
         let id = escape(row.event_id.as_deref().unwrap_or(""));
@@ -258,19 +259,15 @@ fn table(timeline: &Timeline, out: &mut String) {
         }
         let mut notes = String::new();
         for decision in &row.decisions {
-            let verdict = if decision.failed() {
-                "failed"
-            } else {
-                "delivered"
-            };
+            let verdict = decision.outcome.class();
             let _ = write!(
                 notes,
                 r#"<div class="decision" data-message="{}"><span class="verdict-{verdict}">{} {}</span>: {} [{}]"#,
                 escape(&decision.message_id),
                 escape(&decision.message_id),
-                decision.verdict,
+                decision.outcome.as_str(),
                 escape(&decision.how),
-                escape(&decision.rule)
+                decision.rule
             );
             if let Some(detail) = &decision.detail {
                 let _ = write!(notes, r#"<div class="detail">{}</div>"#, escape(detail));
