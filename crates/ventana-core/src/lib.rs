@@ -10,12 +10,12 @@ mod decision;
 mod effect;
 mod event;
 mod key;
-mod memory;
 mod policy;
 mod rule;
 mod time;
 mod view;
 
+pub use conversation::memory::{DEDUPE_HORIZON, MEMORY};
 pub use conversation::{Allowed, Applied, Conversation, Invalid, Snapshot, validate};
 pub use decision::{Acceptance, MessagingType, Reason, Rejection, Verdict};
 pub use effect::{Alarm, Cause, Effect, EffectKind};
@@ -24,7 +24,6 @@ pub use event::{
     PlatformErrorClass, Sender, Status, Tag, Unsendable,
 };
 pub use key::{Channel, ConversationKey, ConversationToken};
-pub use memory::{DEDUPE_HORIZON, MEMORY};
 pub use policy::{ChannelPolicy, NotifierPolicy, Policy, Rate, TAG_DEPRECATION, TagPolicy};
 pub use rule::Rule;
 pub use time::{Span, Timestamp, TimestampError};

@@ -84,7 +84,7 @@ pub fn replay_log(
         outputs.clear();
         let applied = fold.apply(&event, &mut outputs);
         match applied {
-            Ok(Applied::Applied) => summary.events += 1,
+            Ok(Applied::New) => summary.events += 1,
             Ok(Applied::Duplicate) => summary.duplicates += 1,
             Err(invalid) => {
                 summary.invalid += 1;
