@@ -30,8 +30,8 @@ use ventana_notifier::OutputBody;
 use ventana_wire::api::{ApiError, ApiErrorCode, DecisionReply, Reply, parse_decision_reply};
 use ventana_wire::subjects::{API_SEND, OUT_STREAM, output_subject};
 
+use crate::app::{App, bucket_key, sent_key};
 use crate::graph::{self, Accepted};
-use crate::server::{App, bucket_key, sent_key};
 
 /// An answer other than a decision: an HTTP status and `{"error": {"code", "message"}}`.
 #[derive(Debug)]

@@ -2,6 +2,8 @@
 //! the send gateway out (ventana decides, the Graph API delivers).
 #![forbid(unsafe_code)]
 
+mod app;
+pub mod config;
 pub mod gateway;
 pub mod graph;
 pub mod metrics;

@@ -13,8 +13,8 @@ use sha2::Sha256;
 use tracing::{info, warn};
 use ventana_core::{Event, EventBody, Origin};
 
+use crate::app::{App, sent_key};
 use crate::normalise::normalise;
-use crate::server::{App, sent_key};
 
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct Handshake {

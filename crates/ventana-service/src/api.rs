@@ -10,7 +10,7 @@ use async_nats::jetstream;
 use async_nats::service::ServiceExt;
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tracing::warn;
 use ventana_core::{Conversation, EventBody, Timestamp};
 use ventana_notifier::{advance_to, fold_event};
@@ -98,7 +98,7 @@ async fn check(shared: &Shared, payload: &[u8]) -> Reply {
 }
 
 async fn send(
-    shared: Arc<Shared>,
+    shared: &Shared,
     js: &jetstream::Context,
     partitions: u32,
     timeout: Duration,
@@ -110,8 +110,7 @@ async fn send(
     }
     let event = outbound_event(request, None)?;
     let token = event.conversation.token();
-    let (sender, receiver) = oneshot::channel();
-    shared.wait_for(token, event.id.clone(), sender);
+    let (_waiting, receiver) = shared.wait_for(token, event.id.clone());
     let mut headers = HeaderMap::new();
     headers.insert(MSG_ID, event.id.as_str());
     let published = async {
@@ -126,7 +125,6 @@ async fn send(
     .await;
     match published {
         Ok(ack) if ack.duplicate => {
-            shared.forget_wait(token, &event.id);
             return Err(ApiError::new(
                 ApiErrorCode::Duplicate,
                 format!(
@@ -137,7 +135,6 @@ async fn send(
         }
         Ok(_) => {}
         Err(error) => {
-            shared.forget_wait(token, &event.id);
             return Err(ApiError::new(
                 ApiErrorCode::Unavailable,
                 format!("cannot log the message: {error}"),
@@ -146,16 +143,13 @@ async fn send(
     }
     match tokio::time::timeout(timeout, receiver).await {
         Ok(Ok(answer)) => Ok(answer.json),
-        _ => {
-            shared.forget_wait(token, &event.id);
-            Err(ApiError::new(
-                ApiErrorCode::Timeout,
-                format!(
-                    "message {} was logged but not decided within {timeout:?} (a duplicate id is never decided twice)",
-                    event.id
-                ),
-            ))
-        }
+        _ => Err(ApiError::new(
+            ApiErrorCode::Timeout,
+            format!(
+                "message {} was logged but not decided within {timeout:?} (a duplicate id is never decided twice)",
+                event.id
+            ),
+        )),
     }
 }
 
@@ -241,9 +235,7 @@ pub async fn run(
             let reply = match subject.as_str() {
                 subjects::API_STATE => state(&shared, &payload).await,
                 subjects::API_CHECK => check(&shared, &payload).await,
-                subjects::API_SEND => {
-                    send(shared.clone(), &js, partitions, send_timeout, &payload).await
-                }
+                subjects::API_SEND => send(&shared, &js, partitions, send_timeout, &payload).await,
                 subjects::API_EXPIRING => expiring(&shared, &payload).await,
                 _ => Err(ApiError::bad_request(format!("unknown endpoint {subject}"))),
             };

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use tokio::sync::{Notify, oneshot, watch};
-use tracing::{error, info, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 use ventana_core::{ConversationToken, Policy};
 use ventana_store::Store;
 
@@ -55,23 +55,20 @@ impl Shared {
         }
     }
 
+    /// Registers a `send` caller waiting for the decision on `message_id`; the wait ends
+    /// (and is forgotten) when the returned guard is dropped.
     fn wait_for(
         &self,
         token: ConversationToken,
         message_id: String,
-        sender: oneshot::Sender<SendAnswer>,
-    ) {
+    ) -> (Waiting<'_>, oneshot::Receiver<SendAnswer>) {
+        let (sender, receiver) = oneshot::channel();
+        let key = (token, message_id);
         self.waiters
             .lock()
             .expect("waiters lock")
-            .insert((token, message_id), sender);
-    }
-
-    fn forget_wait(&self, token: ConversationToken, message_id: &str) {
-        self.waiters
-            .lock()
-            .expect("waiters lock")
-            .remove(&(token, message_id.to_owned()));
+            .insert(key.clone(), sender);
+        (Waiting { shared: self, key }, receiver)
     }
 
     fn resolve(&self, answers: Vec<(ConversationToken, String, SendAnswer)>) {
@@ -95,6 +92,50 @@ impl Shared {
     fn consumer_alive(&self) -> bool {
         let seen = self.consumer_seen.load(Ordering::Relaxed);
         clock::now().unix_nanos() - seen < 60_000_000_000
+    }
+}
+
+/// Reports the consumer's lag every 5 s until the service stops.
+async fn watch_lag(
+    shared: Arc<Shared>,
+    mut consumer: async_nats::jetstream::consumer::Consumer<
+        async_nats::jetstream::consumer::pull::Config,
+    >,
+    mut stopped: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    loop {
+        if let Ok(info) = consumer.info().await {
+            shared.metrics.consumer_lag.set(info.num_pending as i64);
+        }
+        if pause_or_stop(&mut stopped, std::time::Duration::from_secs(5)).await {
+            return Ok(());
+        }
+    }
+}
+
+/// Waits `pause`, or until the service stops: true when it stops.
+pub(crate) async fn pause_or_stop(
+    stopped: &mut watch::Receiver<bool>,
+    pause: std::time::Duration,
+) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => false,
+        _ = stopped.changed() => true,
+    }
+}
+
+/// A `send` caller's wait for a decision; dropping it forgets the wait (a decision already
+/// delivered removed it before).
+struct Waiting<'a> {
+    shared: &'a Shared,
+    key: (ConversationToken, String),
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut waiters) = self.shared.waiters.lock() {
+            waiters.remove(&self.key);
+        }
     }
 }
 
@@ -125,57 +166,48 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let (committed, to_publish) = tokio::sync::mpsc::channel::<outbox::Rows>(64);
-    tasks.spawn(pipeline::run(
-        shared.clone(),
-        js.clone(),
-        consumer.clone(),
-        committed,
-        config.replicas.max(1),
-        config.batch.max(1),
-        stopped.clone(),
-    ));
-    tasks.spawn(outbox::run(
-        shared.clone(),
-        js.clone(),
-        to_publish,
-        stopped.clone(),
-    ));
-    tasks.spawn(clock::run(
-        shared.clone(),
-        js.clone(),
-        config.partitions,
-        stopped.clone(),
-    ));
-    tasks.spawn(api::run(
-        shared.clone(),
-        client.clone(),
-        js.clone(),
-        config.partitions,
-        config.send_timeout,
-        stopped.clone(),
-    ));
-    tasks.spawn(http::run(
-        shared.clone(),
-        client.clone(),
-        listener,
-        stopped.clone(),
-    ));
-    {
-        let shared = shared.clone();
-        let mut stopped = stopped.clone();
-        let mut consumer = consumer;
-        tasks.spawn(async move {
-            loop {
-                if let Ok(info) = consumer.info().await {
-                    shared.metrics.consumer_lag.set(info.num_pending as i64);
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
-                    _ = stopped.changed() => return Ok(()),
-                }
-            }
-        });
-    }
+    tasks.spawn(
+        pipeline::Consumer::new(
+            shared.clone(),
+            js.clone(),
+            consumer.clone(),
+            committed,
+            config.replicas.max(1),
+            config.batch.max(1),
+            stopped.clone(),
+        )
+        .run()
+        .instrument(info_span!("consumer")),
+    );
+    tasks.spawn(
+        outbox::run(shared.clone(), js.clone(), to_publish, stopped.clone())
+            .instrument(info_span!("outbox")),
+    );
+    tasks.spawn(
+        clock::run(
+            shared.clone(),
+            js.clone(),
+            config.partitions,
+            stopped.clone(),
+        )
+        .instrument(info_span!("clock")),
+    );
+    tasks.spawn(
+        api::run(
+            shared.clone(),
+            client.clone(),
+            js.clone(),
+            config.partitions,
+            config.send_timeout,
+            stopped.clone(),
+        )
+        .instrument(info_span!("api")),
+    );
+    tasks.spawn(
+        http::run(shared.clone(), client.clone(), listener, stopped.clone())
+            .instrument(info_span!("http")),
+    );
+    tasks.spawn(watch_lag(shared.clone(), consumer, stopped.clone()).instrument(info_span!("lag")));
 
     let mut failure = None;
     tokio::pin!(shutdown);

@@ -1,4 +1,4 @@
-//! The consumer: decode → fold (the same `fold_event` as `ventana replay`, with the
+//! The consumer ([`Consumer`]): decode → fold (the same `fold_event` as `ventana replay`, with the
 //! JetStream timestamp as `logged_at`) → one sled commit per batch holding states, index
 //! entries, outbox rows and the checkpoint → flush → ack.
 //!
@@ -164,178 +164,299 @@ async fn to_dlq(js: &jetstream::Context, bad: &[(&Incoming, WireError)]) -> anyh
     Ok(())
 }
 
-/// Consumes VENTANA_IN until `shutdown` turns true, finishing the batch in hand.
-pub async fn run(
+/// Where a delivered batch stands against the checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Order {
+    /// Every message past the checkpoint follows the one before (`new`: there is one).
+    InOrder { new: bool },
+    /// Messages were delivered and lost before `first`: read again from the checkpoint.
+    Gap { first: u64 },
+}
+
+/// Checks that the messages past `checkpoint` come strictly in log order. Only a consumer
+/// just (re)created at `checkpoint + 1` may start further on: the messages between were
+/// deleted from the log.
+fn order(sequences: impl IntoIterator<Item = u64>, checkpoint: u64, fresh_consumer: bool) -> Order {
+    let mut expected = checkpoint + 1;
+    for sequence in sequences.into_iter().filter(|s| *s > checkpoint) {
+        let may_skip = fresh_consumer && expected == checkpoint + 1;
+        if sequence != expected && !may_skip {
+            return Order::Gap { first: sequence };
+        }
+        expected = sequence + 1;
+    }
+    Order::InOrder {
+        new: expected > checkpoint + 1,
+    }
+}
+
+/// What to do after a batch.
+enum Next {
+    /// Pull the next batch from the same stream.
+    Continue,
+    /// Recreate the consumer at `checkpoint + 1` and pull from there.
+    Reset,
+    /// Stop: the service is stopping.
+    Stop,
+}
+
+/// ventanad's consumer of VENTANA_IN: open the pull stream, gather a batch, check its
+/// order, decode (bad input to the DLQ), fold and commit, hand the rows to the outbox,
+/// ack.
+pub struct Consumer {
     shared: Arc<Shared>,
     js: jetstream::Context,
-    mut consumer: jetstream::consumer::Consumer<pull::Config>,
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    /// Where committed outbox rows go.
     committed: tokio::sync::mpsc::Sender<crate::outbox::Rows>,
     replicas: usize,
     batch: usize,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let mut checkpoint = {
-        let store = shared.store.clone();
-        tokio::task::spawn_blocking(move || store.checkpoint()).await??
-    };
-    info!(checkpoint, "consuming VENTANA_IN");
-    // Set when the consumer was just recreated at `checkpoint + 1`: a first delivery
-    // further on then means the messages between were deleted from the log.
-    let mut fresh_consumer = true;
-    let mut publisher_gone = false;
-    // Set after a stream error or a gap: the consumer is recreated at `checkpoint + 1`, so
-    // messages delivered but lost are read again at once (not after the ack wait).
-    let mut reset = false;
-    'reconnect: loop {
-        if reset {
-            match crate::nats::consumer_after(&js, checkpoint, replicas).await {
+    shutdown: watch::Receiver<bool>,
+    /// The last sequence sled holds.
+    checkpoint: u64,
+    /// The consumer was just (re)created at `checkpoint + 1`.
+    fresh_consumer: bool,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("checkpoint", &self.checkpoint)
+            .field("batch", &self.batch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    pub fn new(
+        shared: Arc<Shared>,
+        js: jetstream::Context,
+        consumer: jetstream::consumer::Consumer<pull::Config>,
+        committed: tokio::sync::mpsc::Sender<crate::outbox::Rows>,
+        replicas: usize,
+        batch: usize,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            shared,
+            js,
+            consumer,
+            committed,
+            replicas,
+            batch,
+            shutdown,
+            checkpoint: 0,
+            fresh_consumer: true,
+        }
+    }
+
+    /// Consumes VENTANA_IN until the service stops, finishing the batch in hand.
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        self.checkpoint = {
+            let store = self.shared.store.clone();
+            tokio::task::spawn_blocking(move || store.checkpoint()).await??
+        };
+        info!(checkpoint = self.checkpoint, "consuming VENTANA_IN");
+        let mut reset = false;
+        loop {
+            if reset {
+                // After a stream error or a gap: messages delivered but lost are read again
+                // at once, not after the ack wait.
+                if !self.recreate().await {
+                    return Ok(());
+                }
+            }
+            let Some(mut chunks) = self.open().await else {
+                return Ok(());
+            };
+            reset = loop {
+                match self.next_batch(&mut chunks).await? {
+                    Next::Continue => {}
+                    Next::Reset => break true,
+                    Next::Stop => return Ok(()),
+                }
+            };
+        }
+    }
+
+    /// Recreates the consumer at `checkpoint + 1`, retrying; false when stopping first.
+    async fn recreate(&mut self) -> bool {
+        loop {
+            match crate::nats::consumer_after(&self.js, self.checkpoint, self.replicas).await {
                 Ok(fresh) => {
-                    consumer = fresh;
-                    fresh_consumer = true;
-                    reset = false;
+                    self.consumer = fresh;
+                    self.fresh_consumer = true;
+                    return true;
                 }
-                Err(error) => {
-                    warn!(%error, "cannot recreate the consumer; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'reconnect,
-                        _ = shutdown.changed() => return Ok(()),
-                    }
-                }
+                Err(error) => warn!(%error, "cannot recreate the consumer; retrying"),
+            }
+            if crate::pause_or_stop(&mut self.shutdown, Duration::from_secs(1)).await {
+                return false;
             }
         }
-        let messages = match consumer
-            .stream()
-            .max_messages_per_batch(batch)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await
-        {
-            Ok(messages) => messages,
-            Err(error) => {
-                warn!(%error, "cannot pull from VENTANA_IN; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'reconnect,
-                    _ = shutdown.changed() => return Ok(()),
-                }
-            }
-        };
-        let mut chunks = messages.ready_chunks(batch);
+    }
+
+    /// Opens the pull stream, retrying; `None` when stopping first.
+    async fn open(&mut self) -> Option<Chunks> {
         loop {
-            shared.touch_consumer();
-            let chunk = tokio::select! {
-                biased;
-                _ = shutdown.changed() => return Ok(()),
-                chunk = chunks.next() => chunk,
-            };
-            let Some(mut chunk) = chunk else {
-                reset = true;
-                continue 'reconnect;
-            };
-            // Under load, fill the batch while messages keep arriving (one sled flush and
-            // one ack for all of them); when traffic pauses for a millisecond, go.
-            while chunk.len() < batch {
-                match tokio::time::timeout(GATHER_PAUSE, chunks.next()).await {
-                    Ok(Some(more)) => chunk.extend(more),
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            let started = Instant::now();
-            let mut delivered = Vec::with_capacity(chunk.len());
-            for message in chunk {
-                match message {
-                    Ok(message) => delivered.push(message),
-                    Err(error) => {
-                        debug!(%error, "pull stream interrupted; reopening");
-                        reset = true;
-                        if delivered.is_empty() {
-                            continue 'reconnect;
-                        }
-                        break;
-                    }
-                }
-            }
-            let mut incoming = Vec::with_capacity(delivered.len());
-            for message in &delivered {
-                incoming.push(Incoming::of(message)?);
-            }
-            // Apply strictly in log order. A gap means messages were delivered and lost (a
-            // NATS restart, a redelivery pending behind newer ones): start again from the
-            // checkpoint rather than skip them.
-            let mut expected = checkpoint + 1;
-            let mut gap = None;
-            for sequence in incoming
-                .iter()
-                .map(|i| i.sequence)
-                .filter(|s| *s > checkpoint)
+            match self
+                .consumer
+                .stream()
+                .max_messages_per_batch(self.batch)
+                .heartbeat(Duration::from_secs(5))
+                .expires(Duration::from_secs(30))
+                .messages()
+                .await
             {
-                if sequence != expected && !(fresh_consumer && expected == checkpoint + 1) {
-                    gap = Some(sequence);
+                Ok(messages) => return Some(messages.ready_chunks(self.batch)),
+                Err(error) => warn!(%error, "cannot pull from VENTANA_IN; retrying"),
+            }
+            if crate::pause_or_stop(&mut self.shutdown, Duration::from_secs(1)).await {
+                return None;
+            }
+        }
+    }
+
+    /// Gathers one batch and carries it all the way: checked, decoded, folded, committed,
+    /// acked.
+    async fn next_batch(&mut self, chunks: &mut Chunks) -> anyhow::Result<Next> {
+        self.shared.touch_consumer();
+        let chunk = tokio::select! {
+            biased;
+            _ = self.shutdown.changed() => return Ok(Next::Stop),
+            chunk = chunks.next() => chunk,
+        };
+        let Some(mut chunk) = chunk else {
+            return Ok(Next::Reset);
+        };
+        // Under load, fill the batch while messages keep arriving (one sled flush and one
+        // ack for all of them); when traffic pauses for a millisecond, go.
+        while chunk.len() < self.batch {
+            match tokio::time::timeout(GATHER_PAUSE, chunks.next()).await {
+                Ok(Some(more)) => chunk.extend(more),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let mut next = Next::Continue;
+        let mut delivered = Vec::with_capacity(chunk.len());
+        for message in chunk {
+            match message {
+                Ok(message) => delivered.push(message),
+                Err(error) => {
+                    debug!(%error, "pull stream interrupted; reopening");
+                    next = Next::Reset;
                     break;
                 }
-                expected = sequence + 1;
-            }
-            if let Some(first) = gap {
-                warn!(
-                    checkpoint,
-                    first, "gap in delivery; re-reading from the checkpoint"
-                );
-                reset = true;
-                continue 'reconnect;
-            }
-            if expected > checkpoint + 1 {
-                fresh_consumer = false;
-            }
-            let last_sequence = incoming
-                .iter()
-                .map(|i| i.sequence)
-                .max()
-                .unwrap_or(checkpoint);
-            let mut events = Vec::with_capacity(incoming.len());
-            let mut bad = Vec::new();
-            for item in incoming.iter().filter(|i| i.sequence > checkpoint) {
-                match decode(item, &shared) {
-                    Ok(event) => events.push((item.sequence, event)),
-                    Err(error) => {
-                        shared.metrics.reason(&shared.metrics.dlq, error.reason());
-                        warn!(sequence = item.sequence, subject = %item.subject, reason = error.reason(), %error, "bad input copied to the DLQ");
-                        bad.push((item, error));
-                    }
-                }
-            }
-            if !bad.is_empty() {
-                to_dlq(&js, &bad).await?;
-            }
-            if last_sequence > checkpoint {
-                let worker = shared.clone();
-                let folded = tokio::task::spawn_blocking(move || {
-                    fold_batch(&worker, &events, last_sequence)
-                })
-                .await
-                .context("the fold panicked")??;
-                checkpoint = last_sequence;
-                shared.metrics.outbox_depth.inc_by(folded.rows.len() as i64);
-                // The publisher stops only when the service does; its rows stay in sled.
-                publisher_gone = committed.send(folded.rows).await.is_err();
-                shared.clock_wake.notify_one();
-                shared.resolve(folded.answers);
-            }
-            if let Some(last) = delivered.last() {
-                // AckPolicy::All: acking the last message acks the whole batch.
-                if let Err(error) = last.ack().await {
-                    warn!(%error, "ack failed; the batch will be redelivered and skipped");
-                }
-            }
-            shared
-                .metrics
-                .batch_seconds
-                .observe(started.elapsed().as_secs_f64());
-            if publisher_gone {
-                return Ok(());
-            }
-            if reset {
-                continue 'reconnect;
             }
         }
+        if delivered.is_empty() {
+            return Ok(next);
+        }
+        let incoming = delivered
+            .iter()
+            .map(Incoming::of)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        // Apply strictly in log order. A gap means messages were delivered and lost (a NATS
+        // restart, a redelivery pending behind newer ones): start again from the checkpoint
+        // rather than skip them.
+        match order(
+            incoming.iter().map(|i| i.sequence),
+            self.checkpoint,
+            self.fresh_consumer,
+        ) {
+            Order::Gap { first } => {
+                warn!(
+                    checkpoint = self.checkpoint,
+                    first, "gap in delivery; re-reading from the checkpoint"
+                );
+                return Ok(Next::Reset);
+            }
+            Order::InOrder { new } => self.fresh_consumer &= !new,
+        }
+        let publisher_gone = self.fold(&incoming).await?;
+        if let Some(last) = delivered.last() {
+            // AckPolicy::All: acking the last message acks the whole batch.
+            if let Err(error) = last.ack().await {
+                warn!(%error, "ack failed; the batch will be redelivered and skipped");
+            }
+        }
+        self.shared
+            .metrics
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(if publisher_gone { Next::Stop } else { next })
+    }
+
+    /// Decodes the messages past the checkpoint (bad input to the DLQ first), folds and
+    /// commits them, and hands the rows to the outbox. True when the outbox publisher is
+    /// gone (the service is stopping).
+    async fn fold(&mut self, incoming: &[Incoming]) -> anyhow::Result<bool> {
+        let checkpoint = self.checkpoint;
+        let last_sequence = incoming
+            .iter()
+            .map(|i| i.sequence)
+            .max()
+            .unwrap_or(checkpoint);
+        let mut events = Vec::with_capacity(incoming.len());
+        let mut bad = Vec::new();
+        for item in incoming.iter().filter(|i| i.sequence > checkpoint) {
+            match decode(item, &self.shared) {
+                Ok(event) => events.push((item.sequence, event)),
+                Err(error) => {
+                    self.shared
+                        .metrics
+                        .reason(&self.shared.metrics.dlq, error.reason());
+                    warn!(sequence = item.sequence, subject = %item.subject, reason = error.reason(), %error, "bad input copied to the DLQ");
+                    bad.push((item, error));
+                }
+            }
+        }
+        if !bad.is_empty() {
+            to_dlq(&self.js, &bad).await?;
+        }
+        if last_sequence <= checkpoint {
+            return Ok(false);
+        }
+        let worker = self.shared.clone();
+        let folded =
+            tokio::task::spawn_blocking(move || fold_batch(&worker, &events, last_sequence))
+                .await
+                .context("the fold panicked")??;
+        self.checkpoint = last_sequence;
+        self.shared
+            .metrics
+            .outbox_depth
+            .inc_by(folded.rows.len() as i64);
+        // The publisher stops only when the service does; its rows stay in sled.
+        let publisher_gone = self.committed.send(folded.rows).await.is_err();
+        self.shared.clock_wake.notify_one();
+        self.shared.resolve(folded.answers);
+        Ok(publisher_gone)
+    }
+}
+
+/// The pull stream in batches.
+type Chunks = futures::stream::ReadyChunks<jetstream::consumer::pull::Stream>;
+
+#[cfg(test)]
+mod tests {
+    use super::{Order, order};
+
+    #[test]
+    fn messages_past_the_checkpoint_must_follow_each_other() {
+        assert_eq!(order([5, 6, 7], 4, false), Order::InOrder { new: true });
+        // Redelivered messages at or below the checkpoint are skipped, not a gap.
+        assert_eq!(order([3, 4, 5], 4, false), Order::InOrder { new: true });
+        assert_eq!(order([2, 3], 4, false), Order::InOrder { new: false });
+        assert_eq!(order([5, 7], 4, false), Order::Gap { first: 7 });
+        assert_eq!(order([6], 4, false), Order::Gap { first: 6 });
+    }
+
+    #[test]
+    fn only_a_fresh_consumer_may_start_further_on() {
+        // Messages 5..9 were deleted from the log.
+        assert_eq!(order([10, 11], 4, true), Order::InOrder { new: true });
+        assert_eq!(order([10, 12], 4, true), Order::Gap { first: 12 });
     }
 }

@@ -142,6 +142,14 @@ impl ConversationRef {
         }
     }
 
+    /// How a request names it: `("conversation", {..})` or `("token", "..")`.
+    pub fn field(&self) -> (&'static str, Value) {
+        match self {
+            Self::Key(key) => ("conversation", conversation_value(key)),
+            Self::Token(token) => ("token", Value::String(token.to_string())),
+        }
+    }
+
     /// The conversation's token.
     pub fn token(&self) -> ConversationToken {
         match self {

@@ -8,7 +8,7 @@ use ventana_bus::NatsOptions;
 use ventana_core::ConversationToken;
 use ventana_wire::subjects::{IN_STREAM, OUT_STREAM};
 
-use crate::live::ConversationArg;
+use crate::args::ConversationRef;
 use crate::log::{LiveLog, input_filter, output_filter};
 
 #[derive(Debug, clap::Args)]
@@ -55,15 +55,15 @@ async fn purge(js: &jetstream::Context, stream: &str, filter: String) -> anyhow:
 }
 
 pub fn run(args: EraseArgs) -> anyhow::Result<()> {
-    let conversation = ConversationArg::parse(&args.conversation)?;
+    let conversation = crate::args::conversation(&args.conversation)?;
     let token: ConversationToken = conversation.token();
     let store = crate::rebuild::open_existing(&args.data, 16)?;
     let found = store.find(token)?;
     let log = LiveLog::connect(&args.nats, "ventana-erase")?;
     let js = log.js();
     let name = match &conversation {
-        ConversationArg::Key(key) => format!("{key} ({token})"),
-        ConversationArg::Token(token) => token.to_string(),
+        ConversationRef::Key(key) => format!("{key} ({token})"),
+        ConversationRef::Token(token) => token.to_string(),
     };
     let (events, outputs) = if args.yes {
         log.block_on(async {

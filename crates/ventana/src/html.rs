@@ -6,8 +6,8 @@ use std::fmt::Write;
 
 use ventana_core::{Timestamp, View, Window};
 
-use crate::explain::{Actor, Row, Timeline};
 use crate::table::describe_view;
+use crate::timeline::{Actor, Row, Timeline};
 
 const WIDTH: f64 = 1000.0;
 const LEFT: f64 = 110.0;

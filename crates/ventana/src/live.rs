@@ -5,65 +5,14 @@ use std::io::{BufRead, Write};
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull};
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use ventana_bus::NatsOptions;
 use ventana_bus::client::Start;
-use ventana_core::{Channel, ConversationKey, ConversationToken, Event, Timestamp};
+use ventana_core::{Event, Timestamp};
 use ventana_notifier::OutputBody;
 use ventana_wire::subjects::{self, OUT_STREAM};
 
 use crate::log::{LiveLog, Selection, Since, events};
-
-/// A conversation named on the command line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ConversationArg {
-    Key(ConversationKey),
-    Token(ConversationToken),
-}
-
-impl ConversationArg {
-    /// Reads `channel/account/channel_id/contact_id` or a 26-character token.
-    pub fn parse(text: &str) -> anyhow::Result<Self> {
-        if let Some(token) = ConversationToken::parse(text) {
-            return Ok(Self::Token(token));
-        }
-        let parts: Vec<&str> = text.splitn(4, '/').collect();
-        let [channel, account, channel_id, contact_id] = parts[..] else {
-            anyhow::bail!(
-                "a conversation is CHANNEL/ACCOUNT/CHANNEL_ID/CONTACT_ID (e.g. whatsapp/acme/15550001111/4915112345678) or its 26-character token"
-            );
-        };
-        let channel =
-            Channel::parse(channel).with_context(|| format!("unknown channel {channel:?}"))?;
-        Ok(Self::Key(ConversationKey::new(
-            channel, account, channel_id, contact_id,
-        )))
-    }
-
-    pub fn token(&self) -> ConversationToken {
-        match self {
-            Self::Key(key) => key.token(),
-            Self::Token(token) => *token,
-        }
-    }
-}
-
-/// The token of a conversation named on the command line.
-pub fn conversation_token(text: &str) -> anyhow::Result<ConversationToken> {
-    ConversationArg::parse(text).map(|c| c.token())
-}
-
-/// Reads `channel/account/channel_id/contact_id` or a 26-character token into the JSON a
-/// request names a conversation with.
-pub fn conversation_arg(text: &str) -> anyhow::Result<(&'static str, Value)> {
-    Ok(match ConversationArg::parse(text)? {
-        ConversationArg::Token(token) => ("token", Value::String(token.to_string())),
-        ConversationArg::Key(key) => (
-            "conversation",
-            json!({"channel": key.channel.to_string(), "account": key.account, "channel_id": key.channel_id, "contact_id": key.contact_id}),
-        ),
-    })
-}
 
 /// `ventana import`: every event of a JSONL file to its subject, awaiting acks.
 pub async fn import(

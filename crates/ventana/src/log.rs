@@ -12,7 +12,7 @@ use ventana_core::{ConversationToken, Event, Policy, Timestamp, validate};
 use ventana_wire::WireError;
 use ventana_wire::subjects;
 
-use crate::live::conversation_token;
+use crate::args::conversation_token;
 
 /// Batches in flight between the reader and the fold: bounds memory.
 const QUEUED_BATCHES: usize = 16;

@@ -246,7 +246,7 @@ fn run_live(command: Command) -> anyhow::Result<ExitCode> {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::State { conversation, nats } => {
-                let (field, value) = ventana::live::conversation_arg(&conversation)?;
+                let (field, value) = ventana::args::conversation_arg(&conversation)?;
                 ventana::live::request(
                     &nats,
                     ventana::live::STATE,
@@ -263,7 +263,7 @@ fn run_live(command: Command) -> anyhow::Result<ExitCode> {
                 comment_id,
                 nats,
             } => {
-                let (field, value) = ventana::live::conversation_arg(&conversation)?;
+                let (field, value) = ventana::args::conversation_arg(&conversation)?;
                 let mut body = serde_json::json!({ field: value, "sender": sender, "kind": kind });
                 if let Some(tag) = tag {
                     body["tag"] = tag.into();

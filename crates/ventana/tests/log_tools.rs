@@ -89,7 +89,7 @@ async fn replay_from_stream_and_export_reproduce_the_live_outputs() {
 
     // One conversation: only its subject is read, its outputs are the live ones.
     let key = "messenger/acme/page-100/psid-7001";
-    let token = ventana::live::conversation_token(key).unwrap().to_string();
+    let token = ventana::args::conversation_token(key).unwrap().to_string();
     let own: Vec<String> = published
         .iter()
         .filter(|o| o.contains(&format!(r#""id":"{token}-"#)))
@@ -607,7 +607,7 @@ async fn erase_removes_a_contact_from_the_log_and_the_projection_only() {
     service.stop().await.unwrap();
     let data = dir.path().join("data");
     let key = "whatsapp/acme/15550001111/4915112345678";
-    let token = ventana::live::conversation_token(key).unwrap();
+    let token = ventana::args::conversation_token(key).unwrap();
     let whatsapp_events = example("whatsapp").len();
 
     let dry = ventana(&[
@@ -675,7 +675,7 @@ async fn erase_removes_a_contact_from_the_log_and_the_projection_only() {
             "{left:?}"
         );
         let messenger =
-            ventana::live::conversation_token("messenger/acme/page-100/psid-7001").unwrap();
+            ventana::args::conversation_token("messenger/acme/page-100/psid-7001").unwrap();
         assert!(store.find(messenger).unwrap().state);
     }
     // What is left is consistent: the projection equals a replay of the remaining log.
