@@ -98,7 +98,10 @@ fn the_pure_crates_never_read_a_clock() {
         }
     }
     assert!(
-        files.iter().any(|p| p.ends_with("conversation/deadlines.rs")) && files.len() >= 16,
+        files
+            .iter()
+            .any(|p| p.ends_with("conversation/deadlines.rs"))
+            && files.len() >= 16,
         "only {} source files were checked",
         files.len()
     );

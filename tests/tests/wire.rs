@@ -91,16 +91,13 @@ fn every_output_type_and_reason_is_covered_by_generated_traffic() {
     for output in &outputs {
         let json: serde_json::Value = serde_json::from_str(&output_to_json(output)).unwrap();
         seen.insert(json["type"].as_str().unwrap().to_owned());
+        assert!(ventana_notifier::OutputBody::TYPES.contains(&output.body.type_name()));
         if let Some(reason) = json.get("reason") {
             seen.insert(reason.as_str().unwrap().to_owned());
         }
     }
-    for expected in [
-        "state_changed",
-        "outbound_accepted",
-        "delivery_failed",
-        "auto_reply",
-        "window_closing",
+    let types = ventana_notifier::OutputBody::TYPES;
+    for expected in types.into_iter().chain([
         "no_customer_message",
         "window_expired",
         "extended_window_expired",
@@ -110,8 +107,7 @@ fn every_output_type_and_reason_is_covered_by_generated_traffic() {
         "awaiting_customer_acceptance",
         "conversation_closed",
         "recipient_unavailable",
-        "outbound_held",
-    ] {
+    ]) {
         assert!(
             seen.contains(expected),
             "{expected} never produced; saw {seen:?}"
@@ -139,4 +135,46 @@ fn the_state_codec_refuses_other_versions_and_garbage() {
         decode_state(&[STATE_FORMAT, 0xff]),
         Err(CodecError::Corrupt(_))
     ));
+}
+
+/// Every text enum reads back what it writes, and no two of its values share a text.
+#[test]
+fn every_text_enum_reads_back_what_it_writes() {
+    fn round_trip<T: Copy + PartialEq + std::fmt::Debug>(
+        all: &[T],
+        as_str: fn(T) -> &'static str,
+        parse: fn(&str) -> Option<T>,
+    ) {
+        for &value in all {
+            assert_eq!(parse(as_str(value)), Some(value), "{value:?}");
+        }
+        let mut texts: Vec<&str> = all.iter().map(|v| as_str(*v)).collect();
+        texts.sort_unstable();
+        texts.dedup();
+        assert_eq!(texts.len(), all.len(), "two values share a text: {texts:?}");
+        assert_eq!(parse("no such value"), None);
+    }
+    use ventana_core::{
+        MessageKind, MessagingType, Origin, Reason, Rule, Sender, State, Status, Tag, Window,
+    };
+    use ventana_notifier::{Source, Suggestion, Trigger};
+    use ventana_wire::api::ApiErrorCode;
+    round_trip(State::ALL, State::as_str, State::parse);
+    round_trip(Window::ALL, Window::as_str, Window::parse);
+    round_trip(Tag::ALL, Tag::as_str, Tag::parse);
+    round_trip(Status::ALL, Status::as_str, Status::parse);
+    round_trip(Sender::ALL, Sender::as_str, Sender::parse);
+    round_trip(MessageKind::ALL, MessageKind::as_str, MessageKind::parse);
+    round_trip(Origin::ALL, Origin::as_str, Origin::parse);
+    round_trip(
+        MessagingType::ALL,
+        MessagingType::as_str,
+        MessagingType::parse,
+    );
+    round_trip(Reason::ALL, Reason::as_str, Reason::parse);
+    round_trip(Rule::ALL, Rule::as_str, Rule::parse);
+    round_trip(Source::ALL, Source::as_str, Source::parse);
+    round_trip(Suggestion::ALL, Suggestion::as_str, Suggestion::parse);
+    round_trip(Trigger::ALL, Trigger::as_str, Trigger::parse);
+    round_trip(ApiErrorCode::ALL, ApiErrorCode::as_str, ApiErrorCode::parse);
 }

@@ -35,29 +35,15 @@ pub enum MessagingType {
     CommentReply,
 }
 
-impl MessagingType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Response => "response",
-            Self::MessageTag => "message_tag",
-            Self::Template => "template",
-            Self::PrivateReply => "private_reply",
-            Self::CommentReply => "comment_reply",
-        }
+crate::text_enum!(
+    MessagingType {
+        Response => "response",
+        MessageTag => "message_tag",
+        Template => "template",
+        PrivateReply => "private_reply",
+        CommentReply => "comment_reply",
     }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::Response,
-            Self::MessageTag,
-            Self::Template,
-            Self::PrivateReply,
-            Self::CommentReply,
-        ]
-        .into_iter()
-        .find(|m| m.as_str() == text)
-    }
-}
+);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejection {
@@ -87,44 +73,21 @@ pub enum Reason {
     PlatformError,
 }
 
-impl Reason {
-    pub const ALL: [Reason; 14] = [
-        Reason::NoCustomerMessage,
-        Reason::WindowExpired,
-        Reason::ExtendedWindowExpired,
-        Reason::HumanAgentRequiresHuman,
-        Reason::TagNotAllowed,
-        Reason::TagRateLimited,
-        Reason::TemplateNotSupported,
-        Reason::PrivateReplyUsed,
-        Reason::PrivateReplyExpired,
-        Reason::AwaitingCustomerAcceptance,
-        Reason::HoldExpired,
-        Reason::ConversationClosed,
-        Reason::RecipientUnavailable,
-        Reason::PlatformError,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NoCustomerMessage => "no_customer_message",
-            Self::WindowExpired => "window_expired",
-            Self::ExtendedWindowExpired => "extended_window_expired",
-            Self::HumanAgentRequiresHuman => "human_agent_requires_human",
-            Self::TagNotAllowed => "tag_not_allowed",
-            Self::TagRateLimited => "tag_rate_limited",
-            Self::TemplateNotSupported => "template_not_supported",
-            Self::PrivateReplyUsed => "private_reply_used",
-            Self::PrivateReplyExpired => "private_reply_expired",
-            Self::AwaitingCustomerAcceptance => "awaiting_customer_acceptance",
-            Self::HoldExpired => "hold_expired",
-            Self::ConversationClosed => "conversation_closed",
-            Self::RecipientUnavailable => "recipient_unavailable",
-            Self::PlatformError => "platform_error",
-        }
+crate::text_enum!(
+    Reason {
+        NoCustomerMessage => "no_customer_message",
+        WindowExpired => "window_expired",
+        ExtendedWindowExpired => "extended_window_expired",
+        HumanAgentRequiresHuman => "human_agent_requires_human",
+        TagNotAllowed => "tag_not_allowed",
+        TagRateLimited => "tag_rate_limited",
+        TemplateNotSupported => "template_not_supported",
+        PrivateReplyUsed => "private_reply_used",
+        PrivateReplyExpired => "private_reply_expired",
+        AwaitingCustomerAcceptance => "awaiting_customer_acceptance",
+        HoldExpired => "hold_expired",
+        ConversationClosed => "conversation_closed",
+        RecipientUnavailable => "recipient_unavailable",
+        PlatformError => "platform_error",
     }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == text)
-    }
-}
+);

@@ -137,6 +137,8 @@ pub enum Sender {
     Automation,
 }
 
+crate::text_enum!(Sender { Agent => "agent", Automation => "automation" });
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MessageKind {
     /// Free-form direct message.
@@ -149,6 +151,15 @@ pub enum MessageKind {
     CommentReply,
 }
 
+crate::text_enum!(
+    MessageKind {
+        Message => "message",
+        Template => "template",
+        PrivateReply => "private_reply",
+        CommentReply => "comment_reply",
+    }
+);
+
 /// Messenger message tags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Tag {
@@ -158,27 +169,14 @@ pub enum Tag {
     PostPurchaseUpdate,
 }
 
-impl Tag {
-    pub const ALL: [Tag; 4] = [
-        Tag::HumanAgent,
-        Tag::AccountUpdate,
-        Tag::ConfirmedEventUpdate,
-        Tag::PostPurchaseUpdate,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::HumanAgent => "human_agent",
-            Self::AccountUpdate => "account_update",
-            Self::ConfirmedEventUpdate => "confirmed_event_update",
-            Self::PostPurchaseUpdate => "post_purchase_update",
-        }
+crate::text_enum!(
+    Tag {
+        HumanAgent => "human_agent",
+        AccountUpdate => "account_update",
+        ConfirmedEventUpdate => "confirmed_event_update",
+        PostPurchaseUpdate => "post_purchase_update",
     }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|tag| tag.as_str() == text)
-    }
-}
+);
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Origin {
@@ -188,6 +186,8 @@ pub enum Origin {
     /// Sent outside ventana (e.g. the native inbox) and reported back: recorded, never decided.
     Echo,
 }
+
+crate::text_enum!(Origin { Request => "request", Echo => "echo" });
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryStatus {
@@ -205,22 +205,14 @@ pub enum Status {
     Failed,
 }
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sent => "sent",
-            Self::Delivered => "delivered",
-            Self::Read => "read",
-            Self::Failed => "failed",
-        }
+crate::text_enum!(
+    Status {
+        Sent => "sent",
+        Delivered => "delivered",
+        Read => "read",
+        Failed => "failed",
     }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [Self::Sent, Self::Delivered, Self::Read, Self::Failed]
-            .into_iter()
-            .find(|s| s.as_str() == text)
-    }
-}
+);
 
 /// An error the platform reported for a message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,6 +12,7 @@ mod event;
 mod key;
 mod policy;
 mod rule;
+mod text;
 mod time;
 mod view;
 

@@ -44,52 +44,25 @@ pub enum Rule {
     R15,
 }
 
-impl Rule {
-    /// Every rule, in order.
-    pub const ALL: [Rule; 15] = [
-        Rule::R1,
-        Rule::R2,
-        Rule::R3,
-        Rule::R4,
-        Rule::R5,
-        Rule::R6,
-        Rule::R7,
-        Rule::R8,
-        Rule::R9,
-        Rule::R10,
-        Rule::R11,
-        Rule::R12,
-        Rule::R13,
-        Rule::R14,
-        Rule::R15,
-    ];
-
-    /// `R1` ... `R15`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rule::R1 => "R1",
-            Rule::R2 => "R2",
-            Rule::R3 => "R3",
-            Rule::R4 => "R4",
-            Rule::R5 => "R5",
-            Rule::R6 => "R6",
-            Rule::R7 => "R7",
-            Rule::R8 => "R8",
-            Rule::R9 => "R9",
-            Rule::R10 => "R10",
-            Rule::R11 => "R11",
-            Rule::R12 => "R12",
-            Rule::R13 => "R13",
-            Rule::R14 => "R14",
-            Rule::R15 => "R15",
-        }
+crate::text_enum!(
+    Rule {
+        R1 => "R1",
+        R2 => "R2",
+        R3 => "R3",
+        R4 => "R4",
+        R5 => "R5",
+        R6 => "R6",
+        R7 => "R7",
+        R8 => "R8",
+        R9 => "R9",
+        R10 => "R10",
+        R11 => "R11",
+        R12 => "R12",
+        R13 => "R13",
+        R14 => "R14",
+        R15 => "R15",
     }
-
-    /// Reads `R1` ... `R15`.
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|rule| rule.as_str() == text)
-    }
-}
+);
 
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -129,19 +102,5 @@ impl Acceptance {
             (MessagingType::PrivateReply, _) => Rule::R11,
             (MessagingType::CommentReply, _) => Rule::R10,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rules_read_back_as_written() {
-        for rule in Rule::ALL {
-            assert_eq!(Rule::parse(rule.as_str()), Some(rule));
-            assert_eq!(rule.to_string(), rule.as_str());
-        }
-        assert_eq!(Rule::parse("R16"), None);
     }
 }

@@ -23,35 +23,22 @@ pub enum State {
 }
 
 impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Open => "open",
-            Self::AwaitingCustomer => "awaiting_customer",
-            Self::ExtendedWindow => "extended_window",
-            Self::Expired => "expired",
-            Self::Closed => "closed",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::None,
-            Self::Open,
-            Self::AwaitingCustomer,
-            Self::ExtendedWindow,
-            Self::Expired,
-            Self::Closed,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
-    }
-
     /// A state customer activity starts a new session from.
     pub fn is_dormant(self) -> bool {
         matches!(self, Self::None | Self::Expired | Self::Closed)
     }
 }
+
+crate::text_enum!(
+    State {
+        None => "none",
+        Open => "open",
+        AwaitingCustomer => "awaiting_customer",
+        ExtendedWindow => "extended_window",
+        Expired => "expired",
+        Closed => "closed",
+    }
+);
 
 /// Which window the conversation is in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -68,29 +55,15 @@ pub enum Window {
     Unrestricted,
 }
 
-impl Window {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Standard => "standard",
-            Self::HumanAgent => "human_agent",
-            Self::PrivateReply => "private_reply",
-            Self::Unrestricted => "unrestricted",
-        }
+crate::text_enum!(
+    Window {
+        None => "none",
+        Standard => "standard",
+        HumanAgent => "human_agent",
+        PrivateReply => "private_reply",
+        Unrestricted => "unrestricted",
     }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::None,
-            Self::Standard,
-            Self::HumanAgent,
-            Self::PrivateReply,
-            Self::Unrestricted,
-        ]
-        .into_iter()
-        .find(|w| w.as_str() == text)
-    }
-}
+);
 
 /// The published face of a conversation: every change of it is a `state_changed`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -30,7 +30,7 @@ pub fn unsendable(key: &ConversationKey, kind: &str, names_a_comment: bool) -> O
             "custom:{name} is not a Meta channel; ventana-meta sends to whatsapp, messenger and instagram"
         ));
     }
-    let kind = ventana_wire::json::parse_kind(kind)?;
+    let kind = ventana_core::MessageKind::parse(kind)?;
     Unsendable::of(kind, names_a_comment, &key.channel).map(|why| why.to_string())
 }
 

@@ -55,6 +55,16 @@ pub enum OutputBody {
 }
 
 impl OutputBody {
+    /// Every `type` name, in the order of the variants.
+    pub const TYPES: [&'static str; 6] = [
+        "state_changed",
+        "outbound_accepted",
+        "outbound_held",
+        "delivery_failed",
+        "auto_reply",
+        "window_closing",
+    ];
+
     /// The `type` name in JSON and the subject (`ventana.out.<type>.<conv>`).
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -158,20 +168,12 @@ pub enum Source {
     Platform,
 }
 
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Policy => "policy",
-            Self::Platform => "platform",
-        }
+ventana_core::text_enum!(
+    Source {
+        Policy => "policy",
+        Platform => "platform",
     }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [Self::Policy, Self::Platform]
-            .into_iter()
-            .find(|s| s.as_str() == text)
-    }
-}
+);
 
 /// What an agent can do instead of a refused message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -182,27 +184,14 @@ pub enum Suggestion {
     None,
 }
 
-impl Suggestion {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SendTemplate => "send_template",
-            Self::WaitForCustomer => "wait_for_customer",
-            Self::UseHumanAgent => "use_human_agent",
-            Self::None => "none",
-        }
+ventana_core::text_enum!(
+    Suggestion {
+        SendTemplate => "send_template",
+        WaitForCustomer => "wait_for_customer",
+        UseHumanAgent => "use_human_agent",
+        None => "none",
     }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::SendTemplate,
-            Self::WaitForCustomer,
-            Self::UseHumanAgent,
-            Self::None,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
-    }
-}
+);
 
 /// Why ventana asks for an automatic message (R12).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -212,22 +201,10 @@ pub enum Trigger {
     WindowClosing,
 }
 
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ConversationOpened => "conversation_opened",
-            Self::AgentDelayed => "agent_delayed",
-            Self::WindowClosing => "window_closing",
-        }
+ventana_core::text_enum!(
+    Trigger {
+        ConversationOpened => "conversation_opened",
+        AgentDelayed => "agent_delayed",
+        WindowClosing => "window_closing",
     }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::ConversationOpened,
-            Self::AgentDelayed,
-            Self::WindowClosing,
-        ]
-        .into_iter()
-        .find(|t| t.as_str() == text)
-    }
-}
+);

@@ -18,13 +18,8 @@ pub fn render(
     policy: &Policy,
     out: &mut Vec<Output>,
 ) {
-    let mut start = 0;
-    while start < effects.len() {
-        let cause = effects[start].cause;
-        let end = effects[start..]
-            .iter()
-            .position(|e| e.cause != cause)
-            .map_or(effects.len(), |n| start + n);
+    for group in effects.chunk_by(|a, b| a.cause == b.cause) {
+        let cause = group[0].cause;
         let first = out.len();
         let caused_by = match cause {
             Cause::Event(id) => id.to_owned(),
@@ -40,7 +35,7 @@ pub fn render(
             ) => Some(o),
             _ => None,
         };
-        for effect in &effects[start..end] {
+        for effect in group {
             for body in bodies(key, outbound, effect, policy) {
                 out.push(Output {
                     id: String::new(),
@@ -56,7 +51,6 @@ pub fn render(
         for (index, output) in out[first..].iter_mut().enumerate() {
             output.id = output_id(&token, &caused_by, index);
         }
-        start = end;
     }
 }
 

@@ -9,6 +9,11 @@ use ventana_bus::parse_duration;
 use ventana_bus::streams::StreamSettings;
 use ventana_core::Policy;
 
+/// A count of 1 or more.
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
+}
+
 /// ventanad's configuration.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Config {
@@ -27,7 +32,7 @@ pub struct Config {
     #[arg(long, env = "VENTANA_PARTITIONS", default_value_t = ventana_wire::subjects::DEFAULT_PARTITIONS)]
     pub partitions: u32,
     /// Stream replicas for VENTANA_IN / VENTANA_OUT / VENTANA_DLQ (1 on a single node).
-    #[arg(long, env = "VENTANA_REPLICAS", default_value_t = 1)]
+    #[arg(long, env = "VENTANA_REPLICAS", default_value_t = 1, value_parser = at_least_one())]
     pub replicas: usize,
     /// How long VENTANA_IN drops a re-published event id: at least the longest retry an
     /// adapter may make.
@@ -38,7 +43,7 @@ pub struct Config {
     #[arg(long, env = "VENTANA_OUT_DUPLICATE_WINDOW", default_value = "2h", value_parser = parse_duration)]
     pub out_duplicate_window: Duration,
     /// Most events folded per batch (one sled flush and one ack per batch).
-    #[arg(long, env = "VENTANA_BATCH", default_value_t = 1000)]
+    #[arg(long, env = "VENTANA_BATCH", default_value_t = 1000, value_parser = at_least_one())]
     pub batch: usize,
     /// How long `send` waits for its decision.
     #[arg(long, env = "VENTANA_SEND_TIMEOUT", default_value = "5s", value_parser = parse_duration)]

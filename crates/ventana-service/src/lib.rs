@@ -172,8 +172,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             js.clone(),
             consumer.clone(),
             committed,
-            config.replicas.max(1),
-            config.batch.max(1),
+            config.replicas,
+            config.batch,
             stopped.clone(),
         )
         .run()

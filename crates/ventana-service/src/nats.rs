@@ -22,7 +22,7 @@ pub async fn declare(
     checkpoint: u64,
 ) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
     declare_streams(js, &config.streams()).await?;
-    consumer_after(js, checkpoint, config.replicas.max(1)).await
+    consumer_after(js, checkpoint, config.replicas).await
 }
 
 /// (Re)creates the durable consumer to deliver from `checkpoint + 1` on.

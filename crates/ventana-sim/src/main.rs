@@ -45,7 +45,7 @@ struct Cli {
     #[arg(long)]
     custom_channel: bool,
     /// Events per second.
-    #[arg(long, default_value_t = 100, conflicts_with = "max")]
+    #[arg(long, default_value_t = 100, conflicts_with = "max", value_parser = clap::value_parser!(u32).range(1..))]
     rate: u32,
     /// As fast as possible (publishing: as fast as JetStream acks).
     #[arg(long)]
@@ -84,7 +84,7 @@ impl Cli {
     }
 
     fn rate(&self) -> Option<u32> {
-        (!self.max).then_some(self.rate.max(1))
+        (!self.max).then_some(self.rate)
     }
 
     fn run_id(&self) -> String {

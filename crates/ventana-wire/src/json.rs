@@ -126,55 +126,6 @@ fn platform_error(raw: Option<RawError>) -> Result<Option<PlatformError>, WireEr
     .transpose()
 }
 
-fn parse_sender(text: &str) -> Option<Sender> {
-    match text {
-        "agent" => Some(Sender::Agent),
-        "automation" => Some(Sender::Automation),
-        _ => None,
-    }
-}
-
-pub(crate) fn sender_str(sender: Sender) -> &'static str {
-    match sender {
-        Sender::Agent => "agent",
-        Sender::Automation => "automation",
-    }
-}
-
-pub fn parse_kind(text: &str) -> Option<MessageKind> {
-    match text {
-        "message" => Some(MessageKind::Message),
-        "template" => Some(MessageKind::Template),
-        "private_reply" => Some(MessageKind::PrivateReply),
-        "comment_reply" => Some(MessageKind::CommentReply),
-        _ => None,
-    }
-}
-
-pub(crate) fn kind_str(kind: MessageKind) -> &'static str {
-    match kind {
-        MessageKind::Message => "message",
-        MessageKind::Template => "template",
-        MessageKind::PrivateReply => "private_reply",
-        MessageKind::CommentReply => "comment_reply",
-    }
-}
-
-fn parse_origin(text: &str) -> Option<Origin> {
-    match text {
-        "request" => Some(Origin::Request),
-        "echo" => Some(Origin::Echo),
-        _ => None,
-    }
-}
-
-pub(crate) fn origin_str(origin: Origin) -> &'static str {
-    match origin {
-        Origin::Request => "request",
-        Origin::Echo => "echo",
-    }
-}
-
 fn decode(line: &str) -> Result<RawEvent, WireError> {
     serde_json::from_str(line).map_err(|e| WireError::Undecodable(e.to_string()))
 }
@@ -202,8 +153,12 @@ fn event_of(raw: RawEvent) -> Result<Event, WireError> {
             comment_id: required(raw.comment_id, "comment_id")?,
         },
         "outbound_message" => EventBody::OutboundMessage(Outbound {
-            sender: vocabulary(&required(raw.sender, "sender")?, "sender", parse_sender)?,
-            kind: vocabulary(&required(raw.message_kind, "kind")?, "kind", parse_kind)?,
+            sender: vocabulary(&required(raw.sender, "sender")?, "sender", Sender::parse)?,
+            kind: vocabulary(
+                &required(raw.message_kind, "kind")?,
+                "kind",
+                MessageKind::parse,
+            )?,
             tag: raw
                 .tag
                 .map(|t| vocabulary(&t, "tag", Tag::parse))
@@ -211,7 +166,7 @@ fn event_of(raw: RawEvent) -> Result<Event, WireError> {
             comment_id: raw.comment_id,
             origin: raw
                 .origin
-                .map(|o| vocabulary(&o, "origin", parse_origin))
+                .map(|o| vocabulary(&o, "origin", Origin::parse))
                 .transpose()?
                 .unwrap_or_default(),
         }),
@@ -289,8 +244,8 @@ pub fn event_to_json(event: &Event) -> String {
         EventBody::CustomerComment { comment_id } => json!({"comment_id": comment_id}),
         EventBody::OutboundMessage(out) => {
             let mut fields = object(json!({
-                "sender": sender_str(out.sender),
-                "kind": kind_str(out.kind),
+                "sender": out.sender.as_str(),
+                "kind": out.kind.as_str(),
             }));
             if let Some(tag) = out.tag {
                 fields.insert("tag".into(), tag.as_str().into());
@@ -298,7 +253,7 @@ pub fn event_to_json(event: &Event) -> String {
             if let Some(comment_id) = &out.comment_id {
                 fields.insert("comment_id".into(), comment_id.clone().into());
             }
-            fields.insert("origin".into(), origin_str(out.origin).into());
+            fields.insert("origin".into(), out.origin.as_str().into());
             Value::Object(fields)
         }
         EventBody::DeliveryStatus(status) => {

@@ -11,7 +11,6 @@ use ventana_core::{
 use ventana_notifier::{Output, OutputBody, Source, Suggestion, Trigger};
 
 use crate::error::WireError;
-use crate::json::{kind_str, origin_str, parse_kind, sender_str};
 
 /// The generated types.
 #[allow(missing_debug_implementations, clippy::all, clippy::pedantic)]
@@ -66,12 +65,8 @@ enum_codec!(
     ventana_core::Sender,
     pb::Sender,
     "SENDER",
-    sender_str,
-    |s| match s {
-        "agent" => Some(ventana_core::Sender::Agent),
-        "automation" => Some(ventana_core::Sender::Automation),
-        _ => None,
-    }
+    ventana_core::Sender::as_str,
+    ventana_core::Sender::parse
 );
 enum_codec!(
     kind_to,
@@ -79,8 +74,8 @@ enum_codec!(
     ventana_core::MessageKind,
     pb::MessageKind,
     "MESSAGE_KIND",
-    kind_str,
-    parse_kind
+    ventana_core::MessageKind::as_str,
+    ventana_core::MessageKind::parse
 );
 enum_codec!(
     tag_to,
@@ -97,12 +92,8 @@ enum_codec!(
     ventana_core::Origin,
     pb::Origin,
     "ORIGIN",
-    origin_str,
-    |s| match s {
-        "request" => Some(ventana_core::Origin::Request),
-        "echo" => Some(ventana_core::Origin::Echo),
-        _ => None,
-    }
+    ventana_core::Origin::as_str,
+    ventana_core::Origin::parse
 );
 enum_codec!(
     status_to,

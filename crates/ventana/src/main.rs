@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand, ValueEnum};
 use ventana::load_policy;
 use ventana::log::{LiveLog, events};
@@ -13,6 +14,8 @@ use ventana::replay::{Format, ReplayOptions, replay, replay_log};
 use ventana_bus::NatsOptions;
 use ventana_bus::client::Start;
 use ventana_core::{ConversationToken, Timestamp};
+use ventana_core::{MessageKind, Sender, Tag};
+use ventana_notifier::OutputBody;
 
 /// Knows, for every customer conversation on Meta channels, what may still be sent and until
 /// when.
@@ -81,7 +84,7 @@ enum Command {
         #[arg(long)]
         from_start: bool,
         /// Only outputs of this type (state_changed, outbound_accepted, delivery_failed, ...).
-        #[arg(long = "type", value_name = "TYPE")]
+        #[arg(long = "type", value_name = "TYPE", value_parser = PossibleValuesParser::new(OutputBody::TYPES))]
         output_type: Option<String>,
         /// Print the JSON of each output instead of a line for people.
         #[arg(long)]
@@ -100,14 +103,14 @@ enum Command {
     Check {
         /// CHANNEL/ACCOUNT/CHANNEL_ID/CONTACT_ID, or the conversation's token.
         conversation: String,
-        /// Who sends: agent (a human) or automation.
-        #[arg(long, default_value = "agent")]
+        /// Who sends: a human agent or automation.
+        #[arg(long, default_value = "agent", value_parser = PossibleValuesParser::new(Sender::ALL.iter().map(|s| s.as_str())))]
         sender: String,
-        /// message, template, private_reply or comment_reply.
-        #[arg(long, default_value = "message")]
+        /// What is sent.
+        #[arg(long, default_value = "message", value_parser = PossibleValuesParser::new(MessageKind::ALL.iter().map(|k| k.as_str())))]
         kind: String,
-        /// human_agent, account_update, confirmed_event_update or post_purchase_update.
-        #[arg(long)]
+        /// A Messenger message tag.
+        #[arg(long, value_parser = PossibleValuesParser::new(Tag::ALL.iter().map(|t| t.as_str())))]
         tag: Option<String>,
         /// The comment a private or public reply answers.
         #[arg(long)]

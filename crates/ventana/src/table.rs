@@ -181,17 +181,12 @@ impl Table {
     }
 
     fn deadlines_where(&mut self, outputs: &[Output], keep: impl Fn(&Output) -> bool) {
-        let mut start = 0;
         let kept: Vec<&Output> = outputs.iter().filter(|o| keep(o)).collect();
-        while start < kept.len() {
-            let first = kept[start];
-            let end = kept[start..]
-                .iter()
-                .position(|o| {
-                    o.caused_by != first.caused_by || o.conversation != first.conversation
-                })
-                .map_or(kept.len(), |n| start + n);
-            let group = &kept[start..end];
+        let same_cause = |a: &&Output, b: &&Output| {
+            a.caused_by == b.caused_by && a.conversation == b.conversation
+        };
+        for group in kept.chunk_by(same_cause) {
+            let first = group[0];
             self.push_group(
                 first.occurred_at.to_string(),
                 first.conversation.to_string(),
@@ -199,7 +194,6 @@ impl Table {
                 state_after(group).unwrap_or_default(),
                 group,
             );
-            start = end;
         }
     }
 

@@ -300,14 +300,13 @@ impl Timeline {
             outputs.clear();
             let applied = fold_event(conversation, &event, policy, &mut outputs);
             // Deadlines that passed before the event: one row per deadline.
-            let mut start = 0;
-            while start < outputs.len() && outputs[start].caused_by != event.id {
-                let cause = &outputs[start].caused_by;
-                let end = outputs[start..]
-                    .iter()
-                    .position(|o| &o.caused_by != cause)
-                    .map_or(outputs.len(), |n| start + n);
-                let group: Vec<&Output> = outputs[start..end].iter().collect();
+            let first_own = outputs
+                .iter()
+                .position(|o| o.caused_by == event.id)
+                .unwrap_or(outputs.len());
+            let (fired, own) = outputs.split_at(first_own);
+            for group in fired.chunk_by(|a, b| a.caused_by == b.caused_by) {
+                let group: Vec<&Output> = group.iter().collect();
                 let after = last_view(&group).unwrap_or(view);
                 timeline.rows.push(Row {
                     at: group[0].occurred_at,
@@ -325,12 +324,11 @@ impl Timeline {
                     notes: group.iter().filter_map(|o| note(o)).collect(),
                 });
                 view = after;
-                start = end;
             }
             if matches!(event.body, EventBody::Tick { .. }) {
                 continue; // a logged tick shows as the deadlines it fired
             }
-            let own: Vec<&Output> = outputs[start..].iter().collect();
+            let own: Vec<&Output> = own.iter().collect();
             let (actor, what) = describe_event(&event);
             timeline.rows.push(Row {
                 at: event.decision_time(),
