@@ -15,7 +15,9 @@ pub struct Event {
     pub occurred_at: Timestamp,
     /// When the log received it (the JetStream timestamp in the live service).
     pub logged_at: Option<Timestamp>,
+    /// The conversation it belongs to.
     pub conversation: ConversationKey,
+    /// What happened.
     pub body: EventBody,
 }
 
@@ -26,26 +28,33 @@ impl Event {
     }
 }
 
+/// The kinds of input event, each with its own fields.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventBody {
     /// The customer wrote a direct message (text, media, call, story reply: any inbound).
     CustomerMessage,
     /// The customer commented publicly on a post of the business.
     CustomerComment {
+        /// The platform's id of the comment (what a private reply answers).
         comment_id: String,
     },
     /// The business sends (or, for echoes, has sent) a message. Its `id` is the message id.
     OutboundMessage(Outbound),
     /// The platform reports what became of a message.
     DeliveryStatus(DeliveryStatus),
+    /// An operator closed the conversation (R5).
     ConversationClosed {
+        /// Who closed it (an operator id, metadata only).
         by: Option<String>,
     },
+    /// An operator reopened a closed conversation (R5).
     ConversationReopened {
+        /// Who reopened it.
         by: Option<String>,
     },
     /// A deadline the service's clock saw pass; written by the service, accepted in files.
     Tick {
+        /// The deadline's instant.
         at: Timestamp,
     },
 }
@@ -65,13 +74,18 @@ impl EventBody {
     }
 }
 
+/// An outbound message's metadata: who sends what, how.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outbound {
+    /// A human agent or automation (R7 lets only humans use the extension).
     pub sender: Sender,
+    /// Free-form message, template, private reply or public comment reply.
     pub kind: MessageKind,
+    /// The message tag asked for, if any (R7, R8).
     pub tag: Option<Tag>,
     /// The comment a private reply or public comment reply answers.
     pub comment_id: Option<String>,
+    /// Asked of ventana, or an echo of a message sent elsewhere (R15).
     pub origin: Origin,
 }
 
@@ -129,6 +143,7 @@ impl std::fmt::Display for Unsendable {
 
 impl std::error::Error for Unsendable {}
 
+/// Who sends an outbound message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Sender {
     /// A human agent.
@@ -139,6 +154,7 @@ pub enum Sender {
 
 crate::text_enum!(Sender { Agent => "agent", Automation => "automation" });
 
+/// What an outbound message is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MessageKind {
     /// Free-form direct message.
@@ -163,9 +179,13 @@ crate::text_enum!(
 /// Messenger message tags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Tag {
+    /// `HUMAN_AGENT`: a human's answer within 7 days of the customer's message (R7).
     HumanAgent,
+    /// `ACCOUNT_UPDATE`: a change to the customer's account (R8).
     AccountUpdate,
+    /// `CONFIRMED_EVENT_UPDATE`: a reminder or update of an event they registered for (R8).
     ConfirmedEventUpdate,
+    /// `POST_PURCHASE_UPDATE`: an update on a purchase they made (R8).
     PostPurchaseUpdate,
 }
 
@@ -178,6 +198,7 @@ crate::text_enum!(
     }
 );
 
+/// Where an outbound message comes from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Origin {
     /// Asked of ventana: decided, then sent or refused.
@@ -189,19 +210,27 @@ pub enum Origin {
 
 crate::text_enum!(Origin { Request => "request", Echo => "echo" });
 
+/// The platform's report on one message (R13).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryStatus {
+    /// The message it reports on (ventana's id where the adapter could map it).
     pub message_id: String,
+    /// How far the message got.
     pub status: Status,
+    /// Why it failed, for `failed` reports that say.
     pub error: Option<PlatformError>,
 }
 
 /// Delivery progress; statuses only move forward and `Failed` is terminal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Status {
+    /// The platform accepted it.
     Sent,
+    /// It reached the customer's device.
     Delivered,
+    /// The customer read it.
     Read,
+    /// It was not delivered.
     Failed,
 }
 
@@ -217,8 +246,11 @@ crate::text_enum!(
 /// An error the platform reported for a message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlatformError {
+    /// The platform's error code (e.g. 131047, 10).
     pub code: i64,
+    /// Its subcode, where the platform gives one (e.g. 2018278).
     pub subcode: Option<i64>,
+    /// The platform's short title of the error (never message text).
     pub title: Option<String>,
 }
 
@@ -230,10 +262,12 @@ pub enum PlatformErrorClass {
     WindowClosed,
     /// WhatsApp 551: the recipient cannot be reached now; no state changes.
     RecipientUnavailable,
+    /// Any other error: the message failed, the conversation is unchanged.
     Other,
 }
 
 impl PlatformError {
+    /// What this error means on `channel`.
     pub fn class(&self, channel: &crate::Channel) -> PlatformErrorClass {
         use crate::Channel::*;
         match (channel, self.code, self.subcode) {

@@ -8,8 +8,11 @@ use xxhash_rust::xxh3::Xxh3Default;
 /// The channel a conversation runs on.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Channel {
+    /// WhatsApp Business (Cloud API): 24 h, templates, no extension (R6).
     WhatsApp,
+    /// Facebook Messenger, with the page's comments (R7, R8, R10, R11).
     Messenger,
+    /// Instagram Direct, with the account's comments (R7, R10, R11).
     Instagram,
     /// `custom:<name>`: a channel of the operator's own, with no window (unrestricted).
     Custom(String),
@@ -49,6 +52,7 @@ impl fmt::Display for Channel {
 /// Identifies one conversation: a contact on one business account of one channel.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ConversationKey {
+    /// The channel.
     pub channel: Channel,
     /// The business account (tenant) the conversation belongs to.
     pub account: String,
@@ -64,6 +68,7 @@ pub struct ConversationKey {
 pub struct ConversationToken(u128);
 
 impl ConversationKey {
+    /// A key from its four parts.
     pub fn new(
         channel: Channel,
         account: impl Into<String>,
@@ -115,10 +120,12 @@ impl ConversationToken {
         (self.0 % u128::from(count.max(1))) as u32
     }
 
+    /// The hash itself (for compact storage).
     pub fn as_u128(self) -> u128 {
         self.0
     }
 
+    /// The token of a hash read back from [`ConversationToken::as_u128`].
     pub fn from_u128(value: u128) -> Self {
         Self(value)
     }

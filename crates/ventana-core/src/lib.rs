@@ -4,6 +4,7 @@
 //! Nothing here performs I/O, spawns tasks or reads a clock: time is always an argument,
 //! and what happened comes out as [`Effect`] values.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod conversation;
 mod decision;

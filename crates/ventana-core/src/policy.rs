@@ -11,9 +11,13 @@ use crate::time::{Span, Timestamp};
 pub struct Policy {
     /// An event whose `occurred_at` is more than this after its decision time is invalid.
     pub max_clock_skew: Span,
+    /// WhatsApp's rules.
     pub whatsapp: ChannelPolicy,
+    /// Messenger's rules.
     pub messenger: ChannelPolicy,
+    /// Instagram Direct's rules.
     pub instagram: ChannelPolicy,
+    /// When ventana asks for auto-replies and warnings.
     pub notifier: NotifierPolicy,
 }
 
@@ -37,18 +41,25 @@ pub struct ChannelPolicy {
     pub human_agent_rate: Option<Rate>,
 }
 
+/// R8: one message tag allowed outside the standard window.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TagPolicy {
+    /// The tag.
     pub tag: Tag,
+    /// It is refused before this instant, if set.
     pub valid_from: Option<Timestamp>,
+    /// It is refused from this instant on, if set (Meta retires tags on a date).
     pub valid_until: Option<Timestamp>,
+    /// R9: its optional rate.
     pub rate: Option<Rate>,
 }
 
 /// R9: at most `count` messages per rolling `per`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rate {
+    /// How many messages.
     pub count: u32,
+    /// The rolling period they are counted over.
     pub per: Span,
 }
 
@@ -130,6 +141,7 @@ impl Policy {
         }
     }
 
+    /// The rules of `channel`, to change (`None` for custom channels).
     pub fn channel_mut(&mut self, channel: &Channel) -> Option<&mut ChannelPolicy> {
         match channel {
             Channel::WhatsApp => Some(&mut self.whatsapp),

@@ -34,14 +34,17 @@ impl fmt::Display for TimestampError {
 impl std::error::Error for TimestampError {}
 
 impl Timestamp {
+    /// The instant `nanos` nanoseconds after the Unix epoch.
     pub const fn from_unix_nanos(nanos: i64) -> Self {
         Self(nanos)
     }
 
+    /// The instant `seconds` seconds after the Unix epoch.
     pub const fn from_unix_seconds(seconds: i64) -> Self {
         Self(seconds * NANOS_PER_SECOND)
     }
 
+    /// Nanoseconds since the Unix epoch.
     pub const fn unix_nanos(self) -> i64 {
         self.0
     }
@@ -91,36 +94,45 @@ impl fmt::Display for Timestamp {
 }
 
 impl Span {
+    /// No time at all (turns optional periods off).
     pub const ZERO: Span = Span(0);
 
+    /// A span of `nanos` nanoseconds.
     pub const fn from_nanos(nanos: i64) -> Self {
         Self(nanos)
     }
 
+    /// A span of whole seconds.
     pub const fn from_seconds(seconds: i64) -> Self {
         Self(seconds * NANOS_PER_SECOND)
     }
 
+    /// A span of whole milliseconds.
     pub const fn from_millis(millis: i64) -> Self {
         Self(millis * 1_000_000)
     }
 
+    /// A span of whole minutes.
     pub const fn from_minutes(minutes: i64) -> Self {
         Self::from_seconds(minutes * 60)
     }
 
+    /// A span of whole hours.
     pub const fn from_hours(hours: i64) -> Self {
         Self::from_seconds(hours * 3600)
     }
 
+    /// A span of whole days (of 24 hours: UTC has no daylight saving).
     pub const fn from_days(days: i64) -> Self {
         Self::from_hours(days * 24)
     }
 
+    /// Its length in nanoseconds.
     pub const fn nanos(self) -> i64 {
         self.0
     }
 
+    /// True for [`Span::ZERO`].
     pub const fn is_zero(self) -> bool {
         self.0 == 0
     }

@@ -8,6 +8,7 @@ use crate::time::Timestamp;
 /// activity yet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum State {
+    /// No customer activity yet: nothing free-form may be sent (R1).
     #[default]
     None,
     /// A window is open and the customer is waiting for an answer.
@@ -43,6 +44,7 @@ crate::text_enum!(
 /// Which window the conversation is in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Window {
+    /// No window is open.
     #[default]
     None,
     /// 24 h (by default) from the customer's last message.
@@ -68,8 +70,12 @@ crate::text_enum!(
 /// The published face of a conversation: every change of it is a `state_changed`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct View {
+    /// The conversation's state.
     pub state: State,
+    /// The window it is in.
     pub window: Window,
+    /// When that window ends (`None` when there is none, or it never ends).
     pub window_ends_at: Option<Timestamp>,
+    /// Counts the times customer activity woke the conversation (0 before the first).
     pub session: u32,
 }

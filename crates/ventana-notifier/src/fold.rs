@@ -45,6 +45,7 @@ pub struct Fold {
 }
 
 impl Fold {
+    /// An empty fold deciding under `policy`.
     pub fn new(policy: Policy) -> Self {
         Self {
             policy,
@@ -52,6 +53,7 @@ impl Fold {
         }
     }
 
+    /// The policy it decides under.
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
@@ -77,6 +79,7 @@ impl Fold {
         }
     }
 
+    /// The conversation with `key`, if it has seen an event.
     pub fn conversation(&self, key: &ConversationKey) -> Option<&Conversation> {
         self.conversations.get(&key.token()).map(|c| &**c)
     }
@@ -103,10 +106,12 @@ impl Fold {
         snapshots
     }
 
+    /// How many conversations it holds.
     pub fn len(&self) -> usize {
         self.conversations.len()
     }
 
+    /// True before the first event.
     pub fn is_empty(&self) -> bool {
         self.conversations.is_empty()
     }

@@ -3,6 +3,7 @@
 //! `window_closing` behind their guards (docs/rules.md §1.3); and the one fold ([`fold_event`])
 //! that `ventana replay` and the live service share.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod fold;
 mod output;

@@ -4,52 +4,86 @@ use ventana_core::{
     ConversationKey, MessagingType, PlatformError, Reason, State, Tag, Timestamp, Window,
 };
 
+/// One event ventana publishes on `ventana.out.<type>.<conversation>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Output {
     /// Deterministic from the conversation, the cause and the position among that cause's
     /// outputs: the same log always gives the same ids.
     pub id: String,
+    /// The conversation it is about.
     pub conversation: ConversationKey,
+    /// The instant it happened at: the cause's decision time, or a deadline.
     pub occurred_at: Timestamp,
     /// The input event id, or `tick:<instant>`.
     pub caused_by: String,
+    /// What it says.
     pub body: OutputBody,
 }
 
+/// The six kinds of output, each with its fields (README "Events").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OutputBody {
+    /// The conversation's state, window or window end changed.
     StateChanged {
+        /// The state before.
         from: State,
+        /// The state now.
         to: State,
+        /// The window now.
         window: Window,
+        /// When that window ends.
         window_ends_at: Option<Timestamp>,
+        /// The session now.
         session: u32,
     },
+    /// An outbound message may be sent, and how.
     OutboundAccepted {
+        /// The message.
         message_id: String,
+        /// How to send it.
         messaging_type: MessagingType,
+        /// The tag to send it with.
         tag: Option<Tag>,
+        /// The comment it answers.
         comment_id: Option<String>,
+        /// The end of the window it was accepted under.
         window_ends_at: Option<Timestamp>,
     },
+    /// R11: an outbound message waits for the customer to accept the conversation.
     OutboundHeld {
+        /// The message.
         message_id: String,
+        /// When it fails if the customer has not written by then.
         until: Timestamp,
     },
+    /// An outbound message is not delivered: refused by the rules or reported by the
+    /// platform.
     DeliveryFailed {
+        /// The message.
         message_id: String,
+        /// Who refused it.
         source: Source,
+        /// Why.
         reason: Reason,
+        /// One sentence for the agent, citing the rule.
         detail: String,
+        /// What the agent can do instead.
         suggestion: Suggestion,
+        /// The platform's error, for platform reports that gave one.
         error: Option<PlatformError>,
     },
+    /// R12: ventana asks the automation service for an automatic message.
     AutoReply {
+        /// Why.
         trigger: Trigger,
+        /// Until when it can still be sent (the window's end).
         reply_by: Option<Timestamp>,
     },
+    /// R12: the standard window closes soon.
     WindowClosing {
+        /// When it closes.
         closes_at: Timestamp,
+        /// Whether the customer's last message is unanswered.
         customer_waiting: bool,
     },
 }
@@ -97,17 +131,25 @@ impl OutputBody {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decided<'a> {
     /// `outbound_accepted`: send it as the output says.
-    Accepted { message_id: &'a str },
+    Accepted {
+        /// The message.
+        message_id: &'a str,
+    },
     /// `outbound_held` (R11): waiting for the customer, at the latest until `until`.
     Held {
+        /// The message.
         message_id: &'a str,
+        /// The end of its hold.
         until: Timestamp,
     },
     /// `delivery_failed`: not delivered, refused by ventana's rules or reported by the
     /// platform.
     NotDelivered {
+        /// The message.
         message_id: &'a str,
+        /// Who refused it.
         source: Source,
+        /// Why.
         reason: Reason,
     },
 }
@@ -178,9 +220,13 @@ ventana_core::text_enum!(
 /// What an agent can do instead of a refused message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Suggestion {
+    /// Send an approved template instead (WhatsApp, Messenger utility templates).
     SendTemplate,
+    /// Wait until the customer writes again: that opens a new window.
     WaitForCustomer,
+    /// Have a human agent answer with the `human_agent` tag (R7).
     UseHumanAgent,
+    /// Nothing can be sent now.
     None,
 }
 
@@ -196,8 +242,11 @@ ventana_core::text_enum!(
 /// Why ventana asks for an automatic message (R12).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Trigger {
+    /// A new session started (when the policy asks for a greeting).
     ConversationOpened,
+    /// The customer has waited `agent_delay` without an answer.
     AgentDelayed,
+    /// The window closes soon and the customer is waiting (when the policy asks).
     WindowClosing,
 }
 

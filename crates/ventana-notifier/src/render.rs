@@ -264,7 +264,8 @@ fn policy_detail(
                 Rule::R11
             ),
             Some((MessageKind::PrivateReply, None)) => format!(
-                "{}: a private reply answers one customer comment, and this one names no comment (`comment_id`).",
+                "{}/{}: a private reply answers one customer comment, and this one names no comment (`comment_id`).",
+                Rule::R1,
                 Rule::R11
             ),
             _ => format!(
@@ -346,5 +347,72 @@ fn policy_detail(
                 rejection.reason.as_str()
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ventana_core::{Origin, Sender, Tag, Timestamp};
+
+    use super::*;
+
+    /// The rules a detail cites: `R4: ...` or `R4/R13: ...`.
+    fn cited(detail: &str) -> Vec<Rule> {
+        let (rules, _) = detail
+            .split_once(": ")
+            .expect("a detail starts with its rules");
+        rules
+            .split('/')
+            .map(|rule| Rule::parse(rule).unwrap_or_else(|| panic!("{rule:?} is no rule")))
+            .collect()
+    }
+
+    #[test]
+    fn every_policy_detail_cites_the_rule_of_its_reason() {
+        let policy = Policy::default();
+        let at = Timestamp::from_unix_seconds(1_700_000_000);
+        let outbound = |kind, comment_id: Option<&str>| Outbound {
+            sender: Sender::Agent,
+            kind,
+            tag: Some(Tag::AccountUpdate),
+            comment_id: comment_id.map(str::to_owned),
+            origin: Origin::Request,
+        };
+        let outbounds = [
+            None,
+            Some(outbound(MessageKind::Message, None)),
+            Some(outbound(MessageKind::PrivateReply, None)),
+            Some(outbound(MessageKind::PrivateReply, Some("c-1"))),
+        ];
+        let channels = [
+            Channel::WhatsApp,
+            Channel::Messenger,
+            Channel::Custom("sms".into()),
+        ];
+        let mut checked = 0;
+        for &reason in Reason::ALL {
+            for channel in &channels {
+                let key = ConversationKey::new(channel.clone(), "acme", "page", "contact");
+                for outbound in &outbounds {
+                    for (closed_at, cut_by_platform) in
+                        [(None, false), (Some(at), false), (Some(at), true)]
+                    {
+                        let rejection = Rejection {
+                            reason,
+                            closed_at,
+                            cut_by_platform,
+                        };
+                        let detail = policy_detail(&key, outbound.as_ref(), &rejection, &policy);
+                        assert!(
+                            cited(&detail).contains(&reason.rule()),
+                            "{reason:?} is refused under {} but its detail cites otherwise: {detail}",
+                            reason.rule()
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, Reason::ALL.len() * 3 * 4 * 3);
     }
 }

@@ -51,7 +51,9 @@ ventana_core::text_enum!(
 /// An API failure: a code to branch on, and a message people can read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
+    /// What kind of failure (see [`ApiErrorCode`] for what to do about each).
     pub code: ApiErrorCode,
+    /// What went wrong, for people (never message text).
     pub message: String,
 }
 
@@ -105,7 +107,9 @@ fn object(payload: &[u8]) -> Result<Map<String, Value>, ApiError> {
 /// its token (which must be known).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConversationRef {
+    /// By its four-part key.
     Key(ConversationKey),
+    /// By its token (as printed in subjects and outputs).
     Token(ConversationToken),
 }
 
@@ -145,6 +149,7 @@ impl ConversationRef {
 /// `ventana.api.v1.state`: `{"conversation": {..}}` or `{"token": ".."}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateRequest {
+    /// Which conversation.
     pub conversation: ConversationRef,
 }
 
@@ -205,7 +210,9 @@ impl OutboundRequest {
 /// Where a page of `expiring` starts: after this window end and conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cursor {
+    /// The window end of the last conversation of the previous page.
     pub at: Timestamp,
+    /// That conversation's token.
     pub token: ConversationToken,
 }
 
@@ -274,8 +281,11 @@ impl ExpiringRequest {
 /// One conversation of an `expiring` page: its window closes at `closes_at`.
 #[derive(Clone, Debug)]
 pub struct Expiring {
+    /// The conversation's token.
     pub token: ConversationToken,
+    /// When its window closes.
     pub closes_at: Timestamp,
+    /// The conversation now.
     pub snapshot: Snapshot,
 }
 
@@ -305,7 +315,9 @@ pub fn expiring_to_json(page: &[Expiring], next_cursor: Option<Cursor>) -> Strin
 /// be passed on unchanged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecisionReply {
+    /// The decision output, typed.
     pub output: Output,
+    /// The same output as ventanad sent it.
     pub json: Value,
 }
 
@@ -322,7 +334,9 @@ impl DecisionReply {
 /// What ventanad answered to `send` or `check`.
 #[derive(Debug)]
 pub enum Reply {
+    /// The decision (`outbound_accepted`, `outbound_held` or `delivery_failed`).
     Decision(Box<DecisionReply>),
+    /// The request could not be answered.
     Error(ApiError),
 }
 

@@ -16,7 +16,9 @@ pub enum WireError {
     /// A field has a value outside its vocabulary (bad instant, channel, enum value).
     #[error("invalid field `{field}`: {problem}")]
     InvalidField {
+        /// The field's name.
         field: &'static str,
+        /// What is wrong with it (never its value when that could be text).
         problem: String,
     },
     /// `occurred_at` is later than the decision time by more than `max_clock_skew`.
@@ -24,7 +26,12 @@ pub enum WireError {
     ClockSkew(String),
     /// Larger than the service accepts.
     #[error("oversize: {size} bytes, at most {limit} accepted")]
-    Oversize { size: usize, limit: usize },
+    Oversize {
+        /// The message's size in bytes.
+        size: usize,
+        /// The most accepted.
+        limit: usize,
+    },
 }
 
 impl WireError {

@@ -1,6 +1,7 @@
 //! ventana's encodings, kept at the edge: the JSON forms of events and snapshots, their
 //! protobuf forms, the TOML policy file, and the binary state codec.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod api;
 pub mod codec;

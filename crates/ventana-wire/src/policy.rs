@@ -8,10 +8,17 @@ use ventana_core::{ChannelPolicy, Policy, Rate, Span, Tag, TagPolicy, Timestamp}
 /// A policy file that cannot be used; the service and the CLI refuse to start with it.
 #[derive(Debug, Error)]
 pub enum PolicyError {
+    /// Not TOML, or a key ventana does not know.
     #[error("invalid policy file: {0}")]
     Toml(#[from] toml::de::Error),
+    /// A value ventana cannot use.
     #[error("invalid policy: `{key}`: {problem}")]
-    Invalid { key: String, problem: String },
+    Invalid {
+        /// The key, as a path (`channels.messenger.tags[0].valid_until`).
+        key: String,
+        /// What is wrong with its value.
+        problem: String,
+    },
 }
 
 #[derive(Deserialize, Default)]

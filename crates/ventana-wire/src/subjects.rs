@@ -8,8 +8,11 @@ pub const IN_STREAM: &str = "VENTANA_IN";
 pub const OUT_STREAM: &str = "VENTANA_OUT";
 /// Copies of bad input, with the reason.
 pub const DLQ_STREAM: &str = "VENTANA_DLQ";
+/// The subjects of [`IN_STREAM`].
 pub const IN_SUBJECTS: &str = "ventana.in.>";
+/// The subjects of [`OUT_STREAM`].
 pub const OUT_SUBJECTS: &str = "ventana.out.>";
+/// The subjects of [`DLQ_STREAM`].
 pub const DLQ_SUBJECTS: &str = "ventana.dlq.>";
 /// The durable consumer ventanad folds `VENTANA_IN` with.
 pub const CONSUMER: &str = "ventanad";
@@ -18,13 +21,18 @@ pub const CONSUMER: &str = "ventanad";
 pub const MSG_ID: &str = "Nats-Msg-Id";
 /// The header a DLQ copy carries its reason in (and the error in `Ventana-Error`).
 pub const REASON_HEADER: &str = "Ventana-Reason";
+/// The header a DLQ copy carries the error's description in.
 pub const ERROR_HEADER: &str = "Ventana-Error";
 
 /// The request-reply API (NATS services framework).
 pub const SERVICE_NAME: &str = "ventana";
+/// A conversation's snapshot now.
 pub const API_STATE: &str = "ventana.api.v1.state";
+/// What would be decided for a message now, logging nothing.
 pub const API_CHECK: &str = "ventana.api.v1.check";
+/// Logs an outbound message and answers its decision.
 pub const API_SEND: &str = "ventana.api.v1.send";
+/// Conversations whose window closes soon, a page at a time.
 pub const API_EXPIRING: &str = "ventana.api.v1.expiring";
 
 /// Default number of input partitions.
@@ -35,6 +43,7 @@ pub fn input_subject(key: &ConversationKey, partitions: u32) -> String {
     input_subject_of(key.token(), partitions)
 }
 
+/// [`input_subject`] for a conversation known by its token.
 pub fn input_subject_of(token: ConversationToken, partitions: u32) -> String {
     format!("ventana.in.{}.{token}", token.partition(partitions))
 }

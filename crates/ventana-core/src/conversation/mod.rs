@@ -101,6 +101,7 @@ fn hash_id(id: &str) -> u128 {
 }
 
 impl Conversation {
+    /// A conversation that has seen nothing yet.
     pub fn new(key: ConversationKey) -> Self {
         Self {
             key,
@@ -124,6 +125,7 @@ impl Conversation {
         }
     }
 
+    /// Which conversation this is.
     pub fn key(&self) -> &ConversationKey {
         &self.key
     }

@@ -13,15 +13,22 @@ use crate::view::View;
 /// What may be sent now (a snapshot's `allowed`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Allowed {
+    /// A free-form message inside the 24 hours (R2).
     Message,
+    /// A human agent's message with the `human_agent` tag (R7).
     HumanAgent,
+    /// A template (R6, R8).
     Template,
+    /// A comment's one private reply (R11).
     PrivateReply,
+    /// A public comment reply (R10).
     CommentReply,
+    /// A message with this tag (R8).
     Tag(Tag),
 }
 
 impl Allowed {
+    /// The name in a snapshot's `allowed` list (a tag by its own name).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Message => "message",
@@ -33,6 +40,7 @@ impl Allowed {
         }
     }
 
+    /// Reads a name [`Allowed::as_str`] wrote.
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "message" => Some(Self::Message),
@@ -48,12 +56,19 @@ impl Allowed {
 /// A conversation as seen from outside at an instant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
+    /// Which conversation.
     pub conversation: ConversationKey,
+    /// The instant it shows (the conversation's clock, or the instant asked about).
     pub at: Option<Timestamp>,
+    /// Its state and window.
     pub view: View,
+    /// When the customer last wrote, by the platform's clock.
     pub last_customer_at: Option<Timestamp>,
+    /// What may be sent at `at`.
     pub allowed: Vec<Allowed>,
+    /// How many events it has folded.
     pub events: u64,
+    /// The id of the last event folded.
     pub last_event_id: Option<String>,
 }
 
@@ -115,6 +130,7 @@ impl Conversation {
         allowed
     }
 
+    /// The conversation as seen from outside at its own clock.
     pub fn snapshot(&self, policy: &Policy) -> Snapshot {
         Snapshot {
             conversation: self.key.clone(),

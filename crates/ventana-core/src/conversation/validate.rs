@@ -9,7 +9,9 @@ use crate::time::Timestamp;
 pub enum Invalid {
     /// `occurred_at` lies more than `max_clock_skew` after the decision time.
     ClockSkew {
+        /// The event's `occurred_at`.
         occurred_at: Timestamp,
+        /// The instant it is decided at.
         decision_time: Timestamp,
     },
 }
