@@ -13,12 +13,18 @@ use ventana_wire::subjects::{MSG_ID, input_subject};
 
 /// Publishes events to their conversations' subjects with `Nats-Msg-Id` = event id,
 /// pipelining up to 1 000 and awaiting every ack. Returns how many were new (not dropped as
-/// duplicates by the server).
+/// duplicates by the server). Refuses, before publishing anything, an event whose ids could
+/// not be a header or that ventanad would refuse ([`Event::check_ids`]).
 pub async fn publish_events(
     js: &jetstream::Context,
     events: &[Event],
     partitions: u32,
 ) -> anyhow::Result<usize> {
+    for (index, event) in events.iter().enumerate() {
+        event
+            .check_ids()
+            .with_context(|| format!("event {} of {}", index + 1, events.len()))?;
+    }
     let mut fresh = 0;
     for window in events.chunks(1000) {
         let mut acks = Vec::with_capacity(window.len());

@@ -22,12 +22,21 @@ pub struct Timestamp(i64);
 pub struct Span(i64);
 
 /// An RFC 3339 instant that could not be read or lies outside the representable years.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TimestampError(pub String);
+/// Carries no text of the input, which may be anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimestampError {
+    /// Not an RFC 3339 instant (`2026-03-02T10:00:00Z`, `...+01:00`).
+    NotRfc3339,
+    /// A valid RFC 3339 instant outside the years 1677–2262.
+    OutOfRange,
+}
 
 impl fmt::Display for TimestampError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "not an RFC 3339 instant: {:?}", self.0)
+        f.write_str(match self {
+            Self::NotRfc3339 => "not an RFC 3339 instant (such as 2026-03-02T10:00:00Z)",
+            Self::OutOfRange => "an instant outside the years 1677 to 2262",
+        })
     }
 }
 
@@ -42,6 +51,15 @@ impl Timestamp {
     /// The instant `seconds` seconds after the Unix epoch.
     pub const fn from_unix_seconds(seconds: i64) -> Self {
         Self(seconds * NANOS_PER_SECOND)
+    }
+
+    /// The instant `seconds` seconds after the Unix epoch, if it lies within the
+    /// representable years (1677–2262).
+    pub const fn checked_from_unix_seconds(seconds: i64) -> Option<Self> {
+        match seconds.checked_mul(NANOS_PER_SECOND) {
+            Some(nanos) => Some(Self(nanos)),
+            None => None,
+        }
     }
 
     /// Nanoseconds since the Unix epoch.
@@ -60,10 +78,10 @@ impl Timestamp {
     /// Reads an RFC 3339 instant with any offset; the result is UTC.
     pub fn parse_rfc3339(text: &str) -> Result<Self, TimestampError> {
         DateTime::parse_from_rfc3339(text)
-            .ok()
-            .and_then(|t| t.timestamp_nanos_opt())
+            .map_err(|_| TimestampError::NotRfc3339)?
+            .timestamp_nanos_opt()
             .map(Self)
-            .ok_or_else(|| TimestampError(text.to_owned()))
+            .ok_or(TimestampError::OutOfRange)
     }
 
     /// `self + span`, saturating at the ends of the representable range.

@@ -11,6 +11,8 @@ use crate::metrics::Metrics;
 #[derive(Debug)]
 pub(crate) struct App {
     pub config: Config,
+    /// Who may send through `/v1/messages`.
+    pub clients: crate::auth::Clients,
     pub js: jetstream::Context,
     pub client: async_nats::Client,
     pub sent: kv::Store,

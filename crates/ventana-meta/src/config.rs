@@ -47,6 +47,11 @@ pub struct Config {
     /// The Instagram user access token (default: the Graph API token).
     #[arg(long, env = "VENTANA_META_INSTAGRAM_TOKEN", hide_env_values = true)]
     pub instagram_token: Option<String>,
+    /// The clients that may send through `/v1/messages`: a file with one client a line,
+    /// `<name> <bearer token> <channel ids it may send from, or *>` (README, "The send
+    /// gateway"). Without it, `/v1/messages` answers 503 and nothing is decided.
+    #[arg(long, env = "VENTANA_META_SEND_CLIENTS")]
+    pub send_clients: Option<std::path::PathBuf>,
     /// How long a Graph API call may take.
     #[arg(long, env = "VENTANA_META_GRAPH_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub graph_timeout: Duration,

@@ -17,7 +17,8 @@ use async_nats::jetstream::kv;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -31,6 +32,7 @@ use ventana_wire::api::{ApiError, ApiErrorCode, DecisionReply, Reply, parse_deci
 use ventana_wire::subjects::{API_SEND, OUT_STREAM, output_subject};
 
 use crate::app::{App, bucket_key, sent_key};
+use crate::auth::Client;
 use crate::graph::{self, Accepted};
 
 /// An answer other than a decision: an HTTP status and `{"error": {"code", "message"}}`.
@@ -38,11 +40,19 @@ use crate::graph::{self, Accepted};
 struct Refusal {
     status: StatusCode,
     error: Value,
+    /// Ask for a bearer token (`WWW-Authenticate: Bearer`).
+    challenge: bool,
 }
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": self.error}))).into_response()
+        let mut response = (self.status, Json(json!({"error": self.error}))).into_response();
+        if self.challenge {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 
@@ -50,6 +60,7 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Refusal 
     Refusal {
         status,
         error: json!({"code": code, "message": message.into()}),
+        challenge: false,
     }
 }
 
@@ -75,7 +86,10 @@ fn parse_request(body: &[u8], account: &str) -> Result<SendRequest, Refusal> {
     let message = decide.remove("message");
     let template = decide.remove("template");
     let message_id = match decide.get("id") {
-        Some(Value::String(id)) if !id.is_empty() => id.clone(),
+        Some(Value::String(id)) => {
+            ventana_core::check_id(id).map_err(|problem| bad_request(format!("`id` {problem}")))?;
+            id.clone()
+        }
         _ => {
             return Err(bad_request(
                 "`id` (your message id, unique per message: the idempotency key) is required",
@@ -92,11 +106,16 @@ fn parse_request(body: &[u8], account: &str) -> Result<SendRequest, Refusal> {
         .or_insert_with(|| account.into());
     if named != account {
         return Err(bad_request(format!(
-            "this gateway sends for account {account:?}, not {named}"
+            "this gateway sends for account {account:?} only"
         )));
     }
     let key = ventana_wire::json::parse_conversation(&decide["conversation"])
         .map_err(|e| bad_request(e.to_string()))?;
+    // Ids that become Graph API path segments are Meta's ids, nothing else.
+    graph::check_platform_id("conversation.channel_id", &key.channel_id).map_err(bad_request)?;
+    if let Some(Value::String(comment_id)) = decide.get("comment_id") {
+        graph::check_platform_id("comment_id", comment_id).map_err(bad_request)?;
+    }
     if template.is_some() {
         let kind = decide.entry("kind").or_insert_with(|| "template".into());
         if kind != "template" {
@@ -242,8 +261,34 @@ fn outcome_key(message_id: &str) -> String {
     bucket_key("message", message_id)
 }
 
+/// The client the request's bearer token names, if it may send at all.
+fn authenticate<'a>(app: &'a App, headers: &HeaderMap) -> Result<&'a Client, Refusal> {
+    if app.clients.is_empty() {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_send_clients",
+            "ventana-meta has no send clients (VENTANA_META_SEND_CLIENTS): nothing was decided or sent",
+        ));
+    }
+    app.clients.authenticate(headers).ok_or_else(|| Refusal {
+        challenge: true,
+        ..error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send `Authorization: Bearer <token>` with a token of the send clients file",
+        )
+    })
+}
+
 /// `POST /v1/messages`.
-pub(crate) async fn send(State(app): State<Arc<App>>, body: Bytes) -> Response {
+pub(crate) async fn send(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let client = match authenticate(&app, &headers) {
+        Ok(client) => client,
+        Err(refusal) => {
+            app.metrics.send("unauthorized");
+            return refusal.into_response();
+        }
+    };
     let request = match parse_request(&body, &app.config.account) {
         Ok(request) => request,
         Err(refusal) => {
@@ -251,6 +296,18 @@ pub(crate) async fn send(State(app): State<Arc<App>>, body: Bytes) -> Response {
             return refusal.into_response();
         }
     };
+    if !client.may_send_from(&request.key.channel_id) {
+        app.metrics.send("forbidden");
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "client {} may not send from this channel_id: nothing was decided or sent",
+                client.name
+            ),
+        )
+        .into_response();
+    }
     let config = &app.config;
     let token = match request.key.channel {
         Channel::Instagram => config
@@ -603,6 +660,7 @@ fn refused_by_ventanad(api_error: ApiError) -> Refusal {
     Refusal {
         status,
         error: api_error.to_value(),
+        challenge: false,
     }
 }
 

@@ -34,6 +34,40 @@ pub fn unsendable(key: &ConversationKey, kind: &str, names_a_comment: bool) -> O
     Unsendable::of(kind, names_a_comment, &key.channel).map(|why| why.to_string())
 }
 
+/// Checks an id that becomes a segment of a Graph API path (a page, phone number or
+/// Instagram account id, a comment id): Meta's ids are letters, digits, `_`, `.`, `-` and
+/// `=`, at most 512 bytes, and never `.` or `..` (which would climb out of the API version).
+pub fn check_platform_id(field: &str, id: &str) -> Result<(), String> {
+    let alphabet = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '=');
+    if id.is_empty() || id.len() > ventana_core::MAX_ID_BYTES {
+        return Err(format!(
+            "`{field}` must be 1 to {} bytes",
+            ventana_core::MAX_ID_BYTES
+        ));
+    }
+    if !id.chars().all(alphabet) || id.chars().all(|c| c == '.') {
+        return Err(format!(
+            "`{field}` is not a Meta id (letters, digits, `_`, `.`, `-`, `=`)"
+        ));
+    }
+    Ok(())
+}
+
+/// `id` as one path segment: checked by [`check_platform_id`], and percent-encoded past the
+/// unreserved characters all the same, so nothing in it can act as a path.
+fn segment(field: &str, id: &str) -> Result<String, String> {
+    check_platform_id(field, id)?;
+    let mut encoded = String::with_capacity(id.len());
+    for byte in id.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    Ok(encoded)
+}
+
 /// The call that delivers `content` (the Graph API message content: for WhatsApp the fields
 /// after `to`, e.g. `{"type": "text", "text": {...}}`; for Messenger and Instagram the
 /// `message` object; for public comment replies the reply's fields, e.g. `{"message": ...}`).
@@ -43,10 +77,14 @@ pub fn graph_call(
     content: Value,
 ) -> Result<GraphCall, String> {
     let comment = || {
-        acceptance
-            .comment_id
-            .ok_or_else(|| "the decision names no comment".to_owned())
+        segment(
+            "comment_id",
+            acceptance
+                .comment_id
+                .ok_or_else(|| "the decision names no comment".to_owned())?,
+        )
     };
+    let sender = || segment("conversation.channel_id", &key.channel_id);
     match key.channel {
         Channel::WhatsApp => {
             let Value::Object(fields) = content else {
@@ -60,7 +98,7 @@ pub fn graph_call(
                 body.entry(name).or_insert(value);
             }
             Ok(GraphCall {
-                path: format!("{}/messages", key.channel_id),
+                path: format!("{}/messages", sender()?),
                 body: Value::Object(body),
             })
         }
@@ -79,7 +117,10 @@ pub fn graph_call(
                     });
                 }
                 MessagingType::PrivateReply => {
-                    json!({"recipient": {"comment_id": comment()?}, "message": content})
+                    let comment_id = acceptance
+                        .comment_id
+                        .ok_or_else(|| "the decision names no comment".to_owned())?;
+                    json!({"recipient": {"comment_id": comment_id}, "message": content})
                 }
                 MessagingType::Response => {
                     json!({"recipient": recipient, "messaging_type": "RESPONSE", "message": content})
@@ -96,7 +137,7 @@ pub fn graph_call(
                 }
             };
             Ok(GraphCall {
-                path: format!("{}/messages", key.channel_id),
+                path: format!("{}/messages", sender()?),
                 body,
             })
         }
@@ -252,5 +293,23 @@ mod tests {
             ventana_core::PlatformErrorClass::WindowClosed
         );
         assert_eq!(graph_error(&json!({"id": "1"})), None);
+    }
+
+    #[test]
+    fn only_meta_ids_become_path_segments() {
+        for id in ["104882345", "17841400000000_178", "aGVsbG8=", "a-b.c"] {
+            assert_eq!(check_platform_id("comment_id", id), Ok(()), "{id}");
+        }
+        for id in [
+            "", ".", "..", "...", "../x", "%2e%2e", "a/b", "a?b", "a#b", "a b", "a\nb", "é",
+        ] {
+            assert!(check_platform_id("comment_id", id).is_err(), "{id:?}");
+        }
+        assert!(check_platform_id("comment_id", &"1".repeat(513)).is_err());
+        // Past the check, `=` is percent-encoded all the same.
+        assert_eq!(segment("comment_id", "aGVsbG8=").unwrap(), "aGVsbG8%3D");
+        let mut key = key(Channel::Messenger);
+        key.channel_id = "..".into();
+        assert!(graph_call(&key, accepted(MessagingType::Response, None), json!({})).is_err());
     }
 }

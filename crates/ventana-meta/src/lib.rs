@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod app;
+pub mod auth;
 pub mod config;
 pub mod gateway;
 pub mod graph;

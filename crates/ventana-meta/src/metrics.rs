@@ -22,6 +22,7 @@ pub struct Metrics {
     pub webhooks: Family<Code, Counter>,
     pub events_published: Counter,
     pub events_duplicate: Counter,
+    pub events_refused: Counter,
     pub sends: Family<Outcome, Counter>,
     pub graph_seconds: Histogram,
 }
@@ -32,6 +33,7 @@ impl Default for Metrics {
         let webhooks = Family::<Code, Counter>::default();
         let events_published = Counter::default();
         let events_duplicate = Counter::default();
+        let events_refused = Counter::default();
         let sends = Family::<Outcome, Counter>::default();
         let graph_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 12));
         registry.register(
@@ -50,8 +52,13 @@ impl Default for Metrics {
             events_duplicate.clone(),
         );
         registry.register(
+            "events_refused",
+            "Webhook items whose ids ventana cannot log (over 512 bytes, control characters, `tick:`): dropped, the rest published",
+            events_refused.clone(),
+        );
+        registry.register(
             "sends",
-            "Send requests, by outcome (sent, rejected, held, graph_error, unreachable, refused, repeated)",
+            "Send requests, by outcome (sent, rejected, held, graph_error, unreachable, refused, unauthorized, forbidden, repeated)",
             sends.clone(),
         );
         registry.register(
@@ -64,6 +71,7 @@ impl Default for Metrics {
             webhooks,
             events_published,
             events_duplicate,
+            events_refused,
             sends,
             graph_seconds,
         }

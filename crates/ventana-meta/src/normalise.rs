@@ -18,8 +18,8 @@ use ventana_core::{
 pub enum Malformed {
     #[error("not JSON: {0}")]
     NotJson(String),
-    #[error("unknown webhook object {0:?} (expected whatsapp_business_account, page or instagram)")]
-    UnknownObject(String),
+    #[error("unknown webhook object (expected whatsapp_business_account, page or instagram)")]
+    UnknownObject,
     #[error("{0} is missing or has the wrong type")]
     Missing(&'static str),
 }
@@ -35,11 +35,13 @@ fn instant(value: Option<&Value>) -> Option<Timestamp> {
         Value::Number(number) => number.as_i64()?,
         _ => return None,
     };
-    Some(if number > 100_000_000_000 {
-        Timestamp::from_unix_nanos(number.checked_mul(1_000_000)?)
+    if number > 100_000_000_000 {
+        number
+            .checked_mul(1_000_000)
+            .map(Timestamp::from_unix_nanos)
     } else {
-        Timestamp::from_unix_seconds(number)
-    })
+        Timestamp::checked_from_unix_seconds(number)
+    }
 }
 
 /// Reads one webhook body (`account` names the business in ventana's conversation keys).
@@ -58,7 +60,7 @@ pub fn normalise(body: &[u8], account: &str) -> Result<Vec<Event>, Malformed> {
         "whatsapp_business_account" => Channel::WhatsApp,
         "page" => Channel::Messenger,
         "instagram" => Channel::Instagram,
-        other => return Err(Malformed::UnknownObject(other.to_owned())),
+        _ => return Err(Malformed::UnknownObject),
     };
     let mut events = Vec::new();
     for entry in entries {
@@ -375,7 +377,7 @@ mod tests {
         ));
         assert_eq!(
             normalise(br#"{"object":"user","entry":[]}"#, "a"),
-            Err(Malformed::UnknownObject("user".into()))
+            Err(Malformed::UnknownObject)
         );
         assert_eq!(
             normalise(br#"{"object":"page"}"#, "a"),
@@ -385,6 +387,17 @@ mod tests {
             normalise(br#"{"object":"page","entry":[{"id":"1","messaging":[{"sender":{"id":"2"},"recipient":{"id":"1"},"timestamp":1749416383000,"message":{"text":"x"}}]}]}"#, "a"),
             Err(Malformed::Missing("message.mid"))
         );
+        // Seconds past the year 2262 (here the year 3554) are no instant, not a wrapped one.
+        for timestamp in ["50000000000", "9300000000", "99999999999999999"] {
+            let body = format!(
+                r#"{{"object":"page","entry":[{{"id":"1","messaging":[{{"sender":{{"id":"2"}},"recipient":{{"id":"1"}},"timestamp":{timestamp},"message":{{"mid":"m1"}}}}]}}]}}"#
+            );
+            assert_eq!(
+                normalise(body.as_bytes(), "a"),
+                Err(Malformed::Missing("messaging[].timestamp")),
+                "{timestamp}"
+            );
+        }
         // Shapes ventana has no use for give nothing (and Meta gets its 200).
         assert_eq!(
             normalise(br#"{"object":"page","entry":[{"id":"1","time":1,"changes":[{"field":"ratings","value":{}}]}]}"#, "a"),

@@ -94,6 +94,13 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let clients = match &config.send_clients {
+        Some(path) => crate::auth::Clients::load(path)?,
+        None => {
+            warn!("no send clients (VENTANA_META_SEND_CLIENTS): /v1/messages answers 503");
+            crate::auth::Clients::default()
+        }
+    };
     if config.graph_token.is_none() {
         warn!("no Graph API token (VENTANA_META_GRAPH_TOKEN): /v1/messages answers 503");
     }
@@ -101,6 +108,7 @@ pub async fn run(
         "ventana-meta: webhooks on /webhook, sends on /v1/messages");
     let app = Arc::new(App {
         config,
+        clients,
         js,
         client,
         sent,

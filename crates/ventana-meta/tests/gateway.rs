@@ -584,3 +584,103 @@ async fn retries_finish_what_a_hold_or_an_unreachable_graph_api_left() {
     adapter.stop().await;
     ventanad.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_known_clients_send_and_only_to_meta_ids() {
+    let Live {
+        nats,
+        service: ventanad,
+        js,
+        ..
+    } = live(None).await;
+    let (graph, graph_url) = Graph::start().await;
+    let adapter = Adapter::start(common::config(&nats, Some(graph_url))).await;
+    let now = now_seconds();
+    adapter
+        .webhook(messenger_message("psid-1", "m_in", now))
+        .await;
+    let request = agent_message(
+        "out-1",
+        messenger_conversation("psid-1"),
+        json!({"text": "hi"}),
+    );
+
+    // No token, a wrong one, another scheme: 401, nothing decided or sent.
+    for token in [None, Some("test-helpdesk-token-0123456789abcdeX"), Some("")] {
+        let (status, answer) = adapter.send_as(token, request.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+        assert_eq!(answer["error"]["code"], "unauthorized");
+    }
+    // A client scoped to another page: 403.
+    let other_page =
+        json!({"channel": "messenger", "channel_id": "2000000001", "contact_id": "psid-1"});
+    let (status, answer) = adapter
+        .send_as(
+            Some(common::PAGE_BOT),
+            agent_message("out-2", other_page, json!({"text": "hi"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+
+    // Ids that would climb out of the Graph API's version, or name another path: 400.
+    for comment_id in [
+        "../../1139012345/feed",
+        "%2e%2e",
+        "..",
+        ".",
+        "a/b",
+        "a?b",
+        "a#b",
+        "a b",
+        "a\r\nb",
+    ] {
+        let (status, answer) = adapter
+            .send(
+                json!({"id": "out-c", "conversation": messenger_conversation("psid-1"),
+                "sender": "agent", "kind": "comment_reply", "comment_id": comment_id,
+                "message": {"message": "thanks"}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{comment_id:?}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("comment_id"),
+            "{answer}"
+        );
+    }
+    for channel_id in ["..", "../v1.0/me", "%2E%2E", "1139012345/../x"] {
+        let conversation =
+            json!({"channel": "messenger", "channel_id": channel_id, "contact_id": "psid-1"});
+        let (status, answer) = adapter
+            .send(agent_message("out-p", conversation, json!({"text": "hi"})))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{channel_id:?}: {answer}");
+    }
+    assert!(graph.calls().is_empty(), "the Graph API was never called");
+    assert!(
+        outputs_about(&js, "out-c").await.is_empty()
+            && outputs_about(&js, "out-1").await.is_empty(),
+        "nothing refused was decided"
+    );
+
+    // The scoped client sends from its own page.
+    let (status, answer) = adapter.send_as(Some(common::PAGE_BOT), request).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(graph.calls().len(), 1);
+    // The webhook handshake compares its token (in constant time) too.
+    let handshake = |token: &str| {
+        format!("/webhook?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=c123")
+    };
+    assert_eq!(
+        adapter.get(&handshake("verify-me")).await,
+        (StatusCode::OK, "c123".into())
+    );
+    assert_eq!(
+        adapter.get(&handshake("verify-mf")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    adapter.stop().await;
+    ventanad.stop().await.unwrap();
+}

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::watch;
 use tracing::warn;
-use ventana_core::{Conversation, EventBody, Timestamp};
+use ventana_core::{Conversation, EventBody, Origin, Timestamp};
 use ventana_notifier::{advance_to, fold_event};
 use ventana_wire::api::{
     ApiError, ApiErrorCode, ConversationRef, Expiring, ExpiringRequest, OutboundRequest,
@@ -72,6 +72,12 @@ fn outbound_event(
     // What no state could let out is refused up front, not logged (docs/rules.md §1.4 point 14).
     if let Some(why) = out.unsendable_on(&event.conversation.channel) {
         return Err(ApiError::bad_request(why));
+    }
+    // An echo reports a message already sent elsewhere: there is nothing to decide or wait for.
+    if out.origin == Origin::Echo {
+        return Err(ApiError::bad_request(
+            "`origin: echo` reports a message sent elsewhere: log it as an input event, do not ask for a decision",
+        ));
     }
     Ok(event)
 }

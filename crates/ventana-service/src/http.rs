@@ -1,4 +1,4 @@
-//! `/healthz` (NATS connected and the consumer alive) and `/metrics` (Prometheus).
+//! `/healthz` (NATS connected, the consumer and the outbox publisher making progress) and `/metrics` (Prometheus).
 
 use std::sync::Arc;
 
@@ -19,14 +19,17 @@ struct App {
 async fn healthz(State(app): State<App>) -> (StatusCode, String) {
     let connected = app.client.connection_state() == async_nats::connection::State::Connected;
     let consumer = app.shared.consumer_alive();
-    let status = if connected && consumer {
+    let outbox = app.shared.outbox_alive();
+    let status = if connected && consumer && outbox {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (
         status,
-        format!("{{\"nats_connected\":{connected},\"consumer_alive\":{consumer}}}\n"),
+        format!(
+            "{{\"nats_connected\":{connected},\"consumer_alive\":{consumer},\"outbox_alive\":{outbox}}}\n"
+        ),
     )
 }
 

@@ -41,6 +41,44 @@ pub struct Shared {
     clock_wake: Notify,
     waiters: Mutex<HashMap<(ConversationToken, String), oneshot::Sender<SendAnswer>>>,
     consumer_seen: AtomicI64,
+    /// Whether the consumer, with work in hand, keeps making progress.
+    consumer_progress: Progress,
+    /// Whether the outbox publisher, with rows in hand, keeps making progress.
+    outbox_progress: Progress,
+}
+
+/// How long a task may hold work without progress before `/healthz` says it is stuck.
+pub const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether a task holding work keeps making progress: `start` when it takes work,
+/// `advance` at each step done, `idle` when it has none.
+#[derive(Debug, Default)]
+struct Progress {
+    busy: std::sync::atomic::AtomicBool,
+    last: AtomicI64,
+}
+
+impl Progress {
+    fn start(&self) {
+        self.advance();
+        self.busy.store(true, Ordering::Relaxed);
+    }
+
+    fn advance(&self) {
+        self.last
+            .store(clock::now().unix_nanos(), Ordering::Relaxed);
+    }
+
+    fn idle(&self) {
+        self.busy.store(false, Ordering::Relaxed);
+    }
+
+    /// Holding work and no step done within [`STALL_LIMIT`].
+    fn stalled(&self) -> bool {
+        self.busy.load(Ordering::Relaxed)
+            && clock::now().unix_nanos() - self.last.load(Ordering::Relaxed)
+                > STALL_LIMIT.as_nanos() as i64
+    }
 }
 
 impl Shared {
@@ -52,6 +90,8 @@ impl Shared {
             clock_wake: Notify::new(),
             waiters: Mutex::new(HashMap::new()),
             consumer_seen: AtomicI64::new(0),
+            consumer_progress: Progress::default(),
+            outbox_progress: Progress::default(),
         }
     }
 
@@ -88,10 +128,16 @@ impl Shared {
             .store(clock::now().unix_nanos(), Ordering::Relaxed);
     }
 
-    /// The consumer loop came round within the last 60 s (it wakes at least every 30 s).
+    /// The consumer loop came round within the last 60 s (it wakes at least every 30 s),
+    /// and is not stuck on a batch.
     fn consumer_alive(&self) -> bool {
         let seen = self.consumer_seen.load(Ordering::Relaxed);
-        clock::now().unix_nanos() - seen < 60_000_000_000
+        clock::now().unix_nanos() - seen < 60_000_000_000 && !self.consumer_progress.stalled()
+    }
+
+    /// The outbox publisher is not stuck on rows it holds.
+    fn outbox_alive(&self) -> bool {
+        !self.outbox_progress.stalled()
     }
 }
 
@@ -166,6 +212,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let (committed, to_publish) = tokio::sync::mpsc::channel::<outbox::Rows>(64);
+    let recover_before = outbox::first_position_after(checkpoint);
     tasks.spawn(
         pipeline::Consumer::new(
             shared.clone(),
@@ -180,8 +227,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .instrument(info_span!("consumer")),
     );
     tasks.spawn(
-        outbox::run(shared.clone(), js.clone(), to_publish, stopped.clone())
-            .instrument(info_span!("outbox")),
+        outbox::run(
+            shared.clone(),
+            js.clone(),
+            to_publish,
+            recover_before,
+            stopped.clone(),
+        )
+        .instrument(info_span!("outbox")),
     );
     tasks.spawn(
         clock::run(

@@ -19,7 +19,9 @@ pub struct Metrics {
     pub duplicates: Counter,
     pub decisions: Family<ReasonLabel, Counter>,
     pub dlq: Family<ReasonLabel, Counter>,
+    pub dlq_refused: Counter,
     pub outputs_published: Counter,
+    pub outbox_resyncs: Counter,
     pub outbox_depth: Gauge,
     pub consumer_lag: Gauge,
     pub batch_seconds: Histogram,
@@ -34,7 +36,9 @@ impl Default for Metrics {
             duplicates: Counter::default(),
             decisions: Family::default(),
             dlq: Family::default(),
+            dlq_refused: Counter::default(),
             outputs_published: Counter::default(),
+            outbox_resyncs: Counter::default(),
             outbox_depth: Gauge::default(),
             consumer_lag: Gauge::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
@@ -62,9 +66,19 @@ impl Default for Metrics {
             metrics.dlq.clone(),
         );
         registry.register(
+            "dlq_refused",
+            "Bad input the DLQ refused to store even by reference (left in VENTANA_IN, listed in the store)",
+            metrics.dlq_refused.clone(),
+        );
+        registry.register(
             "outputs_published",
             "Outputs published to VENTANA_OUT",
             metrics.outputs_published.clone(),
+        );
+        registry.register(
+            "outbox_resyncs",
+            "Pipelined output publishes that failed and went on one by one (a reconnect, a duplicate, another publisher)",
+            metrics.outbox_resyncs.clone(),
         );
         registry.register(
             "outbox_depth",

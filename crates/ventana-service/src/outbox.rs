@@ -1,8 +1,16 @@
 //! Publishes outputs to VENTANA_OUT in order, with `Nats-Msg-Id` = output id, and deletes
-//! their outbox rows only after the server acknowledged them. The pipeline hands each
-//! committed batch's rows over in memory; rows left in sled by an earlier run (a crash
-//! between commit and ack) are published first, at start. A crash between publish and
-//! delete makes the next run publish them again, which the server drops as duplicates.
+//! their outbox rows only after the server acknowledged them (stored, or dropped as a
+//! duplicate: it has it already). The pipeline hands each committed batch's rows over in
+//! memory; rows left in sled by an earlier run (a crash between commit and ack) are
+//! published first, at start, and only those: the two paths never publish the same row. A
+//! crash between publish and delete makes the next run publish them again, which the server
+//! drops as duplicates.
+//!
+//! Rows go out pipelined, each with `Nats-Expected-Last-Sequence`, so the server stores them
+//! in order or not at all. When that fails (a reconnect, a duplicate, another publisher on
+//! `ventana.out.>`), the rows whose acks came back are done; the stream's last message says
+//! whether more of them were stored; the rest go one at a time, each awaited, without the
+//! expectation, so duplicates are dropped and nothing is retried blindly or lost.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +18,9 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream;
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use ventana_store::OutboxRow;
-use ventana_wire::subjects::{MSG_ID, OUT_STREAM};
+use ventana_wire::subjects::{MSG_ID, OUT_STREAM, OUT_SUBJECTS};
 
 use crate::Shared;
 
@@ -21,27 +29,39 @@ pub type Rows = Vec<(u64, OutboxRow)>;
 
 const ROWS_PER_ROUND: usize = 4096;
 
+/// The first outbox position the pipeline of this run can commit, given the checkpoint it
+/// starts from: rows below it are an earlier run's.
+pub fn first_position_after(checkpoint: u64) -> u64 {
+    (checkpoint + 1) << 16
+}
+
 pub async fn run(
     shared: Arc<Shared>,
     js: jetstream::Context,
     mut committed: mpsc::Receiver<Rows>,
+    recover_before: u64,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    // Rows an earlier run committed but did not see acknowledged. Everything the pipeline
-    // commits from now on has higher sequences, so the two never overlap.
+    // Rows an earlier run committed but did not see acknowledged: those below
+    // `recover_before`. The pipeline of this run commits at or above it and hands those over
+    // itself, so the two never publish the same row.
     let mut recovered = 0;
     let store = shared.store.clone();
     let waiting = tokio::task::spawn_blocking(move || store.outbox_len()).await?;
     shared.metrics.outbox_depth.set(waiting as i64);
     loop {
         let store = shared.store.clone();
-        let rows = tokio::task::spawn_blocking(move || store.outbox(ROWS_PER_ROUND)).await??;
-        let Some(&(last, _)) = rows.last() else { break };
+        let mut rows = tokio::task::spawn_blocking(move || store.outbox(ROWS_PER_ROUND)).await??;
+        let full_round = rows.len() == ROWS_PER_ROUND;
+        rows.retain(|(position, _)| *position < recover_before);
+        if rows.is_empty() {
+            break;
+        }
         if !deliver(&shared, &js, &rows, Mode::OneByOne, &mut shutdown).await? {
             return Ok(());
         }
         recovered += rows.len();
-        if rows.len() < ROWS_PER_ROUND || last == u64::MAX {
+        if !full_round {
             break;
         }
     }
@@ -74,9 +94,9 @@ pub async fn run(
 /// How a batch of rows is published.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
-    /// Rows committed by this run: pipelined, each with `Nats-Expected-Last-Sequence`, so
-    /// the server stores them in order or not at all (ventanad is VENTANA_OUT's only
-    /// publisher). After a failure, the stream's last sequence says how many were stored.
+    /// Rows committed by this run: pipelined, each expecting the one before it ([`After`]),
+    /// so the server stores a prefix of them, in order. After a failure the acks and the
+    /// stream's last message say how long that prefix is, and the rest go [`Mode::OneByOne`].
     Pipelined,
     /// Rows an earlier run may have published already: one at a time, each awaited, so the
     /// server's duplicate check drops those it has and order holds across reconnects.
@@ -89,29 +109,39 @@ async fn deliver(
     shared: &Shared,
     js: &jetstream::Context,
     rows: &Rows,
-    mode: Mode,
+    mut mode: Mode,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<bool> {
     let began = std::time::Instant::now();
-    let mut start = None;
+    shared.outbox_progress.start();
     let mut done = 0;
     while done < rows.len() {
         let attempt = match mode {
-            Mode::OneByOne => publish(js, &rows[done], None).await.map(|()| done += 1),
-            Mode::Pipelined => async {
-                let last = last_sequence(js).await?;
-                let start = *start.get_or_insert(last);
-                done = ((last - start) as usize).min(rows.len());
-                publish_pipelined(js, &rows[done..], last).await
-            }
-            .await
-            .map(|()| done = rows.len()),
+            Mode::OneByOne => publish(js, &rows[done]).await.map(|()| done += 1),
+            Mode::Pipelined => match last_sequence(js).await {
+                Ok(last) => {
+                    let (acked, result) = publish_pipelined(js, &rows[done..], last).await;
+                    done += acked;
+                    if result.is_err() {
+                        // Whatever went wrong, go on one row at a time from what is known to
+                        // be stored: the acked rows, and any row up to the stream's last
+                        // message, if that is one of them.
+                        mode = Mode::OneByOne;
+                        shared.metrics.outbox_resyncs.inc();
+                        done = done.max(stored_up_to(js, rows).await.unwrap_or(0));
+                    }
+                    result
+                }
+                Err(error) => Err(error),
+            },
         };
-        if let Err(error) = attempt {
-            warn!(%error, "publishing outputs failed; retrying");
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = shutdown.changed() => return Ok(false),
+        match attempt {
+            Ok(()) => shared.outbox_progress.advance(),
+            Err(error) => {
+                warn!(%error, done, rows = rows.len(), "publishing outputs failed; going on one by one");
+                if crate::pause_or_stop(shutdown, Duration::from_millis(500)).await {
+                    return Ok(false);
+                }
             }
         }
     }
@@ -119,6 +149,7 @@ async fn deliver(
     let sequences: Vec<u64> = rows.iter().map(|(sequence, _)| *sequence).collect();
     let store = shared.store.clone();
     tokio::task::spawn_blocking(move || store.remove_outbox(&sequences)).await??;
+    shared.outbox_progress.idle();
     tracing::debug!(
         rows = rows.len(),
         publish_ms = published.as_secs_f64() * 1e3,
@@ -130,29 +161,76 @@ async fn deliver(
     Ok(true)
 }
 
+/// How many of `rows` the stream holds for sure: all up to the one its last message is, if
+/// it is one of them. A last message that is none of ventana's outputs means another
+/// publisher wrote to `ventana.out.>`: said loudly, as it breaks the order promise.
+async fn stored_up_to(js: &jetstream::Context, rows: &Rows) -> anyhow::Result<usize> {
+    let stream = js.get_stream(OUT_STREAM).await?;
+    let last = stream.get_last_raw_message_by_subject(OUT_SUBJECTS).await?;
+    let id = last
+        .headers
+        .get(async_nats::header::NATS_MESSAGE_ID)
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default();
+    if let Some(index) = rows.iter().position(|(_, row)| row.id == id) {
+        return Ok(index + 1);
+    }
+    if !looks_like_an_output_id(&id) {
+        error!(
+            sequence = last.sequence,
+            id = %id.chars().take(64).filter(|c| !c.is_control()).collect::<String>(),
+            "VENTANA_OUT's last message is not ventanad's: another client publishes to ventana.out.> (deny it, see deploy/nats-server.conf); outputs go on one by one, none is lost"
+        );
+    }
+    Ok(0)
+}
+
+/// `<conversation token>-<26 characters>`, as every output id ventanad writes.
+fn looks_like_an_output_id(id: &str) -> bool {
+    id.len() == 53
+        && id.as_bytes()[26] == b'-'
+        && id
+            .get(..26)
+            .and_then(ventana_core::ConversationToken::parse)
+            .is_some()
+}
+
 async fn last_sequence(js: &jetstream::Context) -> anyhow::Result<u64> {
     let mut stream = js.get_stream(OUT_STREAM).await?;
     Ok(stream.info().await?.state.last_sequence)
 }
 
-fn headers(row: &OutboxRow, expected_last: Option<u64>) -> HeaderMap {
+/// What the stream must hold last for a row to be stored after it.
+#[derive(Clone, Copy, Debug)]
+enum After<'a> {
+    /// Anything: the row is published on its own, awaited (duplicates are dropped).
+    Anything,
+    /// The message at this sequence (the first row of a pipelined run).
+    Sequence(u64),
+    /// The output with this id (every later row: the row before it). Ids are unique, so
+    /// once a row is refused every later one is too, and what the stream holds of a run is
+    /// always a prefix of it, whoever else publishes.
+    Output(&'a str),
+}
+
+fn headers(row: &OutboxRow, after: After<'_>) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(MSG_ID, row.id.as_str());
     headers.insert("Content-Type", "application/json");
-    if let Some(last) = expected_last {
-        headers.insert("Nats-Expected-Last-Sequence", last.to_string().as_str());
+    match after {
+        After::Anything => {}
+        After::Sequence(last) => {
+            headers.insert("Nats-Expected-Last-Sequence", last.to_string().as_str())
+        }
+        After::Output(id) => headers.insert("Nats-Expected-Last-Msg-Id", id),
     }
     headers
 }
 
-async fn publish(
-    js: &jetstream::Context,
-    (_, row): &(u64, OutboxRow),
-    expected_last: Option<u64>,
-) -> anyhow::Result<()> {
+async fn publish(js: &jetstream::Context, (_, row): &(u64, OutboxRow)) -> anyhow::Result<()> {
     js.publish_with_headers(
         row.subject.clone(),
-        headers(row, expected_last),
+        headers(row, After::Anything),
         row.payload.clone().into(),
     )
     .await?
@@ -160,25 +238,35 @@ async fn publish(
     Ok(())
 }
 
-/// Publishes `rows` after the stream's message `last`, in order, awaiting every ack.
+/// Publishes `rows` after the stream's message `last`, in order, awaiting every ack. Returns
+/// how many rows, from the first, the server acknowledged before anything failed.
 async fn publish_pipelined(
     js: &jetstream::Context,
     rows: &[(u64, OutboxRow)],
     last: u64,
-) -> anyhow::Result<()> {
+) -> (usize, anyhow::Result<()>) {
     let mut acks = Vec::with_capacity(rows.len());
     for (i, (_, row)) in rows.iter().enumerate() {
-        acks.push(
-            js.publish_with_headers(
+        let after = match i.checked_sub(1) {
+            None => After::Sequence(last),
+            Some(before) => After::Output(&rows[before].1.id),
+        };
+        match js
+            .publish_with_headers(
                 row.subject.clone(),
-                headers(row, Some(last + i as u64)),
+                headers(row, after),
                 row.payload.clone().into(),
             )
-            .await?,
-        );
+            .await
+        {
+            Ok(ack) => acks.push(ack),
+            Err(error) => return (0, Err(error.into())),
+        }
     }
-    for ack in acks {
-        ack.await?;
+    for (acked, ack) in acks.into_iter().enumerate() {
+        if let Err(error) = ack.await {
+            return (acked, Err(error.into()));
+        }
     }
-    Ok(())
+    (rows.len(), Ok(()))
 }

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer::pull};
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 use ventana_core::{Conversation, ConversationToken, Event, validate};
 use ventana_notifier::{Decided, fold_event};
 use ventana_store::{Commit, Indexed, OutboxRow, Store};
@@ -55,6 +56,7 @@ struct Folded {
 fn fold_batch(
     shared: &Shared,
     events: &[(u64, Event)],
+    dlq_refused: &[(u64, &str)],
     last_sequence: u64,
 ) -> anyhow::Result<Folded> {
     let started = Instant::now();
@@ -116,6 +118,9 @@ fn fold_batch(
             Indexed::of(conversation, &shared.policy),
         );
     }
+    for (sequence, reason) in dlq_refused {
+        commit.dlq_refused(*sequence, reason);
+    }
     commit.checkpoint(last_sequence);
     let folded_at = Instant::now();
     store.commit(commit)?;
@@ -133,35 +138,135 @@ fn fold_batch(
     Ok(Folded { answers, rows })
 }
 
-/// Copies bad input to `ventana.dlq.<reason>` and waits for the server to store it.
-async fn to_dlq(js: &jetstream::Context, bad: &[(&Incoming, WireError)]) -> anyhow::Result<()> {
-    let mut acks = Vec::with_capacity(bad.len());
-    for (incoming, error) in bad {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            subjects::MSG_ID,
-            format!("dlq:{}", incoming.sequence).as_str(),
-        );
-        headers.insert(subjects::REASON_HEADER, error.reason());
-        headers.insert(
-            subjects::ERROR_HEADER,
-            error.to_string().replace(['\r', '\n'], " ").as_str(),
-        );
-        headers.insert("Ventana-Subject", incoming.subject.as_str());
-        acks.push(
-            js.publish_with_headers(
-                dlq_subject(error.reason()),
-                headers,
-                incoming.payload.clone(),
-            )
-            .await
-            .context("publishing to the DLQ")?,
-        );
+/// The longest header value a DLQ copy carries (well under NATS' 64 KiB header limit).
+const MAX_HEADER_VALUE: usize = 256;
+
+/// `text` as a header value: control characters replaced, cut to [`MAX_HEADER_VALUE`] bytes
+/// at a character boundary.
+fn header_value(text: &str) -> String {
+    let mut value = String::with_capacity(text.len().min(MAX_HEADER_VALUE));
+    for c in text.chars() {
+        if value.len() + c.len_utf8() > MAX_HEADER_VALUE {
+            break;
+        }
+        value.push(if c.is_control() { ' ' } else { c });
     }
-    for ack in acks {
-        ack.await.context("the DLQ did not store a bad message")?;
+    value
+}
+
+/// The DLQ copy of a bad input: its reason and error as headers, where it is in
+/// `VENTANA_IN`, and its payload unless `by_reference` (oversize input always goes by
+/// reference, so a copy always fits under the server's payload limit).
+fn dlq_copy(incoming: &Incoming, error: &WireError, by_reference: bool) -> (HeaderMap, Bytes) {
+    let mut headers = HeaderMap::new();
+    let sequence = incoming.sequence.to_string();
+    headers.insert(subjects::MSG_ID, format!("dlq:{sequence}").as_str());
+    headers.insert(subjects::REASON_HEADER, error.reason());
+    headers.insert(
+        subjects::ERROR_HEADER,
+        header_value(&error.to_string()).as_str(),
+    );
+    headers.insert(
+        subjects::DLQ_SUBJECT_HEADER,
+        header_value(&incoming.subject).as_str(),
+    );
+    headers.insert(subjects::DLQ_STREAM_HEADER, subjects::IN_STREAM);
+    headers.insert(subjects::DLQ_SEQUENCE_HEADER, sequence.as_str());
+    headers.insert(
+        subjects::DLQ_SIZE_HEADER,
+        incoming.payload.len().to_string().as_str(),
+    );
+    if by_reference || matches!(error, WireError::Oversize { .. }) {
+        (headers, Bytes::new())
+    } else {
+        (headers, incoming.payload.clone())
     }
+}
+
+/// Publishes one DLQ copy and waits for the server to store it.
+async fn publish_dlq(
+    js: &jetstream::Context,
+    incoming: &Incoming,
+    error: &WireError,
+    by_reference: bool,
+) -> anyhow::Result<()> {
+    let (headers, payload) = dlq_copy(incoming, error, by_reference);
+    js.publish_with_headers(dlq_subject(error.reason()), headers, payload)
+        .await?
+        .await?;
     Ok(())
+}
+
+/// Copies bad input to `ventana.dlq.<reason>` and waits for the server to store it. A copy
+/// the DLQ refuses is sent again by reference (empty payload); one refused even so is
+/// returned (sequence, reason), for the batch's commit to remember: one bad message never
+/// stops the pipeline.
+async fn to_dlq(
+    js: &jetstream::Context,
+    bad: &[(&Incoming, WireError)],
+) -> Vec<(u64, &'static str)> {
+    let copies = bad
+        .iter()
+        .map(|(incoming, error)| publish_dlq(js, incoming, error, false));
+    let stored = futures::future::join_all(copies).await;
+    let mut refused = Vec::new();
+    for ((incoming, error), stored) in bad.iter().zip(stored) {
+        let Err(first) = stored else { continue };
+        let Err(again) = publish_dlq(js, incoming, error, true).await else {
+            warn!(sequence = incoming.sequence, error = %first, "the DLQ refused a bad input; stored it by reference");
+            continue;
+        };
+        error!(
+            sequence = incoming.sequence,
+            reason = error.reason(),
+            error = %again,
+            "the DLQ refused a bad input even by reference; remembered in the store, left in VENTANA_IN"
+        );
+        refused.push((incoming.sequence, error.reason()));
+    }
+    refused
+}
+
+/// At most this many bad inputs are logged per [`WARNING_PERIOD`]; the rest are counted.
+const WARNINGS_PER_PERIOD: u32 = 10;
+const WARNING_PERIOD: Duration = Duration::from_secs(10);
+
+/// Rate-limits the warnings about bad input: a flood of it must not flood the log.
+#[derive(Debug)]
+struct Throttle {
+    since: Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl Throttle {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            logged: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether to log one more warning now; says how many were suppressed when a period ends.
+    fn allow(&mut self) -> bool {
+        if self.since.elapsed() >= WARNING_PERIOD {
+            if self.suppressed > 0 {
+                warn!(
+                    suppressed = self.suppressed,
+                    "more bad input was copied to the DLQ than logged (see ventana_dlq_total)"
+                );
+            }
+            *self = Self::new();
+        }
+        if self.logged < WARNINGS_PER_PERIOD {
+            self.logged += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
 }
 
 /// Where a delivered batch stands against the checkpoint.
@@ -216,6 +321,8 @@ pub struct Consumer {
     checkpoint: u64,
     /// The consumer was just (re)created at `checkpoint + 1`.
     fresh_consumer: bool,
+    /// Limits the warnings about bad input.
+    warnings: Throttle,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -247,6 +354,7 @@ impl Consumer {
             shutdown,
             checkpoint: 0,
             fresh_consumer: true,
+            warnings: Throttle::new(),
         }
     }
 
@@ -321,6 +429,7 @@ impl Consumer {
     /// acked.
     async fn next_batch(&mut self, chunks: &mut Chunks) -> anyhow::Result<Next> {
         self.shared.touch_consumer();
+        self.shared.consumer_progress.idle();
         let chunk = tokio::select! {
             biased;
             _ = self.shutdown.changed() => return Ok(Next::Stop),
@@ -329,6 +438,9 @@ impl Consumer {
         let Some(mut chunk) = chunk else {
             return Ok(Next::Reset);
         };
+        // From here until the batch is acked, the consumer holds work: a step that never
+        // ends (the outbox not taking rows, a store that hangs) turns /healthz to 503.
+        self.shared.consumer_progress.start();
         // Under load, fill the batch while messages keep arriving (one sled flush and one
         // ack for all of them); when traffic pauses for a millisecond, go.
         while chunk.len() < self.batch {
@@ -407,22 +519,29 @@ impl Consumer {
                     self.shared
                         .metrics
                         .reason(&self.shared.metrics.dlq, error.reason());
-                    warn!(sequence = item.sequence, subject = %item.subject, reason = error.reason(), %error, "bad input copied to the DLQ");
+                    if self.warnings.allow() {
+                        // The error names the field and the problem, never the input's text.
+                        warn!(sequence = item.sequence, reason = error.reason(), %error, "bad input copied to the DLQ");
+                    }
                     bad.push((item, error));
                 }
             }
         }
-        if !bad.is_empty() {
-            to_dlq(&self.js, &bad).await?;
-        }
+        let refused = if bad.is_empty() {
+            Vec::new()
+        } else {
+            to_dlq(&self.js, &bad).await
+        };
+        self.shared.metrics.dlq_refused.inc_by(refused.len() as u64);
         if last_sequence <= checkpoint {
             return Ok(false);
         }
         let worker = self.shared.clone();
-        let folded =
-            tokio::task::spawn_blocking(move || fold_batch(&worker, &events, last_sequence))
-                .await
-                .context("the fold panicked")??;
+        let folded = tokio::task::spawn_blocking(move || {
+            fold_batch(&worker, &events, &refused, last_sequence)
+        })
+        .await
+        .context("the fold panicked")??;
         self.checkpoint = last_sequence;
         self.shared
             .metrics

@@ -10,6 +10,7 @@
 //! | `d` + instant + token | a conversation's next deadline (due-timer index) |
 //! | `w` + instant + token | a conversation's current window end (`expiring` index) |
 //! | `o` + sequence | an outbox row: subject, output id, payload |
+//! | `l` + sequence | a bad input the DLQ refused to store even by reference: its reason |
 //!
 //! Instants are stored as big-endian with the sign bit flipped, so byte order is time order.
 //! sled is blocking: callers run these methods off the async executor.
@@ -33,6 +34,7 @@ const STATE: u8 = b's';
 const DEADLINE: u8 = b'd';
 const WINDOW_END: u8 = b'w';
 const OUTBOX: u8 = b'o';
+const DLQ_REFUSED: u8 = b'l';
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -185,6 +187,14 @@ impl Commit {
         self.batch.insert(key, row.encode());
     }
 
+    /// Remembers that the bad input at `sequence` (its `reason`) could not be copied to the
+    /// DLQ: it stays in the input log, and [`Store::dlq_refused`] lists it.
+    pub fn dlq_refused(&mut self, sequence: u64, reason: &str) {
+        let mut key = vec![DLQ_REFUSED];
+        key.extend_from_slice(&sequence.to_be_bytes());
+        self.batch.insert(key, reason.as_bytes());
+    }
+
     /// The last input stream sequence this commit covers.
     pub fn checkpoint(&mut self, sequence: u64) {
         self.checkpoint = Some(sequence);
@@ -240,6 +250,23 @@ impl Store {
             }
         }
         Ok(Self { db, tree })
+    }
+
+    /// The bad inputs the DLQ refused to store (see [`Commit::dlq_refused`]): stream sequence
+    /// in `VENTANA_IN` and reason, oldest first.
+    pub fn dlq_refused(&self) -> Result<Vec<(u64, String)>> {
+        self.tree
+            .scan_prefix([DLQ_REFUSED])
+            .map(|row| {
+                let (key, reason) = row?;
+                let sequence = key
+                    .get(1..)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| StoreError::Corrupt("a DLQ-refused key".into()))?;
+                Ok((sequence, String::from_utf8_lossy(&reason).into_owned()))
+            })
+            .collect()
     }
 
     /// The last applied input stream sequence (0 when none).

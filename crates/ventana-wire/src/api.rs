@@ -253,7 +253,10 @@ impl ExpiringRequest {
     pub fn parse(payload: &[u8]) -> Result<Self, ApiError> {
         let request = object(payload)?;
         let within = match request.get("within") {
-            Some(Value::String(text)) => crate::parse_span(text).map_err(ApiError::bad_request)?,
+            // The parser's message would quote the input: the API never repeats it.
+            Some(Value::String(text)) => crate::parse_span(text).map_err(|_| {
+                ApiError::bad_request("`within` is a duration such as \"1h\" or \"90m\"")
+            })?,
             None => Span::from_hours(1),
             _ => {
                 return Err(ApiError::bad_request(

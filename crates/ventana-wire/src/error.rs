@@ -7,9 +7,9 @@ pub enum WireError {
     /// Not JSON, or a field of the wrong JSON type.
     #[error("undecodable: {0}")]
     Undecodable(String),
-    /// `type` names no event ventana knows.
-    #[error("unknown event type {0:?}")]
-    UnknownType(String),
+    /// `type` names no event ventana knows (its value is not repeated: it may be any text).
+    #[error("unknown event type")]
+    UnknownType,
     /// A field the event needs is absent (or null).
     #[error("missing field `{0}`")]
     MissingField(&'static str),
@@ -39,11 +39,20 @@ impl WireError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Undecodable(_) => "undecodable",
-            Self::UnknownType(_) => "unknown_type",
+            Self::UnknownType => "unknown_type",
             Self::MissingField(_) => "missing_field",
             Self::InvalidField { .. } => "invalid_field",
             Self::ClockSkew(_) => "clock_skew",
             Self::Oversize { .. } => "oversize",
+        }
+    }
+}
+
+impl From<ventana_core::BadId> for WireError {
+    fn from(bad: ventana_core::BadId) -> Self {
+        Self::InvalidField {
+            field: bad.field,
+            problem: bad.problem.to_string(),
         }
     }
 }

@@ -29,10 +29,10 @@ struct RawError {
     title: Option<String>,
 }
 
-/// Every field any input or output event may carry; which ones are required depends on
-/// `type`.
+/// Every field an input event may carry; which ones are required depends on `type`. Fields
+/// of other names (output fields among them) are ignored.
 #[derive(Deserialize)]
-struct RawEvent {
+struct RawInput {
     id: Option<String>,
     #[serde(rename = "type")]
     kind: Option<String>,
@@ -50,8 +50,21 @@ struct RawEvent {
     error: Option<RawError>,
     by: Option<String>,
     at: Option<String>,
-    // outputs
+}
+
+/// Every field an output event may carry; which ones are required depends on `type`.
+#[derive(Deserialize)]
+struct RawOutput {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    occurred_at: Option<String>,
+    conversation: Option<RawConversation>,
     caused_by: Option<String>,
+    comment_id: Option<String>,
+    tag: Option<String>,
+    message_id: Option<String>,
+    error: Option<RawError>,
     from: Option<String>,
     to: Option<String>,
     window: Option<String>,
@@ -88,19 +101,59 @@ fn opt_instant(text: Option<&str>, field: &'static str) -> Result<Option<Timesta
     text.map(|t| instant(t, field)).transpose()
 }
 
-fn vocabulary<T>(
-    text: &str,
-    field: &'static str,
-    parse: impl Fn(&str) -> Option<T>,
-) -> Result<T, WireError> {
-    parse(text).ok_or_else(|| invalid(field, format!("unknown value {text:?}")))
+/// A text enum read from JSON: its values, and the list of them an error names (the value
+/// read is never echoed: it may be any text).
+trait Vocabulary: Sized {
+    fn read(text: &str) -> Option<Self>;
+    fn accepted() -> String;
+}
+
+macro_rules! vocabulary_of_text_enums {
+    ($($ty:ty),+) => {$(
+        impl Vocabulary for $ty {
+            fn read(text: &str) -> Option<Self> {
+                <$ty>::parse(text)
+            }
+            fn accepted() -> String {
+                <$ty>::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+            }
+        }
+    )+};
+}
+
+vocabulary_of_text_enums!(
+    Sender,
+    MessageKind,
+    Tag,
+    Origin,
+    Status,
+    State,
+    Window,
+    MessagingType,
+    Source,
+    Reason,
+    Suggestion,
+    Trigger
+);
+
+impl Vocabulary for Channel {
+    fn read(text: &str) -> Option<Self> {
+        Channel::parse(text)
+    }
+    fn accepted() -> String {
+        "whatsapp, messenger, instagram, custom:<name>".into()
+    }
+}
+
+fn vocabulary<T: Vocabulary>(text: &str, field: &'static str) -> Result<T, WireError> {
+    T::read(text).ok_or_else(|| invalid(field, format!("not one of: {}", T::accepted())))
 }
 
 fn conversation(raw: Option<RawConversation>) -> Result<ConversationKey, WireError> {
     let raw = required(raw, "conversation")?;
     let channel = required(raw.channel, "conversation.channel")?;
     Ok(ConversationKey {
-        channel: vocabulary(&channel, "conversation.channel", Channel::parse)?,
+        channel: vocabulary(&channel, "conversation.channel")?,
         account: required(raw.account, "conversation.account")?,
         channel_id: required(raw.channel_id, "conversation.channel_id")?,
         contact_id: required(raw.contact_id, "conversation.contact_id")?,
@@ -110,9 +163,7 @@ fn conversation(raw: Option<RawConversation>) -> Result<ConversationKey, WireErr
 /// Reads a conversation key from its JSON object (`channel`, `account`, `channel_id`,
 /// `contact_id`).
 pub fn parse_conversation(value: &Value) -> Result<ConversationKey, WireError> {
-    let raw =
-        RawConversation::deserialize(value).map_err(|e| WireError::Undecodable(e.to_string()))?;
-    conversation(Some(raw))
+    conversation(Some(from_value(value)?))
 }
 
 fn platform_error(raw: Option<RawError>) -> Result<Option<PlatformError>, WireError> {
@@ -126,26 +177,57 @@ fn platform_error(raw: Option<RawError>) -> Result<Option<PlatformError>, WireEr
     .transpose()
 }
 
-fn decode(line: &str) -> Result<RawEvent, WireError> {
-    serde_json::from_str(line).map_err(|e| WireError::Undecodable(e.to_string()))
+/// What is wrong with JSON that does not fit the shape ventana reads: the kind of problem,
+/// where, and the field's path; never a value (serde's own messages quote them).
+fn undecodable(path: &str, inner: &serde_json::Error) -> WireError {
+    use serde_json::error::Category;
+    let place = if inner.line() == 0 {
+        String::new()
+    } else {
+        format!(" at line {} column {}", inner.line(), inner.column())
+    };
+    WireError::Undecodable(match inner.classify() {
+        Category::Syntax => format!("not JSON: syntax error{place}"),
+        Category::Eof => format!("not JSON: it ends early{place}"),
+        Category::Io => "cannot be read".to_owned(),
+        Category::Data if path == "." || path.is_empty() => format!("not a JSON object{place}"),
+        Category::Data => {
+            let path: String = path.chars().take(64).collect();
+            format!("`{path}` has the wrong JSON type{place}")
+        }
+    })
 }
 
-fn decode_value(value: &Value) -> Result<RawEvent, WireError> {
-    RawEvent::deserialize(value).map_err(|e| WireError::Undecodable(e.to_string()))
+/// Reads JSON text into `T`, as [`serde_json::from_str`] does, with errors that never quote
+/// the input.
+pub(crate) fn from_text<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, WireError> {
+    let mut reader = serde_json::Deserializer::from_str(text);
+    let value: T = serde_path_to_error::deserialize(&mut reader).map_err(path_error)?;
+    reader.end().map_err(|e| undecodable("", &e))?;
+    Ok(value)
+}
+
+/// Reads parsed JSON into `T`, with errors that never quote the input.
+pub(crate) fn from_value<'a, T: Deserialize<'a>>(value: &'a Value) -> Result<T, WireError> {
+    serde_path_to_error::deserialize(value).map_err(path_error)
+}
+
+fn path_error(error: serde_path_to_error::Error<serde_json::Error>) -> WireError {
+    undecodable(&error.path().to_string(), error.inner())
 }
 
 /// Reads one input event (a JSON object). Clock skew is checked by the fold, which knows
 /// the policy.
 pub fn parse_event(line: &str) -> Result<Event, WireError> {
-    event_of(decode(line)?)
+    event_of(from_text(line)?)
 }
 
 /// Reads one input event from JSON already parsed (the API completes requests this way).
 pub fn event_from_value(value: &Value) -> Result<Event, WireError> {
-    event_of(decode_value(value)?)
+    event_of(from_value(value)?)
 }
 
-fn event_of(raw: RawEvent) -> Result<Event, WireError> {
+fn event_of(raw: RawInput) -> Result<Event, WireError> {
     let kind = required(raw.kind, "type")?;
     let body = match kind.as_str() {
         "customer_message" => EventBody::CustomerMessage,
@@ -153,26 +235,19 @@ fn event_of(raw: RawEvent) -> Result<Event, WireError> {
             comment_id: required(raw.comment_id, "comment_id")?,
         },
         "outbound_message" => EventBody::OutboundMessage(Outbound {
-            sender: vocabulary(&required(raw.sender, "sender")?, "sender", Sender::parse)?,
-            kind: vocabulary(
-                &required(raw.message_kind, "kind")?,
-                "kind",
-                MessageKind::parse,
-            )?,
-            tag: raw
-                .tag
-                .map(|t| vocabulary(&t, "tag", Tag::parse))
-                .transpose()?,
+            sender: vocabulary(&required(raw.sender, "sender")?, "sender")?,
+            kind: vocabulary(&required(raw.message_kind, "kind")?, "kind")?,
+            tag: raw.tag.map(|t| vocabulary(&t, "tag")).transpose()?,
             comment_id: raw.comment_id,
             origin: raw
                 .origin
-                .map(|o| vocabulary(&o, "origin", Origin::parse))
+                .map(|o| vocabulary(&o, "origin"))
                 .transpose()?
                 .unwrap_or_default(),
         }),
         "delivery_status" => EventBody::DeliveryStatus(DeliveryStatus {
             message_id: required(raw.message_id, "message_id")?,
-            status: vocabulary(&required(raw.status, "status")?, "status", Status::parse)?,
+            status: vocabulary(&required(raw.status, "status")?, "status")?,
             error: platform_error(raw.error)?,
         }),
         "conversation_closed" => EventBody::ConversationClosed { by: raw.by },
@@ -180,25 +255,24 @@ fn event_of(raw: RawEvent) -> Result<Event, WireError> {
         "tick" => EventBody::Tick {
             at: instant(&required(raw.at, "at")?, "at")?,
         },
-        _ => return Err(WireError::UnknownType(kind)),
+        _ => return Err(WireError::UnknownType),
     };
     let id = required(raw.id, "id")?;
-    if id.is_empty() {
-        return Err(invalid("id", "empty"));
-    }
     // A tick's instant is its occurrence.
     let occurred_at = match (&body, raw.occurred_at) {
         (_, Some(text)) => instant(&text, "occurred_at")?,
         (EventBody::Tick { at }, None) => *at,
         (_, None) => return Err(WireError::MissingField("occurred_at")),
     };
-    Ok(Event {
+    let event = Event {
         id,
         occurred_at,
         logged_at: opt_instant(raw.logged_at.as_deref(), "logged_at")?,
         conversation: conversation(raw.conversation)?,
         body,
-    })
+    };
+    event.check_ids()?;
+    Ok(event)
 }
 
 fn instant_value(t: Option<Timestamp>) -> Value {
@@ -355,22 +429,22 @@ pub fn output_to_json(output: &Output) -> String {
 
 /// Reads one output event printed by [`output_to_json`].
 pub fn parse_output(line: &str) -> Result<Output, WireError> {
-    output_of(decode(line)?)
+    output_of(from_text(line)?)
 }
 
 /// Reads one output event from JSON already parsed.
 pub fn output_from_value(value: &Value) -> Result<Output, WireError> {
-    output_of(decode_value(value)?)
+    output_of(from_value(value)?)
 }
 
-fn output_of(raw: RawEvent) -> Result<Output, WireError> {
+fn output_of(raw: RawOutput) -> Result<Output, WireError> {
     let kind = required(raw.kind, "type")?;
     let message_id = || required(raw.message_id.clone(), "message_id");
     let body = match kind.as_str() {
         "state_changed" => OutputBody::StateChanged {
-            from: vocabulary(&required(raw.from, "from")?, "from", State::parse)?,
-            to: vocabulary(&required(raw.to, "to")?, "to", State::parse)?,
-            window: vocabulary(&required(raw.window, "window")?, "window", Window::parse)?,
+            from: vocabulary(&required(raw.from, "from")?, "from")?,
+            to: vocabulary(&required(raw.to, "to")?, "to")?,
+            window: vocabulary(&required(raw.window, "window")?, "window")?,
             window_ends_at: opt_instant(raw.window_ends_at.as_deref(), "window_ends_at")?,
             session: required(raw.session, "session")?,
         },
@@ -379,12 +453,8 @@ fn output_of(raw: RawEvent) -> Result<Output, WireError> {
             messaging_type: vocabulary(
                 &required(raw.messaging_type, "messaging_type")?,
                 "messaging_type",
-                MessagingType::parse,
             )?,
-            tag: raw
-                .tag
-                .map(|t| vocabulary(&t, "tag", Tag::parse))
-                .transpose()?,
+            tag: raw.tag.map(|t| vocabulary(&t, "tag")).transpose()?,
             comment_id: raw.comment_id,
             window_ends_at: opt_instant(raw.window_ends_at.as_deref(), "window_ends_at")?,
         },
@@ -394,29 +464,21 @@ fn output_of(raw: RawEvent) -> Result<Output, WireError> {
         },
         "delivery_failed" => OutputBody::DeliveryFailed {
             message_id: message_id()?,
-            source: vocabulary(&required(raw.source, "source")?, "source", Source::parse)?,
-            reason: vocabulary(&required(raw.reason, "reason")?, "reason", Reason::parse)?,
+            source: vocabulary(&required(raw.source, "source")?, "source")?,
+            reason: vocabulary(&required(raw.reason, "reason")?, "reason")?,
             detail: required(raw.detail, "detail")?,
-            suggestion: vocabulary(
-                &required(raw.suggestion, "suggestion")?,
-                "suggestion",
-                Suggestion::parse,
-            )?,
+            suggestion: vocabulary(&required(raw.suggestion, "suggestion")?, "suggestion")?,
             error: platform_error(raw.error)?,
         },
         "auto_reply" => OutputBody::AutoReply {
-            trigger: vocabulary(
-                &required(raw.trigger, "trigger")?,
-                "trigger",
-                Trigger::parse,
-            )?,
+            trigger: vocabulary(&required(raw.trigger, "trigger")?, "trigger")?,
             reply_by: opt_instant(raw.reply_by.as_deref(), "reply_by")?,
         },
         "window_closing" => OutputBody::WindowClosing {
             closes_at: instant(&required(raw.closes_at, "closes_at")?, "closes_at")?,
             customer_waiting: required(raw.customer_waiting, "customer_waiting")?,
         },
-        _ => return Err(WireError::UnknownType(kind)),
+        _ => return Err(WireError::UnknownType),
     };
     Ok(Output {
         id: required(raw.id, "id")?,
@@ -523,5 +585,54 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(event.occurred_at.to_string(), "2026-03-03T10:00:00Z");
+    }
+
+    #[test]
+    fn errors_name_the_field_and_never_repeat_the_input() {
+        let secret = "SECRET-BODY: my card is 4111";
+        let cases = [
+            line(&format!(
+                r#""id": "1", "type": "{secret}", "occurred_at": "2026-03-02T10:00:00Z""#
+            )),
+            line(&format!(
+                r#""id": "1", "type": "customer_message", "occurred_at": "{secret}""#
+            )),
+            line(&format!(
+                r#""id": "1", "type": "customer_message", "occurred_at": "2026-03-02T10:00:00Z", "by": {{"{secret}": 1}}"#
+            )),
+            line(&format!(
+                r#""id": "1", "type": "outbound_message", "sender": "{secret}", "kind": "message", "occurred_at": "2026-03-02T10:00:00Z""#
+            )),
+            line(&format!(
+                r#""id": "1", "type": "delivery_status", "message_id": "m", "status": "failed", "error": {{"code": "{secret}"}}, "occurred_at": "2026-03-02T10:00:00Z""#
+            )),
+            line(&format!(
+                r#""id": "{secret}\n", "type": "customer_message", "occurred_at": "2026-03-02T10:00:00Z""#
+            )),
+            format!(r#"{{"id": 1, "{secret}"#),
+        ];
+        for text in &cases {
+            let error = parse_event(text).unwrap_err().to_string();
+            assert!(!error.contains("SECRET"), "{error}");
+        }
+        let error = parse_event(&cases[4]).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "undecodable: `error.code` has the wrong JSON type at line 1 column 126"
+        );
+        let error = parse_event(&cases[3]).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "invalid field `sender`: not one of: agent, automation"
+        );
+        let error = parse_event(&line(
+            r#""id": "1", "type": "customer_message", "occurred_at": "3000-01-01T00:00:00Z""#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            error,
+            "invalid field `occurred_at`: an instant outside the years 1677 to 2262"
+        );
     }
 }

@@ -217,9 +217,9 @@ fn key_to(key: &ConversationKey) -> pb::ConversationKey {
 fn key_from(key: Option<pb::ConversationKey>) -> Result<ConversationKey, WireError> {
     let key = key.ok_or(WireError::MissingField("conversation"))?;
     Ok(ConversationKey {
-        channel: Channel::parse(&key.channel).ok_or_else(|| WireError::InvalidField {
+        channel: Channel::parse(&key.channel).ok_or(WireError::InvalidField {
             field: "conversation.channel",
-            problem: format!("unknown value {:?}", key.channel),
+            problem: "not one of: whatsapp, messenger, instagram, custom:<name>".into(),
         })?,
         account: key.account,
         channel_id: key.channel_id,
@@ -476,7 +476,9 @@ pub fn encode_event(event: &Event) -> Vec<u8> {
 pub fn decode_event(bytes: &[u8]) -> Result<Event, WireError> {
     let message =
         pb::InputEvent::decode(bytes).map_err(|e| WireError::Undecodable(e.to_string()))?;
-    Event::try_from(message)
+    let event = Event::try_from(message)?;
+    event.check_ids()?;
+    Ok(event)
 }
 
 /// Encodes an output event as protobuf bytes.

@@ -21,8 +21,18 @@ pub const CONSUMER: &str = "ventanad";
 pub const MSG_ID: &str = "Nats-Msg-Id";
 /// The header a DLQ copy carries its reason in (and the error in `Ventana-Error`).
 pub const REASON_HEADER: &str = "Ventana-Reason";
-/// The header a DLQ copy carries the error's description in.
+/// The header a DLQ copy carries the error's description in (at most 256 bytes, never the
+/// input's text).
 pub const ERROR_HEADER: &str = "Ventana-Error";
+/// The header a DLQ copy carries the bad input's subject in.
+pub const DLQ_SUBJECT_HEADER: &str = "Ventana-Subject";
+/// The header naming the stream a DLQ copy's original is kept in (`VENTANA_IN`).
+pub const DLQ_STREAM_HEADER: &str = "Ventana-Stream";
+/// The header with the original's stream sequence: a copy by reference (oversize input, or
+/// one the DLQ refused whole) has an empty payload and is read back from there.
+pub const DLQ_SEQUENCE_HEADER: &str = "Ventana-Sequence";
+/// The header with the original payload's size in bytes.
+pub const DLQ_SIZE_HEADER: &str = "Ventana-Size";
 
 /// The request-reply API (NATS services framework).
 pub const SERVICE_NAME: &str = "ventana";
@@ -78,7 +88,7 @@ pub fn dlq_subject(reason: &str) -> String {
 /// The id of the `tick` the service logs when a conversation's deadline passes: the same
 /// deadline always gets the same id, so JetStream drops a re-publish.
 pub fn tick_id(token: ConversationToken, at: Timestamp) -> String {
-    format!("tick:{token}:{at}")
+    format!("{}{token}:{at}", ventana_core::TICK_ID_PREFIX)
 }
 
 #[cfg(test)]

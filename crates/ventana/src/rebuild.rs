@@ -162,6 +162,12 @@ pub fn project(
 
 /// Opens an existing projection, explaining the usual reason it cannot be.
 pub(crate) fn open_existing(dir: &Path, cache_mb: u64) -> anyhow::Result<Store> {
+    // sled would create a store wherever it is pointed: a typo must not pass for an empty one.
+    anyhow::ensure!(
+        dir.join("db").is_file(),
+        "no ventana store in {}: --data names ventanad's data directory",
+        dir.display()
+    );
     Store::open(dir, cache_mb << 20).with_context(|| {
         format!(
             "cannot open the projection in {} (is ventanad running on it? sled locks its directory)",

@@ -12,6 +12,10 @@ use ventana_tests::nats::{NatsServer, free_port};
 
 pub const SECRET: &str = "app-secret";
 pub const GRAPH_TOKEN: &str = "graph-token";
+/// The token of `helpdesk` in `fixtures/send-clients.txt` (may send from every channel).
+pub const HELPDESK: &str = "test-helpdesk-token-0123456789abcdef";
+/// The token of `page-bot` in `fixtures/send-clients.txt` (may send from page 1139012345).
+pub const PAGE_BOT: &str = "test-page-bot-token-0123456789abcdef";
 
 pub fn sign(body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
@@ -41,6 +45,9 @@ pub fn config(nats: &NatsServer, graph_url: Option<String>) -> ventana_meta::Con
             .clone()
             .unwrap_or_else(|| ventana_meta::server::INSTAGRAM_GRAPH_URL.into()),
         instagram_token: None,
+        send_clients: Some(
+            format!("{}/fixtures/send-clients.txt", env!("CARGO_MANIFEST_DIR")).into(),
+        ),
         graph_url: graph_url.unwrap_or_else(|| ventana_meta::server::GRAPH_URL.into()),
         graph_timeout: Duration::from_secs(5),
         decide_timeout: Duration::from_secs(5),
@@ -125,15 +132,25 @@ impl Adapter {
         );
     }
 
-    /// `POST /v1/messages`.
+    /// `POST /v1/messages` as the `helpdesk` client.
     pub async fn send(&self, request: serde_json::Value) -> (StatusCode, serde_json::Value) {
-        let response = self
+        self.send_as(Some(HELPDESK), request).await
+    }
+
+    /// `POST /v1/messages` with `token` as the bearer token (none: no `Authorization`).
+    pub async fn send_as(
+        &self,
+        token: Option<&str>,
+        request: serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut post = self
             .http
             .post(format!("{}/v1/messages", self.base))
-            .json(&request)
-            .send()
-            .await
-            .unwrap();
+            .json(&request);
+        if let Some(token) = token {
+            post = post.bearer_auth(token);
+        }
+        let response = post.send().await.unwrap();
         let status = response.status();
         (status, response.json().await.unwrap())
     }

@@ -1,0 +1,395 @@
+//! Hostile input against ventanad on a real nats-server and a real sled: poison messages,
+//! ids that could break a header, a DLQ that refuses, requests that could never be decided.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use ventana_bus::client::{publish_events, read_stream};
+use ventana_bus::now;
+use ventana_core::{Event, Policy};
+use ventana_tests::nats::NatsServer;
+use ventana_tests::service::{
+    Live, caught_up, eventually, live, published_outputs, settle, spawn_ventanad, stream_len,
+};
+use ventana_tests::traffic::{build_log, seeded_steps};
+use ventana_wire::subjects::{self, API_SEND, DLQ_STREAM, IN_STREAM};
+
+const CONVERSATION: &str =
+    r#"{"channel":"whatsapp","account":"a","channel_id":"b","contact_id":"c"}"#;
+
+/// The input subject of [`CONVERSATION`].
+fn subject() -> String {
+    let key = ventana_wire::json::parse_conversation(&serde_json::from_str(CONVERSATION).unwrap())
+        .unwrap();
+    subjects::input_subject(&key, 16)
+}
+
+const OCCURRED_AT: &str = "2026-03-02T10:00:00Z";
+
+/// A customer message with its `id` (JSON) and extra `fields` (a JSON object's inside).
+fn event_text(id: &str, fields: &str) -> String {
+    format!(
+        r#"{{"id":{id},"type":"customer_message","occurred_at":"{OCCURRED_AT}","conversation":{CONVERSATION}{fields}}}"#
+    )
+}
+
+/// `count` valid events of other conversations, occurring now.
+fn valid_traffic(count: usize, seed: u64) -> Vec<Event> {
+    let at = now();
+    build_log(&seeded_steps(seed, count, 20, 1))
+        .into_iter()
+        .map(|mut e| {
+            e.occurred_at = at;
+            e
+        })
+        .collect()
+}
+
+async fn publish_raw(js: &async_nats::jetstream::Context, payloads: Vec<Vec<u8>>) -> Vec<u64> {
+    let mut sequences = Vec::new();
+    for payload in payloads {
+        let ack = js.publish(subject(), payload.into()).await.unwrap();
+        sequences.push(ack.await.unwrap().sequence);
+    }
+    sequences
+}
+
+/// Every DLQ copy with its headers, in order.
+async fn dlq_copies(
+    js: &async_nats::jetstream::Context,
+) -> Vec<async_nats::jetstream::message::StreamMessage> {
+    let stream = js.get_stream(DLQ_STREAM).await.unwrap();
+    let count = read_stream(js, DLQ_STREAM, None).await.unwrap();
+    let mut copies = Vec::new();
+    for message in count {
+        copies.push(stream.get_raw_message(message.sequence).await.unwrap());
+    }
+    copies
+}
+
+fn header<'a>(message: &'a async_nats::jetstream::message::StreamMessage, name: &str) -> &'a str {
+    message
+        .headers
+        .get(name)
+        .map(|v| v.as_str())
+        .unwrap_or_else(|| panic!("no header {name}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_go_to_the_dlq_and_never_stop_the_pipeline() {
+    let Live {
+        nats: _nats,
+        dir: _dir,
+        service,
+        client: _client,
+        js,
+    } = live(None).await;
+
+    let secret = "SECRET-BODY: my card is 4111";
+    let poison = vec![
+        // Just under the server's payload limit: a whole copy plus headers would not fit.
+        vec![b'x'; 1_048_511],
+        // A type whose escaped text alone would be a 120 KB header.
+        event_text(r#""z""#, "")
+            .replace("customer_message", &"\u{200b}".repeat(20_000))
+            .into_bytes(),
+        // Text where an instant, a number, a channel or a tag belongs.
+        event_text(r#""s1""#, "")
+            .replace(OCCURRED_AT, secret)
+            .into_bytes(),
+        format!(
+            r#"{{"id":"s2","type":"delivery_status","occurred_at":"{OCCURRED_AT}","conversation":{CONVERSATION},"message_id":"m","status":"failed","error":{{"code":"{secret}"}}}}"#
+        )
+        .into_bytes(),
+        event_text(r#""s3""#, "")
+            .replace("whatsapp", secret)
+            .into_bytes(),
+        // An id that would end the Nats-Msg-Id header early, published past ventana's tools.
+        event_text(r#""m1\r\nX: 1""#, "").into_bytes(),
+        // The service's own tick ids are reserved.
+        event_text(r#""tick:x""#, "").into_bytes(),
+    ];
+    let reasons = [
+        "oversize",
+        "unknown_type",
+        "invalid_field",
+        "undecodable",
+        "invalid_field",
+        "invalid_field",
+        "invalid_field",
+    ];
+    let sequences = publish_raw(&js, poison).await;
+    // Output field names in an input event are ignored like any unknown field.
+    let reused = event_text(
+        r#""reuses-output-names""#,
+        r#","session":"x","detail":"y","reason":1,"caused_by":[],"customer_waiting":"no""#,
+    );
+    publish_raw(&js, vec![reused.into_bytes()]).await;
+    let valid = valid_traffic(500, 7);
+    publish_events(&js, &valid, 16).await.unwrap();
+    eventually(
+        "ventanad to fold past the poison",
+        Duration::from_secs(30),
+        || caught_up(&js),
+    )
+    .await;
+
+    let copies = dlq_copies(&js).await;
+    let found: Vec<&str> = copies
+        .iter()
+        .map(|c| header(c, subjects::REASON_HEADER))
+        .collect();
+    assert_eq!(found, reasons);
+    for (copy, sequence) in copies.iter().zip(&sequences) {
+        assert_eq!(
+            header(copy, subjects::DLQ_SEQUENCE_HEADER),
+            sequence.to_string()
+        );
+        assert_eq!(header(copy, subjects::DLQ_STREAM_HEADER), IN_STREAM);
+        for (name, values) in copy.headers.iter() {
+            for value in values {
+                assert!(
+                    value.as_str().len() <= 256,
+                    "{name}: {} bytes",
+                    value.as_str().len()
+                );
+                assert!(!value.as_str().contains("SECRET"), "{name}: {value:?}");
+                assert!(!value.as_str().contains('\u{200b}'), "{name}");
+            }
+        }
+    }
+    // The oversize input is kept by reference: its copy is empty and says its size.
+    assert!(copies[0].payload.is_empty());
+    assert_eq!(header(&copies[0], subjects::DLQ_SIZE_HEADER), "1048511");
+    assert_eq!(
+        copies[1].payload.len(),
+        event_text(r#""z""#, "").len() - 16 + 60_000
+    );
+    // Errors name the field and the problem, never the value.
+    assert_eq!(
+        header(&copies[5], subjects::ERROR_HEADER),
+        "invalid field `id`: holds a control character"
+    );
+    assert!(header(&copies[2], subjects::ERROR_HEADER).contains("`occurred_at`"));
+    assert!(header(&copies[3], subjects::ERROR_HEADER).contains("`error.code`"));
+
+    // Everything else was folded: exactly what a replay of the valid events gives.
+    let settled = settle(&js, &Policy::default(), Duration::from_secs(30)).await;
+    assert_eq!(settled.logged.len(), valid.len() + 1);
+    assert!(settled.logged.iter().any(|e| e.id == "reuses-output-names"));
+    service.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_the_dlq_refuses_is_remembered_and_the_pipeline_goes_on() {
+    let Live {
+        nats: _nats,
+        dir,
+        service,
+        client: _client,
+        js,
+    } = live(None).await;
+    // No DLQ stream: every copy is refused, whole and by reference.
+    js.delete_stream(DLQ_STREAM).await.unwrap();
+    let sequences = publish_raw(&js, vec![b"not json".to_vec(), b"{}".to_vec()]).await;
+    let valid = valid_traffic(200, 8);
+    publish_events(&js, &valid, 16).await.unwrap();
+    eventually(
+        "ventanad to fold past the refused copies",
+        Duration::from_secs(30),
+        || caught_up(&js),
+    )
+    .await;
+    let settled = settle(&js, &Policy::default(), Duration::from_secs(30)).await;
+    assert_eq!(settled.logged.len(), valid.len());
+    service.stop().await.unwrap();
+
+    let store = ventana_store::Store::open(&dir.path().join("data"), 1 << 20).unwrap();
+    assert_eq!(
+        store.dlq_refused().unwrap(),
+        vec![
+            (sequences[0], "undecodable".to_owned()),
+            (sequences[1], "missing_field".to_owned())
+        ]
+    );
+}
+
+async fn send(client: &async_nats::Client, body: Value) -> Value {
+    let reply = client
+        .request(API_SEND, body.to_string().into())
+        .await
+        .unwrap();
+    serde_json::from_slice(&reply.payload).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_that_could_break_a_header_are_refused_at_every_entry_point() {
+    let Live {
+        nats: _nats,
+        dir: _dir,
+        service,
+        client,
+        js,
+    } = live(None).await;
+    let conversation: Value = serde_json::from_str(CONVERSATION).unwrap();
+    let long = "m".repeat(600 * 1024);
+    let cases = [
+        (json!("m1\r\nX: 1"), "control character"),
+        (json!("m1\n"), "control character"),
+        (json!(format!("tick:{}:{}", "a".repeat(26), now())), "tick:"),
+        (json!(long), "at most 512"),
+        (json!(""), "empty"),
+    ];
+    for (id, problem) in cases {
+        let reply = send(
+            &client,
+            json!({"id": id, "conversation": conversation, "sender": "agent", "kind": "message"}),
+        )
+        .await;
+        assert_eq!(reply["error"]["code"], "bad_request", "{reply}");
+        let message = reply["error"]["message"].as_str().unwrap();
+        assert!(message.contains(problem), "{message}");
+        assert!(
+            message.len() < 200,
+            "the id is not echoed: {} bytes",
+            message.len()
+        );
+    }
+    // An echo is a report, not a request: refused at once rather than awaited.
+    let reply = send(
+        &client,
+        json!({"id": "e1", "conversation": conversation, "sender": "agent", "kind": "message", "origin": "echo"}),
+    )
+    .await;
+    assert_eq!(reply["error"]["code"], "bad_request", "{reply}");
+    // ventana's own publisher refuses before building a header.
+    let mut events = valid_traffic(3, 9);
+    events[2].id = "m2\r\nNats-Msg-Id: other".into();
+    let refused = publish_events(&js, &events, 16).await.unwrap_err();
+    assert!(
+        format!("{refused:#}").contains("event 3 of 3"),
+        "{refused:#}"
+    );
+    assert_eq!(stream_len(&js, IN_STREAM).await, 0, "nothing was logged");
+    service.stop().await.unwrap();
+}
+
+/// Every output on VENTANA_OUT that ventanad wrote (not another publisher's `foreign`).
+async fn ventanads_outputs(js: &async_nats::jetstream::Context) -> Vec<String> {
+    published_outputs(js)
+        .await
+        .into_iter()
+        .filter(|o| o != FOREIGN)
+        .collect()
+}
+
+const FOREIGN: &str = "foreign";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_publisher_on_the_output_subjects_loses_no_output() {
+    let Live {
+        nats,
+        dir: _dir,
+        service,
+        client: _client,
+        js,
+    } = live(None).await;
+    // Someone else publishes to ventana.out.> while outputs flow.
+    let url = nats.url();
+    let foreign = tokio::spawn(async move {
+        let client = async_nats::connect(url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        for i in 0..300 {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", format!("foreign-{i}").as_str());
+            js.publish_with_headers("ventana.out.state_changed.x", headers, FOREIGN.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let events = valid_traffic(20_000, 10);
+    for chunk in events.chunks(500) {
+        publish_events(&js, chunk, 16).await.unwrap();
+    }
+    foreign.await.unwrap();
+    let settled = settle(&js, &Policy::default(), Duration::from_secs(60)).await;
+    eventually(
+        "every output of ventanad",
+        Duration::from_secs(30),
+        || async { ventanads_outputs(&js).await.len() >= settled.outputs.len() },
+    )
+    .await;
+    assert_eq!(
+        stream_len(&js, subjects::OUT_STREAM).await as usize,
+        settled.outputs.len() + 300
+    );
+    let published = ventanads_outputs(&js).await;
+    let differing = settled
+        .outputs
+        .iter()
+        .zip(&published)
+        .position(|(a, b)| a != b);
+    assert_eq!(differing, None, "first difference at output {differing:?}");
+    assert_eq!(published.len(), settled.outputs.len());
+    service.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbox_left_by_a_crash_is_published_once_while_new_outputs_flow() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut ventanad = spawn_ventanad(&nats.url(), &data);
+    eventually("the streams", Duration::from_secs(20), || async {
+        js.get_stream(subjects::OUT_STREAM).await.is_ok()
+    })
+    .await;
+    publish_events(&js, &valid_traffic(1_000, 11), 16)
+        .await
+        .unwrap();
+    settle(&js, &Policy::default(), Duration::from_secs(30)).await;
+
+    // VENTANA_OUT refuses every publish: outputs pile up in the outbox.
+    let mut out = js.get_stream(subjects::OUT_STREAM).await.unwrap();
+    let mut refusing = out.info().await.unwrap().config.clone();
+    refusing.max_messages = out.info().await.unwrap().state.messages as i64;
+    refusing.discard = async_nats::jetstream::stream::DiscardPolicy::New;
+    js.update_stream(refusing).await.unwrap();
+    publish_events(&js, &valid_traffic(3_000, 12), 16)
+        .await
+        .unwrap();
+    eventually(
+        "ventanad to fold while outputs wait",
+        Duration::from_secs(30),
+        || caught_up(&js),
+    )
+    .await;
+    ventanad.kill().unwrap();
+    ventanad.wait().unwrap();
+    // A backlog arrives while it is down: at restart the consumer commits new rows while the
+    // outbox left behind is still being published.
+    publish_events(&js, &valid_traffic(20_000, 13), 16)
+        .await
+        .unwrap();
+    let mut ventanad = spawn_ventanad(&nats.url(), &data); // declares VENTANA_OUT unlimited again
+    let settled = settle(&js, &Policy::default(), Duration::from_secs(60)).await;
+    let published = published_outputs(&js).await;
+    assert_eq!(
+        published.len(),
+        settled.outputs.len(),
+        "each output exactly once"
+    );
+    let differing = settled
+        .outputs
+        .iter()
+        .zip(&published)
+        .position(|(a, b)| a != b);
+    assert_eq!(differing, None, "first difference at output {differing:?}");
+    ventanad.kill().unwrap();
+    ventanad.wait().unwrap();
+}
