@@ -393,3 +393,66 @@ async fn an_outbox_left_by_a_crash_is_published_once_while_new_outputs_flow() {
     ventanad.kill().unwrap();
     ventanad.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiring_pages_fit_in_a_reply_however_long_the_keys() {
+    let Live {
+        nats: _nats,
+        dir: _dir,
+        service,
+        client,
+        js,
+    } = live(None).await;
+    // 1 000 conversations with 500-byte key parts, each with an open window: a page of all
+    // of them would be 1.6 MB, over the 1 MiB a NATS reply may be.
+    let long = |n: usize, part: &str| format!("{part}{n:04}{}", "k".repeat(492));
+    let events: Vec<Event> = (0..1_000)
+        .map(|n| {
+            let text = format!(
+                r#"{{"id":"c{n}","type":"customer_message","occurred_at":"{}","conversation":{{"channel":"whatsapp","account":"{}","channel_id":"{}","contact_id":"{}"}}}}"#,
+                now(),
+                long(n, "a"),
+                long(n, "b"),
+                long(n, "c")
+            );
+            ventana_wire::parse_event(&text).unwrap()
+        })
+        .collect();
+    publish_events(&js, &events, 16).await.unwrap();
+    eventually("ventanad to fold", Duration::from_secs(30), || {
+        caught_up(&js)
+    })
+    .await;
+
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor = Value::Null;
+    let mut pages = 0;
+    loop {
+        let mut request = json!({"within": "25h", "limit": 1000});
+        if !cursor.is_null() {
+            request["cursor"] = cursor.clone();
+        }
+        let reply = client
+            .request(subjects::API_EXPIRING, request.to_string().into())
+            .await
+            .unwrap();
+        assert!(
+            reply.payload.len() <= 512 * 1024,
+            "{} bytes",
+            reply.payload.len()
+        );
+        let page: Value = serde_json::from_slice(&reply.payload).unwrap();
+        let conversations = page["conversations"].as_array().unwrap();
+        for conversation in conversations {
+            assert!(seen.insert(conversation["token"].as_str().unwrap().to_owned()));
+        }
+        pages += 1;
+        cursor = page["next_cursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 1_000);
+    assert!(pages >= 4, "{pages} pages");
+    service.stop().await.unwrap();
+}

@@ -67,6 +67,18 @@ pub struct Config {
     /// Largest webhook or send body accepted (bytes); larger ones get 413.
     #[arg(long, env = "VENTANA_META_MAX_BODY", default_value_t = 1 << 20)]
     pub max_body: usize,
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, env = "VENTANA_META_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers.
+    #[arg(long, env = "VENTANA_META_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// How long a connection may send nothing before it is closed.
+    #[arg(long, env = "VENTANA_META_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// How long reading a request's body and answering it may take (408 past it).
+    #[arg(long, env = "VENTANA_META_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
     #[command(flatten)]
     pub nats: NatsOptions,
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod gateway;
 pub mod graph;
+pub mod listen;
 pub mod metrics;
 pub mod normalise;
 pub mod server;

@@ -64,6 +64,7 @@ async fn count_webhooks(State(app): State<Arc<App>>, request: Request, next: Nex
 
 fn router(app: Arc<App>) -> Router {
     let limit = app.config.max_body;
+    let request_timeout = app.config.request_timeout;
     let webhooks = Router::new()
         .route("/webhook", get(webhook::handshake).post(webhook::receive))
         .layer(middleware::from_fn_with_state(app.clone(), count_webhooks));
@@ -73,6 +74,9 @@ fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(move |request, next| {
+            crate::listen::request_deadline(request_timeout, request, next)
+        }))
         .with_state(app)
 }
 
@@ -106,6 +110,12 @@ pub async fn run(
     }
     info!(listen = %listener.local_addr()?, graph = %config.graph_url,
         "ventana-meta: webhooks on /webhook, sends on /v1/messages");
+    let limits = crate::listen::Limits {
+        max_connections: config.max_connections,
+        header_timeout: config.header_timeout,
+        idle_timeout: config.idle_timeout,
+        request_timeout: config.request_timeout,
+    };
     let app = Arc::new(App {
         config,
         clients,
@@ -115,8 +125,6 @@ pub async fn run(
         graph,
         metrics: Metrics::default(),
     });
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")
+    crate::listen::serve(listener, router(app), limits, shutdown).await;
+    Ok(())
 }

@@ -10,7 +10,7 @@ use async_nats::jetstream;
 use async_nats::service::ServiceExt;
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tracing::warn;
 use ventana_core::{Conversation, EventBody, Origin, Timestamp};
 use ventana_notifier::{advance_to, fold_event};
@@ -25,6 +25,18 @@ use crate::Shared;
 use crate::clock::now;
 
 type Reply = Result<String, ApiError>;
+
+/// Requests served at once: past it, requests wait in the subscription, and the pipeline's
+/// share of the machine (sled, the executor) stays its own.
+const CONCURRENT_REQUESTS: usize = 32;
+
+/// `expiring` pages built at once (each reads up to a page of states from sled).
+const CONCURRENT_PAGES: usize = 2;
+
+/// The largest reply: well under NATS' default payload limit (1 MiB), over which a reply
+/// would be dropped without a word. An `expiring` page is cut to fit (its cursor goes on
+/// from there).
+const MAX_REPLY_BYTES: usize = 512 * 1024;
 
 /// The conversation a request names, as stored (or new, when named by its key).
 async fn conversation_of(
@@ -178,23 +190,35 @@ async fn expiring(shared: &Shared, payload: &[u8]) -> Reply {
     .await
     .map_err(ApiError::internal)?
     .map_err(ApiError::internal)?;
-    let next_cursor = (rows.len() == limit)
+    let mut page: Vec<Expiring> = rows
+        .iter()
+        .filter_map(|(closes_at, token, conversation)| {
+            Some(Expiring {
+                token: *token,
+                closes_at: *closes_at,
+                snapshot: conversation.as_ref()?.snapshot(&shared.policy),
+            })
+        })
+        .collect();
+    let mut next_cursor = (rows.len() == limit)
         .then(|| {
             rows.last()
                 .map(|&(at, token, _)| ventana_wire::api::Cursor { at, token })
         })
         .flatten();
-    let page: Vec<Expiring> = rows
-        .into_iter()
-        .filter_map(|(closes_at, token, conversation)| {
-            Some(Expiring {
-                token,
-                closes_at,
-                snapshot: conversation?.snapshot(&shared.policy),
-            })
-        })
-        .collect();
-    Ok(expiring_to_json(&page, next_cursor))
+    // Long keys can make a full page too large for one reply: halve it until it fits, and
+    // go on after the last conversation kept.
+    loop {
+        let json = expiring_to_json(&page, next_cursor);
+        if json.len() <= MAX_REPLY_BYTES || page.len() <= 1 {
+            return Ok(json);
+        }
+        page.truncate(page.len() / 2);
+        next_cursor = page.last().map(|row| ventana_wire::api::Cursor {
+            at: row.closes_at,
+            token: row.token,
+        });
+    }
 }
 
 /// Serves the four endpoints until `shutdown`.
@@ -227,7 +251,10 @@ pub async fn run(
         );
     }
     let mut requests = futures::stream::select_all(endpoints.into_iter().map(|e| e.boxed()));
+    let serving = Arc::new(Semaphore::new(CONCURRENT_REQUESTS));
+    let paging = Arc::new(Semaphore::new(CONCURRENT_PAGES));
     loop {
+        let permit = serving.clone().acquire_owned().await?;
         let request = tokio::select! {
             request = requests.next() => request,
             _ = shutdown.changed() => break,
@@ -235,6 +262,7 @@ pub async fn run(
         let Some(request) = request else { break };
         let shared = shared.clone();
         let js = js.clone();
+        let paging = paging.clone();
         tokio::spawn(async move {
             let subject = request.message.subject.to_string();
             let payload = request.message.payload.clone();
@@ -242,13 +270,25 @@ pub async fn run(
                 subjects::API_STATE => state(&shared, &payload).await,
                 subjects::API_CHECK => check(&shared, &payload).await,
                 subjects::API_SEND => send(&shared, &js, partitions, send_timeout, &payload).await,
-                subjects::API_EXPIRING => expiring(&shared, &payload).await,
-                _ => Err(ApiError::bad_request(format!("unknown endpoint {subject}"))),
+                subjects::API_EXPIRING => match paging.acquire().await {
+                    Ok(_page) => expiring(&shared, &payload).await,
+                    Err(_) => Err(ApiError::internal("stopping")),
+                },
+                // The services framework routes only the four endpoints' subjects here.
+                _ => Err(ApiError::bad_request("unknown endpoint")),
             };
-            let text = reply.unwrap_or_else(|error| error.to_json());
+            let text = match reply {
+                Ok(text) if text.len() > MAX_REPLY_BYTES => {
+                    ApiError::internal("the reply would be larger than a NATS message may be")
+                        .to_json()
+                }
+                Ok(text) => text,
+                Err(error) => error.to_json(),
+            };
             if let Err(error) = request.respond(Ok(Bytes::from(text))).await {
                 warn!(%error, "cannot answer a request");
             }
+            drop(permit);
         });
     }
     let _ = service.stop().await;

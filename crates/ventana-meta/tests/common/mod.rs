@@ -54,6 +54,10 @@ pub fn config(nats: &NatsServer, graph_url: Option<String>) -> ventana_meta::Con
         account: "acme".into(),
         partitions: 16,
         max_body: 64 * 1024,
+        max_connections: 64,
+        header_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(20),
         nats: NatsOptions {
             url: nats.url(),
             ..Default::default()
