@@ -31,23 +31,51 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     store: tempfile::TempDir,
+    /// A configuration file and the environment it reads (passwords).
+    config: Option<(PathBuf, Vec<(String, String)>)>,
 }
 
 impl NatsServer {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A server with the configuration file `config` (its listen address and store are the
+    /// test's), reading `env` (the passwords the file names).
+    pub fn start_with_config(config: &Path, env: &[(&str, &str)]) -> Self {
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self::start_with(Some((config.to_owned(), env)))
+    }
+
+    fn start_with(config: Option<(PathBuf, Vec<(String, String)>)>) -> Self {
         let store = tempfile::tempdir().unwrap();
         let mut server = Self {
             child: None,
             port: free_port(),
             store,
+            config,
         };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
-        let child = ventana_bus::local_nats::start_server(binary(), self.port, self.store.path())
-            .expect("nats-server starts and becomes ready");
+        let (config, env) = match &self.config {
+            Some((path, env)) => (Some(path.as_path()), env.as_slice()),
+            None => (None, &[][..]),
+        };
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let child = ventana_bus::local_nats::start_server_with(
+            binary(),
+            self.port,
+            self.store.path(),
+            config,
+            &env,
+        )
+        .expect("nats-server starts and becomes ready");
         self.child = Some(child);
     }
 

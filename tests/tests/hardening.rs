@@ -108,12 +108,19 @@ async fn poison_messages_go_to_the_dlq_and_never_stop_the_pipeline() {
         event_text(r#""m1\r\nX: 1""#, "").into_bytes(),
         // The service's own tick ids are reserved.
         event_text(r#""tick:x""#, "").into_bytes(),
+        // A tick with the id of a later deadline would suppress that deadline's own tick.
+        format!(
+            r#"{{"id":"tick:{}:2030-01-01T00:00:00Z","type":"tick","at":"{OCCURRED_AT}","conversation":{CONVERSATION}}}"#,
+            subject().rsplit('.').next().unwrap()
+        )
+        .into_bytes(),
     ];
     let reasons = [
         "oversize",
         "unknown_type",
         "invalid_field",
         "undecodable",
+        "invalid_field",
         "invalid_field",
         "invalid_field",
         "invalid_field",
@@ -454,5 +461,77 @@ async fn expiring_pages_fit_in_a_reply_however_long_the_keys() {
     }
     assert_eq!(seen.len(), 1_000);
     assert!(pages >= 4, "{pages} pages");
+    service.stop().await.unwrap();
+}
+
+/// The status code of `GET /healthz` on `address` (0: not listening yet).
+async fn healthz(address: std::net::SocketAddr) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else {
+        return 0;
+    };
+    stream
+        .write_all(b"GET /healthz HTTP/1.0\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_turns_503_while_outputs_cannot_be_published() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = ventana_tests::service::config(&nats.url(), &dir.path().join("data"), None);
+    let http = config.http;
+    let service = ventana_tests::service::start(config);
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    eventually(
+        "ventanad to be healthy",
+        Duration::from_secs(20),
+        || async { healthz(http).await == 200 },
+    )
+    .await;
+
+    publish_events(&js, &valid_traffic(100, 15), 16)
+        .await
+        .unwrap();
+    settle(&js, &Policy::default(), Duration::from_secs(30)).await;
+    // VENTANA_OUT refuses every publish: the outbox holds rows it cannot move.
+    let mut out = js.get_stream(subjects::OUT_STREAM).await.unwrap();
+    let normal = out.info().await.unwrap().config.clone();
+    let mut refusing = normal.clone();
+    refusing.max_messages = out.info().await.unwrap().state.messages as i64;
+    refusing.discard = async_nats::jetstream::stream::DiscardPolicy::New;
+    js.update_stream(refusing).await.unwrap();
+    publish_events(&js, &valid_traffic(200, 14), 16)
+        .await
+        .unwrap();
+    let stalled = std::time::Instant::now();
+    eventually("/healthz to say 503", Duration::from_secs(30), || async {
+        healthz(http).await == 503
+    })
+    .await;
+    assert!(
+        stalled.elapsed() < Duration::from_secs(20),
+        "503 within seconds of the stall: {:?}",
+        stalled.elapsed()
+    );
+    // The stream takes outputs again: everything is published, and it is healthy again.
+    js.update_stream(normal).await.unwrap();
+    let settled = settle(&js, &Policy::default(), Duration::from_secs(30)).await;
+    assert_eq!(published_outputs(&js).await, settled.outputs);
+    eventually(
+        "/healthz to say 200 again",
+        Duration::from_secs(10),
+        || async { healthz(http).await == 200 },
+    )
+    .await;
     service.stop().await.unwrap();
 }

@@ -34,9 +34,27 @@ pub fn server_binary(repository: &Path) -> anyhow::Result<PathBuf> {
 /// Starts `binary` with JetStream on 127.0.0.1:`port`, storing in `store`, and waits until
 /// it logs that it is ready.
 pub fn start_server(binary: &Path, port: u16, store: &Path) -> anyhow::Result<Child> {
-    let mut child = Command::new(binary)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(store)
+    start_server_with(binary, port, store, None, &[])
+}
+
+/// [`start_server`] with a configuration file and environment variables (the passwords
+/// it names). The file's listen address is overridden, and its JetStream store is read
+/// from `$NATS_STORE_DIR`, set to `store`.
+pub fn start_server_with(
+    binary: &Path,
+    port: u16,
+    store: &Path,
+    config: Option<&Path>,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Child> {
+    let mut command = Command::new(binary);
+    match config {
+        Some(config) => command.arg("-c").arg(config).env("NATS_STORE_DIR", store),
+        None => command.args(["-js", "-sd"]).arg(store),
+    };
+    let mut child = command
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

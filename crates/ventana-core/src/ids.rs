@@ -6,7 +6,8 @@
 use std::fmt;
 
 use crate::event::{Event, EventBody};
-use crate::key::Channel;
+use crate::key::{Channel, ConversationToken};
+use crate::time::Timestamp;
 
 /// The longest id or name accepted, in bytes.
 pub const MAX_ID_BYTES: usize = 512;
@@ -29,6 +30,8 @@ pub enum IdProblem {
     ControlCharacter,
     /// An event other than a tick uses the [`TICK_ID_PREFIX`].
     ReservedPrefix,
+    /// A tick's id is not [`tick_id`] of its conversation and instant.
+    NotTheTicksOwn,
 }
 
 impl fmt::Display for IdProblem {
@@ -42,6 +45,10 @@ impl fmt::Display for IdProblem {
             Self::ReservedPrefix => write!(
                 f,
                 "only the service's own ticks have ids beginning with {TICK_ID_PREFIX:?}"
+            ),
+            Self::NotTheTicksOwn => write!(
+                f,
+                "a tick's id is {TICK_ID_PREFIX}<conversation token>:<its instant>"
             ),
         }
     }
@@ -63,6 +70,14 @@ impl fmt::Display for BadId {
 }
 
 impl std::error::Error for BadId {}
+
+/// The id of the `tick` for `token`'s deadline at `at`: the same deadline always gets the
+/// same id, so a re-published tick is dropped as a duplicate, and a tick bound to its own
+/// conversation and instant can never stand in for another (one with the id of a real
+/// deadline but an earlier instant would otherwise suppress it).
+pub fn tick_id(token: ConversationToken, at: Timestamp) -> String {
+    format!("{TICK_ID_PREFIX}{token}:{at}")
+}
 
 /// Checks a name: at most [`MAX_ID_BYTES`] bytes and no control characters (may be empty).
 pub fn check_name(text: &str) -> Result<(), IdProblem> {
@@ -93,11 +108,18 @@ impl Event {
     /// by ventana's own tools or folded.
     pub fn check_ids(&self) -> Result<(), BadId> {
         field("id", check_id(&self.id))?;
-        let is_tick = matches!(self.body, EventBody::Tick { .. });
-        if !is_tick && self.id.starts_with(TICK_ID_PREFIX) {
+        let problem = match self.body {
+            EventBody::Tick { at } => (self.id != tick_id(self.conversation.token(), at))
+                .then_some(IdProblem::NotTheTicksOwn),
+            _ => self
+                .id
+                .starts_with(TICK_ID_PREFIX)
+                .then_some(IdProblem::ReservedPrefix),
+        };
+        if let Some(problem) = problem {
             return Err(BadId {
                 field: "id",
-                problem: IdProblem::ReservedPrefix,
+                problem,
             });
         }
         let key = &self.conversation;

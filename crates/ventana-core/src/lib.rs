@@ -26,7 +26,7 @@ pub use event::{
     DeliveryStatus, Event, EventBody, MessageKind, Origin, Outbound, PlatformError,
     PlatformErrorClass, Sender, Status, Tag, Unsendable,
 };
-pub use ids::{BadId, IdProblem, MAX_ID_BYTES, TICK_ID_PREFIX, check_id, check_name};
+pub use ids::{BadId, IdProblem, MAX_ID_BYTES, TICK_ID_PREFIX, check_id, check_name, tick_id};
 pub use key::{Channel, ConversationKey, ConversationToken};
 pub use policy::{ChannelPolicy, NotifierPolicy, Policy, Rate, TAG_DEPRECATION, TagPolicy};
 pub use rule::Rule;

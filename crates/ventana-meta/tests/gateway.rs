@@ -684,3 +684,197 @@ async fn only_known_clients_send_and_only_to_meta_ids() {
     adapter.stop().await;
     ventanad.stop().await.unwrap();
 }
+
+/// The users of `deploy/nats-server.conf` and the passwords this test gives them.
+const USERS: [(&str, &str, &str); 6] = [
+    ("ventanad", "VENTANAD_PASSWORD", "pw-ventanad"),
+    ("adapter", "ADAPTER_PASSWORD", "pw-adapter"),
+    ("meta-adapter", "META_ADAPTER_PASSWORD", "pw-meta"),
+    ("api-client", "API_CLIENT_PASSWORD", "pw-api-client"),
+    ("sender", "SENDER_PASSWORD", "pw-sender"),
+    ("subscriber", "SUBSCRIBER_PASSWORD", "pw-subscriber"),
+];
+
+fn as_user(nats: &NatsServer, user: &str) -> ventana_bus::NatsOptions {
+    let (_, _, password) = USERS.iter().find(|(name, _, _)| *name == user).unwrap();
+    ventana_bus::NatsOptions {
+        url: nats.url(),
+        nats_user: Some(user.into()),
+        nats_password: Some((*password).into()),
+        ..Default::default()
+    }
+}
+
+/// A client of `user`, and its JetStream context with a short ack timeout (a refused
+/// publish is never acked).
+async fn client_of(
+    nats: &NatsServer,
+    user: &str,
+) -> (async_nats::Client, async_nats::jetstream::Context) {
+    let client = ventana_bus::connect(&as_user(nats, user), user)
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(1))
+        .build(client.clone());
+    (client, js)
+}
+
+/// Whether a request on `subject` is answered within a second.
+async fn answered(client: &async_nats::Client, subject: &str, body: Value) -> bool {
+    matches!(
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            client.request(subject.to_owned(), body.to_string().into())
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+/// Whether JetStream stored a publish of `user` on `subject`.
+async fn stored(js: &async_nats::jetstream::Context, subject: &str, payload: &str) -> bool {
+    match js
+        .publish(subject.to_owned(), payload.to_owned().into())
+        .await
+    {
+        Ok(ack) => ack.await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_nats_permissions_run_the_whole_flow_and_refuse_the_rest() {
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/nats-server.conf");
+    let env: Vec<(&str, &str)> = USERS.iter().map(|(_, var, pw)| (*var, *pw)).collect();
+    let nats = NatsServer::start_with_config(&file, &env);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = ventana_tests::service::policy_file(
+        dir.path(),
+        "[channels.messenger]\nhold_until_accepted = true\n",
+    );
+    let mut config =
+        ventana_tests::service::config(&nats.url(), &dir.path().join("data"), Some(policy));
+    config.nats = as_user(&nats, "ventanad");
+    let ventanad = ventana_tests::service::start(config);
+    let (api_client, _) = client_of(&nats, "api-client").await;
+    let conversation = json!({"conversation": {"channel": "messenger", "account": "acme",
+        "channel_id": PAGE, "contact_id": "PSID-2"}});
+    eventually("ventanad's API", Duration::from_secs(20), || {
+        answered(&api_client, API_STATE, conversation.clone())
+    })
+    .await;
+    let (graph, graph_url) = Graph::start().await;
+    let mut meta = common::config(&nats, Some(graph_url));
+    meta.nats = as_user(&nats, "meta-adapter");
+    let adapter = Adapter::start(meta).await;
+
+    // The whole flow as meta-adapter: webhooks in, a private reply out, a DM held until
+    // the customer writes, then delivered by the retry (which reads VENTANA_OUT).
+    let now = now_seconds();
+    let content = json!({"text": "hello"});
+    adapter
+        .webhook(json!({"object": "page", "entry": [{"id": PAGE, "time": now, "changes": [{"field": "feed",
+            "value": {"item": "comment", "verb": "add", "comment_id": "PAGE_POST_C1", "post_id": "PAGE_POST",
+                      "from": {"id": "PSID-2", "name": "Kai"}, "message": "price?", "created_time": now - 60}}]}]}))
+        .await;
+    let (status, answer) = adapter
+        .send(agent_message(
+            "r-2",
+            messenger_conversation("PSID-2"),
+            content.clone(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let held = agent_message("r-3", messenger_conversation("PSID-2"), content);
+    let (status, answer) = adapter.send(held.clone()).await;
+    assert_eq!(
+        (status, &answer["status"]),
+        (StatusCode::ACCEPTED, &json!("held")),
+        "{answer}"
+    );
+    adapter
+        .webhook(messenger_message("PSID-2", "m_c2", now))
+        .await;
+    let (subscriber, subscriber_js) = client_of(&nats, "subscriber").await;
+    eventually(
+        "r-3 released, read by a subscriber",
+        Duration::from_secs(10),
+        || async {
+            read_stream(&subscriber_js, OUT_STREAM, None)
+                .await
+                .unwrap()
+                .iter()
+                .any(|m| {
+                    let output: Value = serde_json::from_slice(&m.payload).unwrap();
+                    output["type"] == "outbound_accepted" && output["message_id"] == "r-3"
+                })
+        },
+    )
+    .await;
+    let (status, answer) = adapter.send(held).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(graph.calls().len(), 2);
+    let (sender, _) = client_of(&nats, "sender").await;
+    assert!(answered(&sender, API_STATE, conversation.clone()).await);
+
+    // What each user must not do: nothing of it is stored or answered.
+    let (_, ventanad_js) = client_of(&nats, "ventanad").await;
+    let out_before = ventana_tests::service::stream_len(&ventanad_js, OUT_STREAM).await;
+    let in_before = ventana_tests::service::stream_len(&ventanad_js, IN_STREAM).await;
+    let (adapter_client, adapter_js) = client_of(&nats, "adapter").await;
+    let (_, meta_js) = client_of(&nats, "meta-adapter").await;
+    let (_, api_js) = client_of(&nats, "api-client").await;
+    let output_subject = "ventana.out.state_changed.aaaaaaaaaaaaaaaaaaaaaaaaaa";
+    for (who, js) in [
+        ("adapter", &adapter_js),
+        ("meta-adapter", &meta_js),
+        ("subscriber", &subscriber_js),
+        ("api-client", &api_js),
+    ] {
+        assert!(
+            !stored(js, output_subject, "forged").await,
+            "{who} published an output"
+        );
+    }
+    let input = "ventana.in.0.aaaaaaaaaaaaaaaaaaaaaaaaaa";
+    for (who, js) in [("subscriber", &subscriber_js), ("api-client", &api_js)] {
+        assert!(
+            !stored(js, input, "{}").await,
+            "{who} published an input event"
+        );
+    }
+    let send = json!({"id": "forbidden-1", "conversation": conversation["conversation"],
+        "sender": "agent", "kind": "message"});
+    for (who, client) in [
+        ("api-client", &api_client),
+        ("adapter", &adapter_client),
+        ("subscriber", &subscriber),
+    ] {
+        assert!(
+            !answered(client, "ventana.api.v1.send", send.clone()).await,
+            "{who} sent"
+        );
+    }
+    assert!(
+        !answered(&subscriber, API_STATE, conversation.clone()).await,
+        "a subscriber asked"
+    );
+    assert!(
+        read_stream(&adapter_js, OUT_STREAM, None).await.is_err(),
+        "an adapter read VENTANA_OUT"
+    );
+    assert_eq!(
+        ventana_tests::service::stream_len(&ventanad_js, OUT_STREAM).await,
+        out_before
+    );
+    assert_eq!(
+        ventana_tests::service::stream_len(&ventanad_js, IN_STREAM).await,
+        in_before
+    );
+    // An adapter may publish input events.
+    assert!(stored(&adapter_js, input, "{}").await);
+    adapter.stop().await;
+    ventanad.stop().await.unwrap();
+}

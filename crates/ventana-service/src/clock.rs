@@ -10,9 +10,9 @@ use async_nats::HeaderMap;
 use async_nats::jetstream;
 use tokio::sync::watch;
 use tracing::warn;
-use ventana_core::{ConversationToken, Event, EventBody, Timestamp};
+use ventana_core::{ConversationToken, Event, EventBody, Timestamp, tick_id};
 use ventana_wire::event_to_json;
-use ventana_wire::subjects::{MSG_ID, input_subject_of, tick_id};
+use ventana_wire::subjects::{MSG_ID, input_subject_of};
 
 use crate::Shared;
 

@@ -57,7 +57,7 @@ pub async fn run(
         if rows.is_empty() {
             break;
         }
-        if !deliver(&shared, &js, &rows, Mode::OneByOne, &mut shutdown).await? {
+        if !deliver(&shared, &js, &rows, Mode::Recovered, &mut shutdown).await? {
             return Ok(());
         }
         recovered += rows.len();
@@ -98,8 +98,12 @@ enum Mode {
     /// so the server stores a prefix of them, in order. After a failure the acks and the
     /// stream's last message say how long that prefix is, and the rest go [`Mode::OneByOne`].
     Pipelined,
-    /// Rows an earlier run may have published already: one at a time, each awaited, so the
-    /// server's duplicate check drops those it has and order holds across reconnects.
+    /// Rows an earlier run left: the stream holds a prefix of them (outputs are stored in
+    /// outbox order), up to its last message if that is one of them; the rest go
+    /// [`Mode::Pipelined`].
+    Recovered,
+    /// One at a time, each awaited, without expectations: duplicates are dropped, order
+    /// holds across reconnects, and no other publisher can stop it.
     OneByOne,
 }
 
@@ -115,10 +119,14 @@ async fn deliver(
     let began = std::time::Instant::now();
     shared.outbox_progress.start();
     let mut done = 0;
+    if mode == Mode::Recovered {
+        done = stored_up_to(js, rows).await.unwrap_or(0);
+        mode = Mode::Pipelined;
+    }
     while done < rows.len() {
         let attempt = match mode {
             Mode::OneByOne => publish(js, &rows[done]).await.map(|()| done += 1),
-            Mode::Pipelined => match last_sequence(js).await {
+            Mode::Pipelined | Mode::Recovered => match last_sequence(js).await {
                 Ok(last) => {
                     let (acked, result) = publish_pipelined(js, &rows[done..], last).await;
                     done += acked;

@@ -580,11 +580,24 @@ mod tests {
 
     #[test]
     fn a_tick_needs_only_its_instant() {
-        let event = parse_event(&line(
-            r#""id": "t1", "type": "tick", "at": "2026-03-03T10:00:00Z""#,
-        ))
+        let token = ConversationKey::new(Channel::WhatsApp, "acme", "1555", "49151").token();
+        let at = "2026-03-03T10:00:00Z";
+        let event = parse_event(&line(&format!(
+            r#""id": "tick:{token}:{at}", "type": "tick", "at": "{at}""#
+        )))
         .unwrap();
-        assert_eq!(event.occurred_at.to_string(), "2026-03-03T10:00:00Z");
+        assert_eq!(event.occurred_at.to_string(), at);
+        // A tick's id names its own conversation and instant, nothing else.
+        for id in [
+            "t1".to_owned(),
+            format!("tick:{token}:2026-03-03T09:00:00Z"),
+        ] {
+            let text = line(&format!(r#""id": "{id}", "type": "tick", "at": "{at}""#));
+            assert_eq!(
+                parse_event(&text).unwrap_err().to_string(),
+                "invalid field `id`: a tick's id is tick:<conversation token>:<its instant>"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! NATS names: streams, subjects, headers and message ids. Nobody else formats a subject.
 
-use ventana_core::{ConversationKey, ConversationToken, Timestamp};
+use ventana_core::{ConversationKey, ConversationToken};
 
 /// The log of input events.
 pub const IN_STREAM: &str = "VENTANA_IN";
@@ -83,12 +83,6 @@ pub fn output_subject(output_type: &str, token: ConversationToken) -> String {
 /// `ventana.dlq.<reason>`.
 pub fn dlq_subject(reason: &str) -> String {
     format!("ventana.dlq.{reason}")
-}
-
-/// The id of the `tick` the service logs when a conversation's deadline passes: the same
-/// deadline always gets the same id, so JetStream drops a re-publish.
-pub fn tick_id(token: ConversationToken, at: Timestamp) -> String {
-    format!("{}{token}:{at}", ventana_core::TICK_ID_PREFIX)
 }
 
 #[cfg(test)]
