@@ -9,9 +9,9 @@ use ventana_bus::now;
 use ventana_core::{Event, Policy};
 use ventana_tests::nats::NatsServer;
 use ventana_tests::service::{
-    Live, caught_up, eventually, live, published_outputs, settle, spawn_ventanad, stream_len,
+    Live, caught_up, eventually, live, published_outputs, settle, stream_len,
 };
-use ventana_tests::traffic::{build_log, seeded_steps};
+use ventana_tests::traffic::{build_log, seeded_steps, stamp_live};
 use ventana_wire::subjects::{self, API_SEND, DLQ_STREAM, IN_STREAM};
 
 const CONVERSATION: &str =
@@ -33,15 +33,13 @@ fn event_text(id: &str, fields: &str) -> String {
     )
 }
 
-/// `count` valid events of other conversations, occurring now.
+/// `count` valid events of other conversations, occurring now, with ids of their own (a
+/// `seed` gives the same events every time, no other seed's ids).
 fn valid_traffic(count: usize, seed: u64) -> Vec<Event> {
     let at = now();
     build_log(&seeded_steps(seed, count, 20, 1))
         .into_iter()
-        .map(|mut e| {
-            e.occurred_at = at;
-            e
-        })
+        .map(|e| stamp_live(e, at, &format!("s{seed}")))
         .collect()
 }
 
@@ -211,7 +209,15 @@ async fn bad_input_the_dlq_refuses_is_remembered_and_the_pipeline_goes_on() {
     assert_eq!(settled.logged.len(), valid.len());
     service.stop().await.unwrap();
 
-    let store = ventana_store::Store::open(&dir.path().join("data"), 1 << 20).unwrap();
+    // The last of the service's tasks let go of sled's lock a moment after it stopped.
+    let data = dir.path().join("data");
+    let mut store = None;
+    eventually("the store to be free", Duration::from_secs(10), || {
+        store = ventana_store::Store::open(&data, 1 << 20).ok();
+        std::future::ready(store.is_some())
+    })
+    .await;
+    let store = store.unwrap();
     assert_eq!(
         store.dlq_refused().unwrap(),
         vec![
@@ -351,7 +357,7 @@ async fn an_outbox_left_by_a_crash_is_published_once_while_new_outputs_flow() {
     let data = dir.path().join("data");
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let mut ventanad = spawn_ventanad(&nats.url(), &data);
+    let ventanad = Ventanad::start(&nats, &data, &[]);
     eventually("the streams", Duration::from_secs(20), || async {
         js.get_stream(subjects::OUT_STREAM).await.is_ok()
     })
@@ -376,14 +382,13 @@ async fn an_outbox_left_by_a_crash_is_published_once_while_new_outputs_flow() {
         || caught_up(&js),
     )
     .await;
-    ventanad.kill().unwrap();
-    ventanad.wait().unwrap();
+    ventanad.kill();
     // A backlog arrives while it is down: at restart the consumer commits new rows while the
     // outbox left behind is still being published.
     publish_events(&js, &valid_traffic(20_000, 13), 16)
         .await
         .unwrap();
-    let mut ventanad = spawn_ventanad(&nats.url(), &data); // declares VENTANA_OUT unlimited again
+    let ventanad = Ventanad::start(&nats, &data, &[]); // declares VENTANA_OUT unlimited again
     let settled = settle(&js, &Policy::default(), Duration::from_secs(60)).await;
     let published = published_outputs(&js).await;
     assert_eq!(
@@ -397,8 +402,7 @@ async fn an_outbox_left_by_a_crash_is_published_once_while_new_outputs_flow() {
         .zip(&published)
         .position(|(a, b)| a != b);
     assert_eq!(differing, None, "first difference at output {differing:?}");
-    ventanad.kill().unwrap();
-    ventanad.wait().unwrap();
+    ventanad.terminate();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,4 +538,97 @@ async fn healthz_turns_503_while_outputs_cannot_be_published() {
     )
     .await;
     service.stop().await.unwrap();
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A ventanad process, killed if a test fails before stopping it.
+struct Ventanad(std::process::Child);
+
+impl Ventanad {
+    fn start(nats: &NatsServer, data: &std::path::Path, extra: &[&str]) -> Self {
+        Self(ventana_tests::service::spawn_ventanad_with(
+            &nats.url(),
+            data,
+            extra,
+        ))
+    }
+
+    /// Stops it the way systemd does (SIGTERM) and waits for it.
+    fn terminate(mut self) {
+        std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(self.0.wait().unwrap().success());
+    }
+
+    /// kill -9.
+    fn kill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Ventanad {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_rolled_back_behind_its_outputs_publishes_nothing_twice() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    // A duplicate window of a second: a re-publish is not dropped by the server after it.
+    let window = ["--out-duplicate-window", "1s"];
+    let ventanad = Ventanad::start(&nats, &data, &window);
+    eventually("the streams", Duration::from_secs(20), || async {
+        js.get_stream(subjects::OUT_STREAM).await.is_ok()
+    })
+    .await;
+    publish_events(&js, &valid_traffic(1_000, 16), 16)
+        .await
+        .unwrap();
+    settle(&js, &Policy::default(), Duration::from_secs(30)).await;
+    ventanad.terminate();
+    // The store as an OS crash could leave it: older than the outputs it published.
+    let older = dir.path().join("older");
+    copy_dir(&data, &older);
+    let ventanad = Ventanad::start(&nats, &data, &window);
+    publish_events(&js, &valid_traffic(2_000, 17), 16)
+        .await
+        .unwrap();
+    let settled = settle(&js, &Policy::default(), Duration::from_secs(30)).await;
+    ventanad.terminate();
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::rename(&older, &data).unwrap();
+
+    // Folded again from the older checkpoint: the same outputs, none published twice (the
+    // server's duplicate window is long past), and more traffic flows after them.
+    let ventanad = Ventanad::start(&nats, &data, &window);
+    publish_events(&js, &valid_traffic(500, 18), 16)
+        .await
+        .unwrap();
+    let after = settle(&js, &Policy::default(), Duration::from_secs(30)).await;
+    assert!(after.outputs.len() > settled.outputs.len());
+    let published = published_outputs(&js).await;
+    assert_eq!(published.len(), after.outputs.len(), "each output once");
+    assert!(published == after.outputs, "in order");
+    ventanad.terminate();
 }

@@ -194,7 +194,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         let cache = config.cache_mb * 1024 * 1024;
         tokio::task::spawn_blocking(move || Store::open(&path, cache))
             .await?
-            .with_context(|| format!("cannot open the store in {}", config.data.display()))?
+            .with_context(|| {
+                format!(
+                    "cannot open the store in {dir} (sled is a projection of the log: if a crash damaged it, rebuild it with `ventana rebuild --data {dir}`)",
+                    dir = config.data.display()
+                )
+            })?
     };
     let client = ventana_bus::connect(&config.nats, "ventanad").await?;
     let js = async_nats::jetstream::new(client.clone());

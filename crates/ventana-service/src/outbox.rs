@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 use ventana_store::OutboxRow;
-use ventana_wire::subjects::{MSG_ID, OUT_STREAM, OUT_SUBJECTS};
+use ventana_wire::subjects::{MSG_ID, OUT_STREAM, OUT_SUBJECTS, POSITION_HEADER};
 
 use crate::Shared;
 
@@ -49,6 +50,24 @@ pub async fn run(
     let store = shared.store.clone();
     let waiting = tokio::task::spawn_blocking(move || store.outbox_len()).await?;
     shared.metrics.outbox_depth.set(waiting as i64);
+    // What VENTANA_OUT holds already. Past an OS crash sled may come back older than the
+    // outputs it had published: the events after its checkpoint are folded again into the
+    // same outputs at the same positions, and those are not published twice.
+    let through = loop {
+        match published_through(&js).await {
+            Ok(through) => break through,
+            Err(error) => warn!(%error, "cannot read VENTANA_OUT's last output; retrying"),
+        }
+        if crate::pause_or_stop(&mut shutdown, Duration::from_secs(1)).await {
+            return Ok(());
+        }
+    };
+    if let Some(through) = through.filter(|p| *p >= recover_before) {
+        warn!(
+            behind = (through >> 16) - (recover_before >> 16) + 1,
+            "the store is behind VENTANA_OUT (rolled back by an OS crash?): folding those input events again; their outputs are published already and are not published twice"
+        );
+    }
     loop {
         let store = shared.store.clone();
         let mut rows = tokio::task::spawn_blocking(move || store.outbox(ROWS_PER_ROUND)).await??;
@@ -57,7 +76,7 @@ pub async fn run(
         if rows.is_empty() {
             break;
         }
-        if !deliver(&shared, &js, &rows, Mode::Recovered, &mut shutdown).await? {
+        if !deliver(&shared, &js, &rows, through, &mut shutdown).await? {
             return Ok(());
         }
         recovered += rows.len();
@@ -85,7 +104,7 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        if !deliver(&shared, &js, &rows, Mode::Pipelined, &mut shutdown).await? {
+        if !deliver(&shared, &js, &rows, through, &mut shutdown).await? {
             return Ok(());
         }
     }
@@ -94,39 +113,33 @@ pub async fn run(
 /// How a batch of rows is published.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
-    /// Rows committed by this run: pipelined, each expecting the one before it ([`After`]),
-    /// so the server stores a prefix of them, in order. After a failure the acks and the
-    /// stream's last message say how long that prefix is, and the rest go [`Mode::OneByOne`].
+    /// Pipelined, each row expecting the one before it ([`After`]), so the server stores a
+    /// prefix of them, in order. After a failure the acks and the stream's last output say
+    /// how long that prefix is, and the rest go [`Mode::OneByOne`].
     Pipelined,
-    /// Rows an earlier run left: the stream holds a prefix of them (outputs are stored in
-    /// outbox order), up to its last message if that is one of them; the rest go
-    /// [`Mode::Pipelined`].
-    Recovered,
     /// One at a time, each awaited, without expectations: duplicates are dropped, order
     /// holds across reconnects, and no other publisher can stop it.
     OneByOne,
 }
 
-/// Publishes `rows` until the server acknowledged them all, then deletes them from the
-/// outbox. False when asked to stop first (the rows stay in sled for the next run).
+/// Publishes `rows` (but those at or before `through`, which the stream holds) until the
+/// server acknowledged them all, then deletes them from the outbox. False when asked to stop
+/// first (the rows stay in sled for the next run).
 async fn deliver(
     shared: &Shared,
     js: &jetstream::Context,
     rows: &Rows,
-    mut mode: Mode,
+    through: Option<u64>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<bool> {
     let began = std::time::Instant::now();
     shared.outbox_progress.start();
-    let mut done = 0;
-    if mode == Mode::Recovered {
-        done = stored_up_to(js, rows).await.unwrap_or(0);
-        mode = Mode::Pipelined;
-    }
+    let mut mode = Mode::Pipelined;
+    let mut done = stored(rows, through);
     while done < rows.len() {
         let attempt = match mode {
             Mode::OneByOne => publish(js, &rows[done]).await.map(|()| done += 1),
-            Mode::Pipelined | Mode::Recovered => match last_sequence(js).await {
+            Mode::Pipelined => match last_sequence(js).await {
                 Ok(last) => {
                     let (acked, result) = publish_pipelined(js, &rows[done..], last).await;
                     done += acked;
@@ -136,7 +149,8 @@ async fn deliver(
                         // message, if that is one of them.
                         mode = Mode::OneByOne;
                         shared.metrics.outbox_resyncs.inc();
-                        done = done.max(stored_up_to(js, rows).await.unwrap_or(0));
+                        let through = published_through(js).await.ok().flatten();
+                        done = done.max(stored(rows, through));
                     }
                     result
                 }
@@ -169,38 +183,36 @@ async fn deliver(
     Ok(true)
 }
 
-/// How many of `rows` the stream holds for sure: all up to the one its last message is, if
-/// it is one of them. A last message that is none of ventana's outputs means another
-/// publisher wrote to `ventana.out.>`: said loudly, as it breaks the order promise.
-async fn stored_up_to(js: &jetstream::Context, rows: &Rows) -> anyhow::Result<usize> {
+/// How many of `rows`, from the first, the stream holds: those at or before `through`.
+fn stored(rows: &Rows, through: Option<u64>) -> usize {
+    through.map_or(0, |through| {
+        rows.partition_point(|(position, _)| *position <= through)
+    })
+}
+
+/// The outbox position of VENTANA_OUT's last message: outputs are stored in outbox order,
+/// so every row at or before it is there. `None` when the stream is empty, or when its last
+/// message is not ventanad's (another client publishes to `ventana.out.>`: said loudly, as
+/// it breaks the order promise; nothing is lost, rows are published again and dropped as
+/// duplicates).
+async fn published_through(js: &jetstream::Context) -> anyhow::Result<Option<u64>> {
     let stream = js.get_stream(OUT_STREAM).await?;
-    let last = stream.get_last_raw_message_by_subject(OUT_SUBJECTS).await?;
-    let id = last
+    let last = match stream.get_last_raw_message_by_subject(OUT_SUBJECTS).await {
+        Ok(last) => last,
+        Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    let position = last
         .headers
-        .get(async_nats::header::NATS_MESSAGE_ID)
-        .map(|v| v.as_str().to_owned())
-        .unwrap_or_default();
-    if let Some(index) = rows.iter().position(|(_, row)| row.id == id) {
-        return Ok(index + 1);
-    }
-    if !looks_like_an_output_id(&id) {
+        .get(POSITION_HEADER)
+        .and_then(|v| v.as_str().parse().ok());
+    if position.is_none() {
         error!(
             sequence = last.sequence,
-            id = %id.chars().take(64).filter(|c| !c.is_control()).collect::<String>(),
             "VENTANA_OUT's last message is not ventanad's: another client publishes to ventana.out.> (deny it, see deploy/nats-server.conf); outputs go on one by one, none is lost"
         );
     }
-    Ok(0)
-}
-
-/// `<conversation token>-<26 characters>`, as every output id ventanad writes.
-fn looks_like_an_output_id(id: &str) -> bool {
-    id.len() == 53
-        && id.as_bytes()[26] == b'-'
-        && id
-            .get(..26)
-            .and_then(ventana_core::ConversationToken::parse)
-            .is_some()
+    Ok(position)
 }
 
 async fn last_sequence(js: &jetstream::Context) -> anyhow::Result<u64> {
@@ -221,9 +233,10 @@ enum After<'a> {
     Output(&'a str),
 }
 
-fn headers(row: &OutboxRow, after: After<'_>) -> HeaderMap {
+fn headers((position, row): &(u64, OutboxRow), after: After<'_>) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(MSG_ID, row.id.as_str());
+    headers.insert(POSITION_HEADER, position.to_string().as_str());
     headers.insert("Content-Type", "application/json");
     match after {
         After::Anything => {}
@@ -235,10 +248,11 @@ fn headers(row: &OutboxRow, after: After<'_>) -> HeaderMap {
     headers
 }
 
-async fn publish(js: &jetstream::Context, (_, row): &(u64, OutboxRow)) -> anyhow::Result<()> {
+async fn publish(js: &jetstream::Context, entry: &(u64, OutboxRow)) -> anyhow::Result<()> {
+    let row = &entry.1;
     js.publish_with_headers(
         row.subject.clone(),
-        headers(row, After::Anything),
+        headers(entry, After::Anything),
         row.payload.clone().into(),
     )
     .await?
@@ -254,16 +268,16 @@ async fn publish_pipelined(
     last: u64,
 ) -> (usize, anyhow::Result<()>) {
     let mut acks = Vec::with_capacity(rows.len());
-    for (i, (_, row)) in rows.iter().enumerate() {
+    for (i, entry) in rows.iter().enumerate() {
         let after = match i.checked_sub(1) {
             None => After::Sequence(last),
             Some(before) => After::Output(&rows[before].1.id),
         };
         match js
             .publish_with_headers(
-                row.subject.clone(),
-                headers(row, after),
-                row.payload.clone().into(),
+                entry.1.subject.clone(),
+                headers(entry, after),
+                entry.1.payload.clone().into(),
             )
             .await
         {

@@ -19,6 +19,9 @@ pub const CONSUMER: &str = "ventanad";
 
 /// The header JetStream deduplicates publishes by.
 pub const MSG_ID: &str = "Nats-Msg-Id";
+/// The header each output carries its outbox position in (input stream sequence << 16 |
+/// index): outputs reach `VENTANA_OUT` in that order, so the last one says what is there.
+pub const POSITION_HEADER: &str = "Ventana-Position";
 /// The header a DLQ copy carries its reason in (and the error in `Ventana-Error`).
 pub const REASON_HEADER: &str = "Ventana-Reason";
 /// The header a DLQ copy carries the error's description in (at most 256 bytes, never the
