@@ -82,6 +82,19 @@ impl Running {
     }
 }
 
+/// Asks ventanad's API: the reply to `body` on `subject`, as JSON.
+pub async fn api_request(
+    client: &async_nats::Client,
+    subject: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let reply = client
+        .request(subject.to_owned(), body.to_string().into())
+        .await
+        .unwrap();
+    serde_json::from_slice(&reply.payload).unwrap()
+}
+
 /// Polls `condition` until it holds, failing the test after `limit`.
 pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut condition: F)
 where

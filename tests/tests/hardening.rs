@@ -9,7 +9,7 @@ use ventana_bus::now;
 use ventana_core::{Event, Policy};
 use ventana_tests::nats::NatsServer;
 use ventana_tests::service::{
-    Live, caught_up, eventually, live, published_outputs, settle, stream_len,
+    Live, api_request, caught_up, eventually, live, published_outputs, settle, stream_len,
 };
 use ventana_tests::traffic::{build_log, seeded_steps, stamp_live};
 use ventana_wire::subjects::{self, API_SEND, DLQ_STREAM, IN_STREAM};
@@ -41,6 +41,24 @@ fn valid_traffic(count: usize, seed: u64) -> Vec<Event> {
         .into_iter()
         .map(|e| stamp_live(e, at, &format!("s{seed}")))
         .collect()
+}
+
+/// Publishes [`valid_traffic`] after whatever came before, and waits until ventanad has
+/// folded everything: nothing before it stopped the pipeline.
+async fn fold_valid_traffic(
+    js: &async_nats::jetstream::Context,
+    count: usize,
+    seed: u64,
+) -> Vec<Event> {
+    let valid = valid_traffic(count, seed);
+    publish_events(js, &valid, 16).await.unwrap();
+    eventually(
+        "ventanad to fold everything",
+        Duration::from_secs(30),
+        || caught_up(js),
+    )
+    .await;
+    valid
 }
 
 async fn publish_raw(js: &async_nats::jetstream::Context, payloads: Vec<Vec<u8>>) -> Vec<u64> {
@@ -130,14 +148,7 @@ async fn poison_messages_go_to_the_dlq_and_never_stop_the_pipeline() {
         r#","session":"x","detail":"y","reason":1,"caused_by":[],"customer_waiting":"no""#,
     );
     publish_raw(&js, vec![reused.into_bytes()]).await;
-    let valid = valid_traffic(500, 7);
-    publish_events(&js, &valid, 16).await.unwrap();
-    eventually(
-        "ventanad to fold past the poison",
-        Duration::from_secs(30),
-        || caught_up(&js),
-    )
-    .await;
+    let valid = fold_valid_traffic(&js, 500, 7).await;
 
     let copies = dlq_copies(&js).await;
     let found: Vec<&str> = copies
@@ -197,14 +208,7 @@ async fn bad_input_the_dlq_refuses_is_remembered_and_the_pipeline_goes_on() {
     // No DLQ stream: every copy is refused, whole and by reference.
     js.delete_stream(DLQ_STREAM).await.unwrap();
     let sequences = publish_raw(&js, vec![b"not json".to_vec(), b"{}".to_vec()]).await;
-    let valid = valid_traffic(200, 8);
-    publish_events(&js, &valid, 16).await.unwrap();
-    eventually(
-        "ventanad to fold past the refused copies",
-        Duration::from_secs(30),
-        || caught_up(&js),
-    )
-    .await;
+    let valid = fold_valid_traffic(&js, 200, 8).await;
     let settled = settle(&js, &Policy::default(), Duration::from_secs(30)).await;
     assert_eq!(settled.logged.len(), valid.len());
     service.stop().await.unwrap();
@@ -227,14 +231,6 @@ async fn bad_input_the_dlq_refuses_is_remembered_and_the_pipeline_goes_on() {
     );
 }
 
-async fn send(client: &async_nats::Client, body: Value) -> Value {
-    let reply = client
-        .request(API_SEND, body.to_string().into())
-        .await
-        .unwrap();
-    serde_json::from_slice(&reply.payload).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_that_could_break_a_header_are_refused_at_every_entry_point() {
     let Live {
@@ -254,8 +250,9 @@ async fn ids_that_could_break_a_header_are_refused_at_every_entry_point() {
         (json!(""), "empty"),
     ];
     for (id, problem) in cases {
-        let reply = send(
+        let reply = api_request(
             &client,
+            API_SEND,
             json!({"id": id, "conversation": conversation, "sender": "agent", "kind": "message"}),
         )
         .await;
@@ -269,8 +266,9 @@ async fn ids_that_could_break_a_header_are_refused_at_every_entry_point() {
         );
     }
     // An echo is a report, not a request: refused at once rather than awaited.
-    let reply = send(
+    let reply = api_request(
         &client,
+        API_SEND,
         json!({"id": "e1", "conversation": conversation, "sender": "agent", "kind": "message", "origin": "echo"}),
     )
     .await;

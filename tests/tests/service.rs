@@ -7,7 +7,7 @@ use ventana_bus::client::{publish_events, read_stream};
 use ventana_bus::now;
 use ventana_core::{Event, Policy, Span, Timestamp};
 use ventana_tests::service::{
-    FAST_POLICY, Live, Settled, caught_up, eventually, example, live, publish_live,
+    FAST_POLICY, Live, Settled, api_request, caught_up, eventually, example, live, publish_live,
     published_outputs, settle, stream_len,
 };
 use ventana_tests::traffic::{build_log, seeded_steps};
@@ -152,14 +152,6 @@ fn contact_id(conversation: &Value) -> &Value {
     &conversation["conversation"]["contact_id"]
 }
 
-async fn request(client: &async_nats::Client, subject: &str, body: Value) -> Value {
-    let reply = client
-        .request(subject.to_owned(), body.to_string().into())
-        .await
-        .unwrap();
-    serde_json::from_slice(&reply.payload).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_answers_state_check_send_and_expiring() {
     let Live {
@@ -179,14 +171,14 @@ async fn the_api_answers_state_check_send_and_expiring() {
 
     let conversation = |contact: &str| json!({"channel": "whatsapp", "account": "acme", "channel_id": "1", "contact_id": contact});
     // Nobody wrote yet: state none, a message would be refused, nothing is logged by check.
-    let state = request(
+    let state = api_request(
         &client,
         API_STATE,
         json!({"conversation": conversation("a")}),
     )
     .await;
     assert_eq!(state["state"], "none");
-    let verdict = request(
+    let verdict = api_request(
         &client,
         API_CHECK,
         json!({"conversation": conversation("a"), "sender": "agent", "kind": "message"}),
@@ -217,14 +209,14 @@ async fn the_api_answers_state_check_send_and_expiring() {
     .await;
 
     let state_of = |contact: &str| {
-        request(
+        api_request(
             &client,
             API_STATE,
             json!({"conversation": conversation(contact)}),
         )
     };
     let send = |id: &str, contact: &str| {
-        request(
+        api_request(
             &client,
             API_SEND,
             json!({"id": id, "conversation": conversation(contact), "sender": "agent", "kind": "message"}),
@@ -241,7 +233,7 @@ async fn the_api_answers_state_check_send_and_expiring() {
     assert_eq!(refused["reason"], "no_customer_message", "{refused}");
 
     // Soonest first, paginated.
-    let page = request(&client, API_EXPIRING, json!({"within": "3h", "limit": 2})).await;
+    let page = api_request(&client, API_EXPIRING, json!({"within": "3h", "limit": 2})).await;
     let page_field = |page: &Value, field: fn(&Value) -> &Value| -> Vec<String> {
         page["conversations"]
             .as_array()
@@ -251,7 +243,7 @@ async fn the_api_answers_state_check_send_and_expiring() {
             .collect()
     };
     assert_eq!(page_field(&page, contact_id), ["k0", "k1"]);
-    let rest = request(
+    let rest = api_request(
         &client,
         API_EXPIRING,
         json!({"within": "3h", "limit": 2, "cursor": page["next_cursor"]}),
@@ -264,7 +256,7 @@ async fn the_api_answers_state_check_send_and_expiring() {
         .collect();
     assert!(closes[0] <= closes[1]);
 
-    let error = request(&client, API_STATE, json!({"nothing": 1})).await;
+    let error = api_request(&client, API_STATE, json!({"nothing": 1})).await;
     assert_eq!(error["error"]["code"], "bad_request");
 
     // What can never be sent is refused up front by check and send, and nothing is logged.
@@ -293,7 +285,7 @@ async fn the_api_answers_state_check_send_and_expiring() {
             "WhatsApp has no comments",
         ),
     ] {
-        let error = request(&client, subject, request_body).await;
+        let error = api_request(&client, subject, request_body).await;
         assert_eq!(error["error"]["code"], "bad_request", "{subject}: {error}");
         let message = error["error"]["message"].as_str().unwrap();
         assert!(message.contains(problem), "{subject}: {message}");
