@@ -6,11 +6,13 @@
 //! crash between publish and delete makes the next run publish them again, which the server
 //! drops as duplicates.
 //!
-//! Rows go out pipelined, each with `Nats-Expected-Last-Sequence`, so the server stores them
-//! in order or not at all. When that fails (a reconnect, a duplicate, another publisher on
-//! `ventana.out.>`), the rows whose acks came back are done; the stream's last message says
-//! whether more of them were stored; the rest go one at a time, each awaited, without the
-//! expectation, so duplicates are dropped and nothing is retried blindly or lost.
+//! Rows go out pipelined, each expecting the one before it on the stream
+//! (`Nats-Expected-Last-Msg-Id`), so the server stores a prefix of them, in order. When that
+//! fails (a reconnect, a duplicate, another publisher on `ventana.out.>`), the rows whose
+//! acks came back are done, and so is every row up to the stream's last output (each carries
+//! its outbox position, `Ventana-Position`); the rest go one at a time, each awaited, without
+//! expectations, so duplicates are dropped and nothing is retried blindly or lost. The same
+//! position lets a store rolled back by an OS crash fold again without publishing twice.
 
 use std::sync::Arc;
 use std::time::Duration;
