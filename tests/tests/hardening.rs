@@ -355,11 +355,7 @@ async fn an_outbox_left_by_a_crash_is_published_once_while_new_outputs_flow() {
     let data = dir.path().join("data");
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let ventanad = Ventanad::start(&nats, &data, &[]);
-    eventually("the streams", Duration::from_secs(20), || async {
-        js.get_stream(subjects::OUT_STREAM).await.is_ok()
-    })
-    .await;
+    let ventanad = Ventanad::running(&nats, &js, &data, &[]).await;
     publish_events(&js, &valid_traffic(1_000, 11), 16)
         .await
         .unwrap();
@@ -563,6 +559,21 @@ impl Ventanad {
         ))
     }
 
+    /// Starts it and waits until it has declared its streams.
+    async fn running(
+        nats: &NatsServer,
+        js: &async_nats::jetstream::Context,
+        data: &std::path::Path,
+        extra: &[&str],
+    ) -> Self {
+        let ventanad = Self::start(nats, data, extra);
+        eventually("the streams", Duration::from_secs(20), || async {
+            js.get_stream(subjects::OUT_STREAM).await.is_ok()
+        })
+        .await;
+        ventanad
+    }
+
     /// Stops it the way systemd does (SIGTERM) and waits for it.
     fn terminate(mut self) {
         std::process::Command::new("kill")
@@ -595,11 +606,7 @@ async fn a_store_rolled_back_behind_its_outputs_publishes_nothing_twice() {
     let js = async_nats::jetstream::new(client);
     // A duplicate window of a second: a re-publish is not dropped by the server after it.
     let window = ["--out-duplicate-window", "1s"];
-    let ventanad = Ventanad::start(&nats, &data, &window);
-    eventually("the streams", Duration::from_secs(20), || async {
-        js.get_stream(subjects::OUT_STREAM).await.is_ok()
-    })
-    .await;
+    let ventanad = Ventanad::running(&nats, &js, &data, &window).await;
     publish_events(&js, &valid_traffic(1_000, 16), 16)
         .await
         .unwrap();
