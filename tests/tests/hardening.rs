@@ -637,3 +637,47 @@ async fn a_store_rolled_back_behind_its_outputs_publishes_nothing_twice() {
     assert!(published == after.outputs, "in order");
     ventanad.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_header_block_in_the_log_stops_neither_ventanad_nor_its_readers() {
+    let Live {
+        nats: _nats,
+        dir: _dir,
+        service,
+        client: _client,
+        js,
+    } = live(None).await;
+    let before = fold_valid_traffic(&js, 200, 20).await;
+    // Published past ventana's tools by a client that does not check header values: a
+    // header line without a colon, which no NATS client can read back.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "a\nb");
+    let text = event_text(r#""raw-1""#, "");
+    js.publish_with_headers(subject(), headers, text.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let after = valid_traffic(300, 21);
+    publish_events(&js, &after, 16).await.unwrap();
+    // Its delivery drops ventanad's connection; the pull request expires (30 s), the
+    // consumer resets, finds the message unreadable, copies it to the DLQ and goes on.
+    eventually("ventanad to fold past it", Duration::from_secs(90), || {
+        caught_up(&js)
+    })
+    .await;
+    let dlq = dlq_copies(&js).await;
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(header(&dlq[0], subjects::REASON_HEADER), "undecodable");
+    // Every reader of the log still reads all of it, and ventanad folded what a replay does.
+    let settled = settle(&js, &Policy::default(), Duration::from_secs(60)).await;
+    for event in before.iter().chain(&after) {
+        assert!(
+            settled.logged.iter().any(|l| l.id == event.id),
+            "{}",
+            event.id
+        );
+    }
+    assert_eq!(published_outputs(&js).await, settled.outputs);
+    service.stop().await.unwrap();
+}

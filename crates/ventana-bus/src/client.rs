@@ -56,6 +56,45 @@ pub async fn publish_events(
     Ok(fresh)
 }
 
+/// Whether the message at `sequence` of `stream` has a header block no NATS client can
+/// read (a line without a colon, say, published by a client that does not check header
+/// values). Delivered to a consumer, such a message makes the client drop its connection,
+/// again at every redelivery; read through the stream's API (JSON, headers in base64) it can
+/// be looked at. False when the message is readable, absent, or cannot be fetched now.
+pub async fn unreadable(js: &jetstream::Context, stream: &str, sequence: u64) -> bool {
+    let reply: Result<serde_json::Value, _> = js
+        .request(
+            format!("STREAM.MSG.GET.{stream}"),
+            &serde_json::json!({ "seq": sequence }),
+        )
+        .await;
+    let Some(headers) = reply
+        .ok()
+        .as_ref()
+        .and_then(|r| r.pointer("/message/hdrs"))
+        .and_then(serde_json::Value::as_str)
+        .map(|h| data_encoding::BASE64.decode(h.as_bytes()))
+    else {
+        return false;
+    };
+    !headers.is_ok_and(|block| header_block_readable(&block))
+}
+
+/// Whether a header block is what NATS clients read: UTF-8, `NATS/1.0` first, then
+/// `name: value` lines (a line starting with a blank continues the one before).
+fn header_block_readable(block: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(block) else {
+        return false;
+    };
+    let mut lines = text.lines();
+    lines
+        .next()
+        .is_some_and(|first| first.starts_with("NATS/1.0"))
+        && lines.all(|line| {
+            line.is_empty() || line.starts_with(char::is_whitespace) || line.contains(':')
+        })
+}
+
 /// Largest input message accepted; larger ones go to the DLQ as `oversize`.
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 
@@ -128,7 +167,9 @@ const PULL_BATCH: usize = 10_000;
 
 /// Reads `stream` (the messages matching `filter`, e.g. one conversation's subjects) from
 /// `start` up to its last message at the moment of the call, in order, sending them to
-/// `sink` in batches of up to [`READ_BATCH`]. Returns how many were read.
+/// `sink` in batches of up to [`READ_BATCH`]. Returns how many were read. A message whose
+/// header block no client can read ([`unreadable`]; ventanad copied it to the DLQ) is
+/// stepped over; any other loss is an error.
 pub async fn read_log(
     js: &jetstream::Context,
     stream: &str,
@@ -136,11 +177,52 @@ pub async fn read_log(
     start: Start,
     sink: tokio::sync::mpsc::Sender<Vec<Stored>>,
 ) -> anyhow::Result<u64> {
-    let mut stream = js
+    let mut handle = js
         .get_stream(stream)
         .await
         .with_context(|| format!("no stream {stream}"))?;
-    let last = stream.info().await?.state.last_sequence;
+    let last = handle.info().await?.state.last_sequence;
+    let mut read = 0;
+    let mut from = start;
+    loop {
+        let failure =
+            match read_segment(&handle, filter.clone(), from, last, &sink, &mut read).await {
+                Ok(()) => return Ok(read),
+                Err(failure) => failure,
+            };
+        let Some(next) = failure.next else {
+            return Err(failure.error);
+        };
+        match first_unreadable(js, stream, filter.as_deref(), next, last).await {
+            Some(sequence) if sequence >= last => return Ok(read),
+            Some(sequence) => from = Start::Sequence(sequence + 1),
+            None => return Err(failure.error),
+        }
+    }
+}
+
+/// Why a part of a read ended early: the error, and the stream sequence after the last
+/// message read (when known).
+struct Interrupted {
+    error: anyhow::Error,
+    next: Option<u64>,
+}
+
+/// Reads from `start` to `last` with one consumer: the fast way.
+async fn read_segment(
+    stream: &jetstream::stream::Stream,
+    filter: Option<String>,
+    start: Start,
+    last: u64,
+    sink: &tokio::sync::mpsc::Sender<Vec<Stored>>,
+    read: &mut u64,
+) -> Result<(), Interrupted> {
+    let mut next = match start {
+        Start::First => Some(1),
+        Start::Sequence(sequence) => Some(sequence.max(1)),
+        Start::Time(_) => None,
+    };
+    let fail = |error: anyhow::Error, next: Option<u64>| Interrupted { error, next };
     let deliver_policy = match start {
         Start::First => DeliverPolicy::All,
         Start::Sequence(sequence) => DeliverPolicy::ByStartSequence {
@@ -148,7 +230,7 @@ pub async fn read_log(
         },
         Start::Time(at) => DeliverPolicy::ByStartTime {
             start_time: time::OffsetDateTime::from_unix_timestamp_nanos(at.unix_nanos().into())
-                .context("instant out of range")?,
+                .map_err(|e| fail(anyhow::anyhow!("instant out of range: {e}"), None))?,
         },
     };
     // An ephemeral pull consumer without acks, pulling large batches: the cheapest way for
@@ -164,49 +246,116 @@ pub async fn read_log(
             ..Default::default()
         })
         .await
-        .context("cannot read the stream")?;
-    if consumer.info().await?.num_pending == 0 {
-        return Ok(0);
+        .map_err(|e| {
+            fail(
+                anyhow::Error::new(e).context("cannot read the stream"),
+                None,
+            )
+        })?;
+    let pending = consumer
+        .info()
+        .await
+        .map_err(|e| fail(e.into(), None))?
+        .num_pending;
+    if pending == 0 {
+        return Ok(());
     }
-    let mut read = 0;
     let mut chunks = consumer
         .stream()
         .max_messages_per_batch(PULL_BATCH)
         .heartbeat(Duration::from_secs(5))
         .messages()
-        .await?
+        .await
+        .map_err(|e| fail(e.into(), next))?
         .ready_chunks(READ_BATCH);
+    let mut consumed = 0;
     loop {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), chunks.next())
-            .await
-            .context("reading the stream timed out")?
-            .context("the stream ended early")?;
+        let chunk = match tokio::time::timeout(Duration::from_secs(10), chunks.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return Err(fail(anyhow::anyhow!("the stream ended early"), next)),
+            Err(_) => return Err(fail(anyhow::anyhow!("reading the stream timed out"), next)),
+        };
         let mut batch = Vec::with_capacity(chunk.len());
         let mut done = false;
         for message in chunk {
-            let message = message?;
-            let info = message.info().map_err(|e| anyhow::anyhow!("{e}"))?;
-            anyhow::ensure!(
-                info.consumer_sequence == read + batch.len() as u64 + 1,
-                "messages were lost while reading {} (consumer sequence {} after {}); read again",
-                stream.cached_info().config.name,
-                info.consumer_sequence,
-                read + batch.len() as u64
-            );
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => {
+                    *read += batch.len() as u64;
+                    let _ = sink.send(batch).await;
+                    return Err(fail(error.into(), next));
+                }
+            };
+            let info = match message.info() {
+                Ok(info) => info,
+                Err(error) => return Err(fail(anyhow::anyhow!("{error}"), next)),
+            };
+            if info.consumer_sequence != consumed + batch.len() as u64 + 1 {
+                let error = anyhow::anyhow!(
+                    "messages were lost while reading {} (consumer sequence {} after {}); read again",
+                    stream.cached_info().config.name,
+                    info.consumer_sequence,
+                    consumed + batch.len() as u64
+                );
+                *read += batch.len() as u64;
+                let _ = sink.send(batch).await;
+                return Err(fail(error, next));
+            }
             done = info.pending == 0 || info.stream_sequence >= last;
+            next = Some(info.stream_sequence + 1);
             batch.push(Stored::with_info(&message, &info));
             if done {
                 break;
             }
         }
-        read += batch.len() as u64;
+        consumed += batch.len() as u64;
+        *read += batch.len() as u64;
         sink.send(batch)
             .await
-            .map_err(|_| anyhow::anyhow!("the reader of the stream stopped"))?;
+            .map_err(|_| fail(anyhow::anyhow!("the reader of the stream stopped"), None))?;
         if done {
-            return Ok(read);
+            return Ok(());
         }
     }
+}
+
+/// The first message from `next` to `last` that is [`unreadable`], if no readable message
+/// of `filter` comes before it (that one would have been lost, not stepped over). Looks at
+/// most 10 000 messages ahead.
+async fn first_unreadable(
+    js: &jetstream::Context,
+    stream: &str,
+    filter: Option<&str>,
+    next: u64,
+    last: u64,
+) -> Option<u64> {
+    use async_nats::jetstream::stream::RawMessageErrorKind;
+    let handle = js.get_stream(stream).await.ok()?;
+    for sequence in next..=last.min(next.saturating_add(10_000)) {
+        match handle.get_raw_message(sequence).await {
+            Ok(message) if filter.is_none_or(|f| subject_matches(f, &message.subject)) => {
+                return None;
+            }
+            Ok(_) => {}
+            Err(error) if error.kind() == RawMessageErrorKind::NoMessageFound => {}
+            Err(_) => return unreadable(js, stream, sequence).await.then_some(sequence),
+        }
+    }
+    None
+}
+
+/// Whether `subject` matches the NATS subject `filter` (`*` one token, `>` the rest).
+fn subject_matches(filter: &str, subject: &str) -> bool {
+    let mut tokens = subject.split('.');
+    for wanted in filter.split('.') {
+        match (wanted, tokens.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (wanted, Some(token)) if wanted == token => {}
+            _ => return false,
+        }
+    }
+    tokens.next().is_none()
 }
 
 /// Every message of `stream` (matching `filter`, e.g. one conversation's subject) at the
@@ -255,4 +404,34 @@ pub fn logged_event(message: &Stored) -> Result<Event, ventana_wire::WireError> 
 /// Messages that are not valid events are skipped (they are in the DLQ).
 pub fn logged_events(stored: &[Stored]) -> Vec<Event> {
     stored.iter().filter_map(|m| logged_event(m).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject_matches;
+
+    #[test]
+    fn header_blocks_are_read_as_nats_clients_read_them() {
+        assert!(super::header_block_readable(
+            b"NATS/1.0\r\nNats-Msg-Id: a\r\nX: 1\r\n\r\n"
+        ));
+        assert!(!super::header_block_readable(
+            b"NATS/1.0\r\nNats-Msg-Id: a\nb\r\n\r\n"
+        ));
+        assert!(!super::header_block_readable(b"HTTP/1.1\r\n\r\n"));
+        assert!(!super::header_block_readable(b"NATS/1.0\r\nX: \xff\r\n"));
+    }
+
+    #[test]
+    fn filters_match_as_nats_matches_them() {
+        assert!(subject_matches("ventana.in.*.tok", "ventana.in.3.tok"));
+        assert!(!subject_matches("ventana.in.*.tok", "ventana.in.3.other"));
+        assert!(!subject_matches("ventana.in.*.tok", "ventana.in.3.tok.x"));
+        assert!(subject_matches(
+            "ventana.out.>",
+            "ventana.out.state_changed.tok"
+        ));
+        assert!(!subject_matches("ventana.out.>", "ventana.out"));
+        assert!(!subject_matches("ventana.in.*", "ventana.in"));
+    }
 }

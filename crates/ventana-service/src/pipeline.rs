@@ -368,6 +368,9 @@ impl Consumer {
         let mut reset = false;
         loop {
             if reset {
+                // A message no client can read resets the connection each time it is
+                // delivered; one API request tells.
+                self.skip_if_unreadable().await?;
                 // After a stream error or a gap: messages delivered but lost are read again
                 // at once, not after the ack wait.
                 if !self.recreate().await {
@@ -385,6 +388,39 @@ impl Consumer {
                 }
             };
         }
+    }
+
+    /// After a reset: if the next message's header block cannot be read at all (see [`ventana_bus::client::unreadable`]), it is copied to the DLQ by
+    /// reference and the checkpoint moves past it, like any bad input.
+    async fn skip_if_unreadable(&mut self) -> anyhow::Result<()> {
+        let sequence = self.checkpoint + 1;
+        if !ventana_bus::client::unreadable(&self.js, subjects::IN_STREAM, sequence).await {
+            return Ok(());
+        }
+        let error = WireError::Undecodable("its header block cannot be read".into());
+        warn!(
+            sequence,
+            "an input message no client can read copied to the DLQ"
+        );
+        self.shared
+            .metrics
+            .reason(&self.shared.metrics.dlq, error.reason());
+        let unreadable = Incoming {
+            sequence,
+            published: crate::clock::now(),
+            subject: String::new(),
+            payload: Bytes::new(),
+            protobuf: false,
+        };
+        let refused = to_dlq(&self.js, &[(&unreadable, error)]).await;
+        let worker = self.shared.clone();
+        let folded =
+            tokio::task::spawn_blocking(move || fold_batch(&worker, &[], &refused, sequence))
+                .await
+                .context("the fold panicked")??;
+        debug_assert!(folded.rows.is_empty());
+        self.checkpoint = sequence;
+        Ok(())
     }
 
     /// Recreates the consumer at `checkpoint + 1`, retrying; false when stopping first.
