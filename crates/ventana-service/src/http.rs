@@ -1,4 +1,5 @@
-//! `/healthz` (NATS connected, the consumer and the outbox publisher making progress) and `/metrics` (Prometheus).
+//! `/healthz` (NATS connected, the consumer and the outbox publisher making progress) and
+//! `/metrics` (Prometheus).
 
 use std::sync::Arc;
 

@@ -370,7 +370,9 @@ impl Consumer {
             if reset {
                 // A message no client can read resets the connection each time it is
                 // delivered; one API request tells.
-                self.skip_if_unreadable().await?;
+                if self.skip_if_unreadable().await? {
+                    return Ok(());
+                }
                 // After a stream error or a gap: messages delivered but lost are read again
                 // at once, not after the ack wait.
                 if !self.recreate().await {
@@ -390,21 +392,14 @@ impl Consumer {
         }
     }
 
-    /// After a reset: if the next message's header block cannot be read at all (see [`ventana_bus::client::unreadable`]), it is copied to the DLQ by
-    /// reference and the checkpoint moves past it, like any bad input.
-    async fn skip_if_unreadable(&mut self) -> anyhow::Result<()> {
+    /// After a reset: if the next message's header block cannot be read at all (see
+    /// [`ventana_bus::client::unreadable`]), it is copied to the DLQ by reference and the
+    /// checkpoint moves past it, like any bad input. True when the outbox publisher is gone.
+    async fn skip_if_unreadable(&mut self) -> anyhow::Result<bool> {
         let sequence = self.checkpoint + 1;
         if !ventana_bus::client::unreadable(&self.js, subjects::IN_STREAM, sequence).await {
-            return Ok(());
+            return Ok(false);
         }
-        let error = WireError::Undecodable("its header block cannot be read".into());
-        warn!(
-            sequence,
-            "an input message no client can read copied to the DLQ"
-        );
-        self.shared
-            .metrics
-            .reason(&self.shared.metrics.dlq, error.reason());
         let unreadable = Incoming {
             sequence,
             published: crate::clock::now(),
@@ -412,15 +407,9 @@ impl Consumer {
             payload: Bytes::new(),
             protobuf: false,
         };
-        let refused = to_dlq(&self.js, &[(&unreadable, error)]).await;
-        let worker = self.shared.clone();
-        let folded =
-            tokio::task::spawn_blocking(move || fold_batch(&worker, &[], &refused, sequence))
-                .await
-                .context("the fold panicked")??;
-        debug_assert!(folded.rows.is_empty());
-        self.checkpoint = sequence;
-        Ok(())
+        let error = WireError::Undecodable("its header block cannot be read".into());
+        self.commit(Vec::new(), &[(&unreadable, error)], sequence)
+            .await
     }
 
     /// Recreates the consumer at `checkpoint + 1`, retrying; false when stopping first.
@@ -551,27 +540,39 @@ impl Consumer {
         for item in incoming.iter().filter(|i| i.sequence > checkpoint) {
             match decode(item, &self.shared) {
                 Ok(event) => events.push((item.sequence, event)),
-                Err(error) => {
-                    self.shared
-                        .metrics
-                        .reason(&self.shared.metrics.dlq, error.reason());
-                    if self.warnings.allow() {
-                        // The error names the field and the problem, never the input's text.
-                        warn!(sequence = item.sequence, reason = error.reason(), %error, "bad input copied to the DLQ");
-                    }
-                    bad.push((item, error));
-                }
+                Err(error) => bad.push((item, error)),
+            }
+        }
+        if last_sequence <= checkpoint {
+            return Ok(false);
+        }
+        self.commit(events, &bad, last_sequence).await
+    }
+
+    /// Copies `bad` to the DLQ, then folds `events` and commits them with the checkpoint at
+    /// `last_sequence` (and what the DLQ refused), and hands the rows to the outbox. True
+    /// when the outbox publisher is gone (the service is stopping).
+    async fn commit(
+        &mut self,
+        events: Vec<(u64, Event)>,
+        bad: &[(&Incoming, WireError)],
+        last_sequence: u64,
+    ) -> anyhow::Result<bool> {
+        for (item, error) in bad {
+            self.shared
+                .metrics
+                .reason(&self.shared.metrics.dlq, error.reason());
+            if self.warnings.allow() {
+                // The error names the field and the problem, never the input's text.
+                warn!(sequence = item.sequence, reason = error.reason(), %error, "bad input copied to the DLQ");
             }
         }
         let refused = if bad.is_empty() {
             Vec::new()
         } else {
-            to_dlq(&self.js, &bad).await
+            to_dlq(&self.js, bad).await
         };
         self.shared.metrics.dlq_refused.inc_by(refused.len() as u64);
-        if last_sequence <= checkpoint {
-            return Ok(false);
-        }
         let worker = self.shared.clone();
         let folded = tokio::task::spawn_blocking(move || {
             fold_batch(&worker, &events, &refused, last_sequence)
