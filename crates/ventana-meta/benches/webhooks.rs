@@ -90,9 +90,8 @@ async fn main() {
     let bodies: Vec<(Vec<u8>, String, usize)> = (0..webhooks)
         .map(|n| {
             let body = webhook(n, now as i64).to_string().into_bytes();
-            let events = ventana_meta::normalise::normalise(&body, "acme")
-                .unwrap()
-                .len();
+            let items = ventana_meta::normalise::normalise(&body, "acme").unwrap();
+            let events = ventana_meta::normalise::events(&items).len();
             let signature = common::sign(&body);
             (body, signature, events)
         })

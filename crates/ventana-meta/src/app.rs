@@ -13,9 +13,13 @@ pub(crate) struct App {
     pub config: Config,
     /// Who may send through `/v1/messages`.
     pub clients: crate::auth::Clients,
+    /// Graph API tokens of single channels.
+    pub channel_tokens: crate::tokens::ChannelTokens,
     pub js: jetstream::Context,
     pub client: async_nats::Client,
     pub sent: kv::Store,
+    /// The stable contact of each WhatsApp customer.
+    pub contacts: crate::contacts::Contacts,
     pub graph: reqwest::Client,
     pub metrics: Metrics,
 }

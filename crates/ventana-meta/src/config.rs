@@ -35,7 +35,8 @@ pub struct Config {
     #[arg(long, env = "VENTANA_META_VERIFY_TOKEN", hide_env_values = true)]
     pub verify_token: String,
     /// The access token sends are made with (a system user token with the messaging
-    /// permissions). Without one, `/v1/messages` answers 503 and nothing is decided.
+    /// permissions), for channels the channel tokens file does not name. Without any
+    /// token for a channel, `/v1/messages` answers 503 and nothing is decided.
     #[arg(long, env = "VENTANA_META_GRAPH_TOKEN", hide_env_values = true)]
     pub graph_token: Option<String>,
     /// The Graph API base URL, version included (WhatsApp, Messenger).
@@ -44,6 +45,11 @@ pub struct Config {
     /// The Instagram API base URL, version included (Instagram DMs and comment replies).
     #[arg(long, env = "VENTANA_META_INSTAGRAM_GRAPH_URL", default_value = INSTAGRAM_GRAPH_URL)]
     pub instagram_graph_url: String,
+    /// A file of access tokens per channel: `<page, phone number or Instagram account id>
+    /// <token>` a line. Channels it names are sent with their own token; the others with
+    /// the Graph API (or Instagram) token.
+    #[arg(long, env = "VENTANA_META_CHANNEL_TOKENS")]
+    pub channel_tokens: Option<std::path::PathBuf>,
     /// The Instagram user access token (default: the Graph API token).
     #[arg(long, env = "VENTANA_META_INSTAGRAM_TOKEN", hide_env_values = true)]
     pub instagram_token: Option<String>,

@@ -309,19 +309,22 @@ pub(crate) async fn send(State(app): State<Arc<App>>, headers: HeaderMap, body: 
         .into_response();
     }
     let config = &app.config;
-    let token = match request.key.channel {
-        Channel::Instagram => config
-            .instagram_token
-            .as_ref()
-            .or(config.graph_token.as_ref()),
-        _ => config.graph_token.as_ref(),
-    };
+    let token = app
+        .channel_tokens
+        .get(&request.key.channel_id)
+        .or(match request.key.channel {
+            Channel::Instagram => config
+                .instagram_token
+                .as_ref()
+                .or(config.graph_token.as_ref()),
+            _ => config.graph_token.as_ref(),
+        });
     let Some(token) = token.cloned() else {
         app.metrics.send("refused");
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "no_graph_token",
-            "ventana-meta has no Graph API token for this channel (VENTANA_META_GRAPH_TOKEN, VENTANA_META_INSTAGRAM_TOKEN): nothing was decided or sent",
+            "ventana-meta has no Graph API token for this channel (VENTANA_META_CHANNEL_TOKENS, VENTANA_META_GRAPH_TOKEN, VENTANA_META_INSTAGRAM_TOKEN): nothing was decided or sent",
         )
         .into_response();
     };

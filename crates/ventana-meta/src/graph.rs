@@ -93,9 +93,19 @@ pub fn graph_call(
             let mut body = Map::new();
             body.insert("messaging_product".into(), "whatsapp".into());
             body.insert("recipient_type".into(), "individual".into());
-            body.insert("to".into(), key.contact_id.as_str().into());
+            // A phone number goes in `to`; a business-scoped user id (a customer known only
+            // by username) in `recipient`.
+            let field = if key.contact_id.bytes().all(|b| b.is_ascii_digit()) {
+                "to"
+            } else {
+                "recipient"
+            };
+            body.insert(field.into(), key.contact_id.as_str().into());
             for (name, value) in fields {
-                body.entry(name).or_insert(value);
+                // The content never chooses who receives it (`to` would win over `recipient`).
+                if !matches!(name.as_str(), "to" | "recipient") {
+                    body.entry(name).or_insert(value);
+                }
             }
             Ok(GraphCall {
                 path: format!("{}/messages", sender()?),
@@ -254,8 +264,25 @@ mod tests {
         assert_eq!(call.path, "PAGE/messages");
         assert_eq!(
             call.body,
-            json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": "PSID", "type": "text", "text": {"body": "hi"}})
+            json!({"messaging_product": "whatsapp", "recipient_type": "individual", "recipient": "PSID", "type": "text", "text": {"body": "hi"}})
         );
+        // A phone number is `to`; a business-scoped user id `recipient`: content naming the
+        // other one changes nothing.
+        for (contact, field) in [
+            ("16505551234", "to"),
+            ("US.13491208655302741918", "recipient"),
+        ] {
+            let key = ConversationKey::new(Channel::WhatsApp, "acme", "PAGE", contact);
+            let call = graph_call(
+                &key,
+                accepted(MessagingType::Response, None),
+                json!({"type": "text", "text": {"body": "hi"}, "to": "1", "recipient": "US.2"}),
+            )
+            .unwrap();
+            assert_eq!(call.body[field], contact);
+            let other = if field == "to" { "recipient" } else { "to" };
+            assert!(call.body.get(other).is_none(), "{contact}: {}", call.body);
+        }
         assert!(
             graph_call(
                 &key(Channel::WhatsApp),

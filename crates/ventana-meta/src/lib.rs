@@ -5,12 +5,14 @@
 mod app;
 pub mod auth;
 pub mod config;
+pub mod contacts;
 pub mod gateway;
 pub mod graph;
 pub mod listen;
 pub mod metrics;
 pub mod normalise;
 pub mod server;
+pub mod tokens;
 pub mod webhook;
 
 pub use server::{Config, run};

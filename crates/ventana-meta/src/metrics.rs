@@ -23,6 +23,7 @@ pub struct Metrics {
     pub events_published: Counter,
     pub events_duplicate: Counter,
     pub events_refused: Counter,
+    pub items: Family<Outcome, Counter>,
     pub sends: Family<Outcome, Counter>,
     pub graph_seconds: Histogram,
 }
@@ -34,6 +35,7 @@ impl Default for Metrics {
         let events_published = Counter::default();
         let events_duplicate = Counter::default();
         let events_refused = Counter::default();
+        let items = Family::<Outcome, Counter>::default();
         let sends = Family::<Outcome, Counter>::default();
         let graph_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 12));
         registry.register(
@@ -53,8 +55,13 @@ impl Default for Metrics {
         );
         registry.register(
             "events_refused",
-            "Webhook items whose ids ventana cannot log (over 512 bytes, control characters, `tick:`): dropped, the rest published",
+            "Webhook items whose ids ventana cannot log (over 512 bytes, control characters, `tick:`): counted malformed, the rest published",
             events_refused.clone(),
+        );
+        registry.register(
+            "items",
+            "Webhook items, by outcome (published: became events; ignored: understood, no use to ventana; unsupported, malformed: copied to the DLQ without content)",
+            items.clone(),
         );
         registry.register(
             "sends",
@@ -72,6 +79,7 @@ impl Default for Metrics {
             events_published,
             events_duplicate,
             events_refused,
+            items,
             sends,
             graph_seconds,
         }
@@ -81,6 +89,10 @@ impl Default for Metrics {
 impl Metrics {
     pub fn send(&self, outcome: &'static str) {
         self.sends.get_or_create(&Outcome { outcome }).inc();
+    }
+
+    pub fn item(&self, outcome: &'static str) {
+        self.items.get_or_create(&Outcome { outcome }).inc();
     }
 
     pub fn render(&self) -> String {

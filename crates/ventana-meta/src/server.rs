@@ -95,6 +95,7 @@ pub async fn run(
     let client = ventana_bus::connect(&config.nats, "ventana-meta").await?;
     let js = jetstream::new(client.clone());
     let sent = sent_bucket(&js).await?;
+    let contacts = crate::contacts::Contacts::open(&js).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -105,8 +106,14 @@ pub async fn run(
             crate::auth::Clients::default()
         }
     };
-    if config.graph_token.is_none() {
-        warn!("no Graph API token (VENTANA_META_GRAPH_TOKEN): /v1/messages answers 503");
+    let channel_tokens = match &config.channel_tokens {
+        Some(path) => crate::tokens::ChannelTokens::load(path)?,
+        None => crate::tokens::ChannelTokens::default(),
+    };
+    if config.graph_token.is_none() && config.channel_tokens.is_none() {
+        warn!(
+            "no Graph API token (VENTANA_META_GRAPH_TOKEN, VENTANA_META_CHANNEL_TOKENS): /v1/messages answers 503"
+        );
     }
     info!(listen = %listener.local_addr()?, graph = %config.graph_url,
         "ventana-meta: webhooks on /webhook, sends on /v1/messages");
@@ -119,9 +126,11 @@ pub async fn run(
     let app = Arc::new(App {
         config,
         clients,
+        channel_tokens,
         js,
         client,
         sent,
+        contacts,
         graph,
         metrics: Metrics::default(),
     });

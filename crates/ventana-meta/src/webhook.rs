@@ -1,20 +1,24 @@
-//! The webhook endpoint: Meta's subscription handshake, signature check, normalisation, and
-//! a publish to JetStream acknowledged before Meta is answered 200 (so a retry after any
-//! failure neither loses nor duplicates an event: ids are `Nats-Msg-Id`s).
+//! The webhook endpoint: Meta's subscription handshake, signature check, normalisation item
+//! by item, and a publish to JetStream acknowledged before Meta is answered 200 (so a retry
+//! after any failure neither loses nor duplicates an event: ids are `Nats-Msg-Id`s). Items
+//! that cannot be understood are counted and their metadata copied to the DLQ; they never
+//! cost the items beside them.
 
 use std::sync::Arc;
 
+use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use tracing::{info, warn};
-use ventana_core::{Event, EventBody, Origin};
+use ventana_core::{ConversationKey, Event, EventBody, Origin};
+use ventana_wire::subjects;
 
 use crate::app::{App, sent_key};
-use crate::normalise::normalise;
+use crate::normalise::{Found, Item, Reading, normalise};
 
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct Handshake {
@@ -73,38 +77,30 @@ pub(crate) async fn receive(
         )
             .into_response();
     }
-    let mut events = match normalise(&body, &app.config.account) {
-        Ok(events) => events,
+    let items = match normalise(&body, &app.config.account) {
+        Ok(items) => items,
         Err(error) => {
-            warn!(%error, "malformed webhook refused");
+            warn!(%error, "a body that is no Meta webhook refused");
             return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response();
         }
     };
-    // An item whose ids ventana cannot log is dropped on its own; the rest go through (a
-    // refused POST would be retried by Meta for ever, and lose its good items).
-    events.retain(|event| match event.check_ids() {
-        Ok(()) => true,
-        Err(bad) => {
-            warn!(r#type = event.body.type_name(), %bad, "webhook item dropped");
-            app.metrics.events_refused.inc();
-            false
-        }
-    });
     let published = async {
+        let (events, dead) = sort_items(&app, items).await?;
         let events = resolve_sent(&app, events).await?;
+        dead_letter(&app, &body, &dead).await?;
         let fresh =
             ventana_bus::client::publish_events(&app.js, &events, app.config.partitions).await?;
-        anyhow::Ok((events.len(), fresh))
+        anyhow::Ok((events.len(), fresh, dead.len()))
     };
     match published.await {
-        Ok((events, fresh)) => {
+        Ok((events, fresh, dead)) => {
             app.metrics.events_published.inc_by(fresh as u64);
             app.metrics.events_duplicate.inc_by((events - fresh) as u64);
-            info!(events, fresh, "webhook published");
+            info!(events, fresh, dead, "webhook published");
             (StatusCode::OK, "EVENT_RECEIVED\n").into_response()
         }
         Err(error) => {
-            // Meta retries: the events published so far are dropped as duplicates then.
+            // Meta retries: what was published so far is dropped as duplicates then.
             warn!(error = %format!("{error:#}"), "publishing a webhook failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -113,6 +109,128 @@ pub(crate) async fn receive(
                 .into_response()
         }
     }
+}
+
+/// An item that cannot be understood: what its dead-letter copy says (no content).
+struct DeadItem {
+    /// Its position among the webhook's items (with the body's digest, the copy's id).
+    index: usize,
+    outcome: &'static str,
+    problem: &'static str,
+    item: Item,
+}
+
+/// The events of the items, their WhatsApp contacts resolved, and the items that cannot be
+/// understood; every item counted by outcome. An event whose ids ventana cannot log (over
+/// 512 bytes, control characters, `tick:`) makes its item malformed: the rest go through (a
+/// refused POST would be retried by Meta for ever, and lose its good items).
+async fn sort_items(app: &App, items: Vec<Item>) -> anyhow::Result<(Vec<Event>, Vec<DeadItem>)> {
+    let mut events = Vec::new();
+    let mut dead = Vec::new();
+    for (index, mut item) in items.into_iter().enumerate() {
+        let reading = std::mem::replace(&mut item.reading, Reading::Unsupported);
+        let (outcome, problem) = match reading {
+            Reading::Events(found) => match found.iter().find_map(|f| f.event.check_ids().err()) {
+                None => {
+                    for found in found {
+                        events.push(resolve_contact(app, found).await?);
+                    }
+                    app.metrics.item("published");
+                    continue;
+                }
+                Some(bad) => {
+                    warn!(object = item.object, field = item.field, r#type = item.kind,
+                            %bad, "webhook item with ids ventana cannot log");
+                    app.metrics.events_refused.inc();
+                    ("malformed", "ids ventana cannot log")
+                }
+            },
+            Reading::Ignored(_) => {
+                app.metrics.item("ignored");
+                continue;
+            }
+            Reading::Unsupported => ("unsupported", "a shape ventana-meta does not know"),
+            Reading::Malformed(missing) => ("malformed", missing),
+        };
+        warn!(
+            object = item.object,
+            field = item.field,
+            r#type = item.kind,
+            outcome,
+            problem,
+            "webhook item not understood: copied to the DLQ without content"
+        );
+        app.metrics.item(outcome);
+        dead.push(DeadItem {
+            index,
+            outcome,
+            problem,
+            item,
+        });
+    }
+    Ok((events, dead))
+}
+
+/// The event with its WhatsApp customer's stable contact (see `contacts`).
+async fn resolve_contact(app: &App, found: Found) -> anyhow::Result<Event> {
+    let mut event = found.event;
+    if let Some(customer) = found.customer {
+        let key = &event.conversation;
+        if let Some(contact) = app.contacts.resolve(&key.channel_id, &customer).await? {
+            if contact != key.contact_id {
+                event.conversation = ConversationKey::new(
+                    key.channel.clone(),
+                    &key.account,
+                    &key.channel_id,
+                    &contact,
+                );
+            }
+        }
+    }
+    Ok(event)
+}
+
+/// Copies the metadata of items that cannot be understood (object, field, type, the
+/// problem: never content) to `ventana.dlq.webhook_<outcome>` and waits for the server to
+/// store them. Copy ids derive from the body, so Meta's retries are not copied twice.
+async fn dead_letter(app: &App, body: &[u8], dead: &[DeadItem]) -> anyhow::Result<()> {
+    if dead.is_empty() {
+        return Ok(());
+    }
+    let digest = data_encoding::HEXLOWER.encode(&Sha256::digest(body)[..16]);
+    let mut acks = Vec::with_capacity(dead.len());
+    for item in dead {
+        let reason = format!("webhook_{}", item.outcome);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            subjects::MSG_ID,
+            format!("webhook:{digest}:{}", item.index).as_str(),
+        );
+        headers.insert(subjects::REASON_HEADER, reason.as_str());
+        headers.insert(subjects::ERROR_HEADER, item.problem);
+        let metadata = serde_json::json!({
+            "object": item.item.object,
+            "field": item.item.field,
+            "type": item.item.kind,
+            "outcome": item.outcome,
+            "problem": item.problem,
+        });
+        acks.push(
+            app.js
+                .publish_with_headers(
+                    subjects::dlq_subject(&reason),
+                    headers,
+                    metadata.to_string().into(),
+                )
+                .await
+                .context("copying a webhook item to the DLQ")?,
+        );
+    }
+    for ack in acks {
+        ack.await
+            .context("the server did not store a webhook item's DLQ copy")?;
+    }
+    Ok(())
 }
 
 /// Messages the send gateway delivered are known to ventana by its own id: statuses of them

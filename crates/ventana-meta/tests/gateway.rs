@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use ventana_bus::client::read_stream;
 use ventana_tests::nats::{NatsServer, free_port};
 use ventana_tests::service::{Live, eventually, live, published_outputs};
-use ventana_wire::subjects::{API_STATE, IN_STREAM, OUT_STREAM};
+use ventana_wire::subjects::{API_STATE, DLQ_STREAM, IN_STREAM, OUT_STREAM};
 
 /// Message content only Meta may see: it must not reach a stream.
 const PRIVATE_TEXT: &str = "my card ends in 4242";
@@ -503,6 +503,73 @@ async fn without_a_graph_token_or_ventanad_nothing_is_decided() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_channel_sends_with_its_token_and_usernames_are_reached_by_bsuid() {
+    let Live {
+        nats,
+        service: ventanad,
+        dir,
+        ..
+    } = live(None).await;
+    let (graph, graph_url) = Graph::start().await;
+    let tokens = dir.path().join("channel-tokens");
+    std::fs::write(
+        &tokens,
+        format!("# WhatsApp number\n{PHONE} phone-number-token\n"),
+    )
+    .unwrap();
+    let mut config = common::config(&nats, Some(graph_url));
+    config.channel_tokens = Some(tokens);
+    let adapter = Adapter::start(config).await;
+    let now = now_seconds();
+
+    // A customer known only by username writes; the reply goes to their BSUID
+    // (`recipient`), with the number's own token.
+    let bsuid = "DE.1502576394655843";
+    let message = json!({"from_user_id": bsuid, "id": "wamid.U2", "timestamp": now.to_string(),
+        "type": "text", "text": {"body": PRIVATE_TEXT}});
+    adapter
+        .webhook(
+            json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398",
+            "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp",
+            "metadata": {"phone_number_id": PHONE}, "messages": [message]}}]}]}),
+        )
+        .await;
+    let text = json!({"type": "text", "text": {"body": PRIVATE_TEXT}, "to": "4915100000009"});
+    let (status, answer) = adapter
+        .send(agent_message("u-1", whatsapp(bsuid), text))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let call = graph.calls().pop().unwrap();
+    assert_eq!(call.authorization, "Bearer phone-number-token");
+    assert_eq!(call.body["recipient"], bsuid);
+    assert!(call.body.get("to").is_none(), "{}", call.body);
+
+    // A page the file does not name is sent with the default token. The customer only
+    // pressed Get Started: that opens the standard window all the same.
+    adapter
+        .webhook(messenger(
+            json!({"sender": {"id": "PSID-9"}, "recipient": {"id": PAGE},
+            "timestamp": now * 1000, "postback": {"title": "Get Started", "payload": "START"}}),
+        ))
+        .await;
+    let (status, answer) = adapter
+        .send(agent_message(
+            "u-2",
+            messenger_conversation("PSID-9"),
+            json!({"text": "hi"}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["decision"]["messaging_type"], "response", "{answer}");
+    assert_eq!(
+        graph.calls().pop().unwrap().authorization,
+        format!("Bearer {GRAPH_TOKEN}")
+    );
+    adapter.stop().await;
+    ventanad.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_finish_what_a_hold_or_an_unreachable_graph_api_left() {
     let Live {
         nats,
@@ -825,9 +892,26 @@ async fn the_shipped_nats_permissions_run_the_whole_flow_and_refuse_the_rest() {
     assert_eq!(graph.calls().len(), 2);
     let (sender, _) = client_of(&nats, "sender").await;
     assert!(answers(&sender, API_STATE, conversation.clone()).await);
+    // A customer known by username (its contact recorded) beside an item nobody
+    // understands (copied to the DLQ).
+    let bsuid_message = json!({"from_user_id": "DE.1502576394655843", "id": "wamid.U1",
+        "timestamp": now.to_string(), "type": "text", "text": {"body": "hi"}});
+    adapter
+        .webhook(
+            json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398",
+            "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp",
+                "metadata": {"phone_number_id": PHONE}, "messages": [bsuid_message]}},
+                {"field": "brand_new_field", "value": {}}]}]}),
+        )
+        .await;
+    let (_, ventanad_js) = client_of(&nats, "ventanad").await;
+    let dead = read_stream(&ventanad_js, DLQ_STREAM, None).await.unwrap();
+    assert_eq!(
+        dead.iter().map(|m| m.subject.as_str()).collect::<Vec<_>>(),
+        ["ventana.dlq.webhook_unsupported"]
+    );
 
     // What each user must not do: nothing of it is stored or answered.
-    let (_, ventanad_js) = client_of(&nats, "ventanad").await;
     let out_before = ventana_tests::service::stream_len(&ventanad_js, OUT_STREAM).await;
     let in_before = ventana_tests::service::stream_len(&ventanad_js, IN_STREAM).await;
     let (adapter_client, adapter_js) = client_of(&nats, "adapter").await;

@@ -7,7 +7,7 @@ use common::{Adapter, fixture, sign};
 use reqwest::StatusCode;
 use ventana_bus::client::read_stream;
 use ventana_tests::nats::NatsServer;
-use ventana_wire::subjects::IN_STREAM;
+use ventana_wire::subjects::{DLQ_STREAM, IN_STREAM};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_webhooks_are_published_once_and_everything_else_is_refused() {
@@ -49,24 +49,31 @@ async fn signed_webhooks_are_published_once_and_everything_else_is_refused() {
     let (status, reason) = adapter.post(garbage.clone(), Some(sign(&garbage))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(reason.starts_with("not JSON"), "{reason}");
+    for not_a_webhook in [
+        &b"[1, 2]"[..],
+        br#"{"object": "page"}"#,
+        br#"{"entry": []}"#,
+    ] {
+        let (status, reason) = adapter
+            .post(not_a_webhook.to_vec(), Some(sign(not_a_webhook)))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{reason}");
+        assert!(reason.contains("not a Meta webhook"), "{reason}");
+    }
     assert!(read_stream(&js, IN_STREAM, None).await.unwrap().is_empty());
 
-    // Every fixture, signed: published with the normalised events' ids, in order; Meta's
-    // retry of the same webhook adds nothing.
-    let mut expected = Vec::new();
-    for name in [
-        "whatsapp-messages",
-        "whatsapp-statuses",
-        "whatsapp-calls",
-        "messenger-messages",
-        "messenger-echoes-deliveries-reads",
-        "messenger-feed-comment",
-        "instagram-messages",
-        "instagram-comments",
-    ] {
-        let body = fixture(name);
-        let events = ventana_meta::normalise::normalise(&body, "acme").unwrap();
-        expected.extend(events.iter().map(|e| e.id.clone()));
+    // Every fixture, signed: published with the normalised events' ids, in order (each id
+    // once: Meta's retry of the same webhook, or the same status in two fixtures, adds
+    // nothing).
+    let mut expected: Vec<String> = Vec::new();
+    for name in common::fixture_names() {
+        let body = fixture(&name);
+        let items = ventana_meta::normalise::normalise(&body, "acme").unwrap();
+        for event in ventana_meta::normalise::events(&items) {
+            if !expected.contains(&event.id) {
+                expected.push(event.id);
+            }
+        }
         for _attempt in 0..2 {
             let (status, text) = adapter.post(body.clone(), Some(sign(&body))).await;
             assert_eq!(
@@ -183,4 +190,185 @@ async fn idle_slow_and_many_clients_cannot_hold_the_adapter() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     adapter.stop().await;
+}
+
+/// The metric line `name{labels}` of `/metrics`, as a number (0 when absent).
+async fn metric(adapter: &Adapter, line: &str) -> u64 {
+    let (_, text) = adapter.get("/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_nobody_understands_cost_nothing_beside_them() {
+    let nats = NatsServer::start();
+    let js = common::streams_only(&nats).await;
+    let adapter = Adapter::start(common::config(&nats, None)).await;
+
+    // One valid message beside an unknown action, a message without its id, a change
+    // without a value, an unknown field, an ignored field and an empty entry: 200, and the
+    // valid message is published. A retry adds nothing anywhere.
+    let body = fixture("messenger-mixed-batch");
+    for _attempt in 0..2 {
+        let (status, text) = adapter.post(body.clone(), Some(sign(&body))).await;
+        assert_eq!(
+            (status, text.as_str()),
+            (StatusCode::OK, "EVENT_RECEIVED\n")
+        );
+    }
+    let logged = read_stream(&js, IN_STREAM, None).await.unwrap();
+    let ids: Vec<String> = ventana_bus::client::logged_events(&logged)
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(ids, ["m_mixed_valid_1"]);
+
+    // What could not be understood is in the DLQ: where it sat and why, never its content.
+    let dead = read_stream(&js, DLQ_STREAM, None).await.unwrap();
+    let copies: Vec<(String, serde_json::Value)> = dead
+        .iter()
+        .map(|m| {
+            let text = std::str::from_utf8(&m.payload).unwrap();
+            assert!(!text.contains("SECRET-TEXT"), "{text}");
+            (m.subject.clone(), serde_json::from_str(text).unwrap())
+        })
+        .collect();
+    let outline: Vec<(&str, &str, &str)> = copies
+        .iter()
+        .map(|(subject, copy)| {
+            (
+                subject.as_str(),
+                copy["field"].as_str().unwrap(),
+                copy["type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outline,
+        [
+            (
+                "ventana.dlq.webhook_unsupported",
+                "messaging",
+                "brand_new_action"
+            ),
+            ("ventana.dlq.webhook_malformed", "messaging", "message"),
+            ("ventana.dlq.webhook_malformed", "feed", ""),
+            (
+                "ventana.dlq.webhook_unsupported",
+                "page_upcoming_change",
+                ""
+            ),
+            ("ventana.dlq.webhook_unsupported", "entry", ""),
+        ]
+    );
+    assert_eq!(copies[1].1["problem"], "message.mid");
+    assert_eq!(copies[1].1["object"], "page");
+
+    // Counted by outcome, each attempt.
+    for (outcome, count) in [
+        ("published", 2),
+        ("ignored", 2),
+        ("unsupported", 6),
+        ("malformed", 4),
+    ] {
+        assert_eq!(
+            metric(
+                &adapter,
+                &format!("ventana_meta_items_total{{outcome=\"{outcome}\"}}")
+            )
+            .await,
+            count,
+            "{outcome}"
+        );
+    }
+    adapter.stop().await;
+}
+
+/// A WhatsApp webhook of one message from a customer named by phone number, BSUID or both.
+fn whatsapp_from(id: &str, phone: Option<&str>, user_id: Option<&str>) -> Vec<u8> {
+    let mut message = serde_json::json!({"id": id, "timestamp": "1749416383", "type": "text",
+        "text": {"body": "SECRET-TEXT"}});
+    if let Some(phone) = phone {
+        message["from"] = phone.into();
+    }
+    if let Some(user_id) = user_id {
+        message["from_user_id"] = user_id.into();
+    }
+    serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398",
+        "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+        "messages": [message]}}]}]})
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whatsapp_customers_keep_one_contact_across_phone_numbers_and_usernames() {
+    let nats = NatsServer::start();
+    let js = common::streams_only(&nats).await;
+    let config = common::config(&nats, None);
+    let adapter = Adapter::start(config.clone()).await;
+    let (kai, kai_bsuid) = ("4915100000001", "DE.1502576394655843");
+    let (lee, lee_bsuid) = ("4915100000002", "DE.ENT.11815799212886844830");
+    let steps = [
+        // Kai wrote before BSUIDs, then with both ids, then by username only.
+        ("w1", Some(kai), None),
+        ("w2", Some(kai), Some(kai_bsuid)),
+        ("w3", None, Some(kai_bsuid)),
+        // Lee came by username first, then shared the phone number, then the phone alone.
+        ("w4", None, Some(lee_bsuid)),
+        ("w5", Some(lee), Some(lee_bsuid)),
+        ("w6", Some(lee), None),
+    ];
+    let mut adapter = Some(adapter);
+    for (index, (id, phone, user_id)) in steps.into_iter().enumerate() {
+        if index == 3 {
+            // A restarted adapter (an empty cache) reads the same records.
+            adapter.take().unwrap().stop().await;
+            adapter = Some(Adapter::start(config.clone()).await);
+        }
+        let body = whatsapp_from(id, phone, user_id);
+        let (status, _) = adapter
+            .as_ref()
+            .unwrap()
+            .post(body.clone(), Some(sign(&body)))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{id}");
+    }
+    let logged = read_stream(&js, IN_STREAM, None).await.unwrap();
+    let contacts: Vec<(String, String)> = ventana_bus::client::logged_events(&logged)
+        .into_iter()
+        .map(|e| (e.id, e.conversation.contact_id))
+        .collect();
+    let expect = |id: &str, contact: &str| (id.to_owned(), contact.to_owned());
+    assert_eq!(
+        contacts,
+        [
+            expect("w1", kai),
+            expect("w2", kai),
+            expect("w3", kai),
+            expect("w4", lee_bsuid),
+            expect("w5", lee_bsuid),
+            expect("w6", lee_bsuid),
+        ]
+    );
+    // The records hold digests, never the ids.
+    let records = read_stream(&js, "KV_VENTANA_META_CONTACTS", None)
+        .await
+        .unwrap();
+    assert!(!records.is_empty());
+    for record in &records {
+        assert!(
+            !record.subject.contains("4915100000001"),
+            "{}",
+            record.subject
+        );
+        assert!(
+            !record.subject.contains("1502576394655843"),
+            "{}",
+            record.subject
+        );
+    }
+    adapter.unwrap().stop().await;
 }

@@ -34,6 +34,20 @@ pub fn fixture(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// The names of every `fixtures/NAME.json`, sorted.
+pub fn fixture_names() -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(format!("{}/fixtures", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+            .filter_map(|entry| {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                name.strip_suffix(".json").map(str::to_owned)
+            })
+            .collect();
+    names.sort();
+    names
+}
+
 /// The configuration a test runs ventana-meta with (`graph_url`: the stand-in Graph API).
 pub fn config(nats: &NatsServer, graph_url: Option<String>) -> ventana_meta::Config {
     ventana_meta::Config {
@@ -45,6 +59,7 @@ pub fn config(nats: &NatsServer, graph_url: Option<String>) -> ventana_meta::Con
             .clone()
             .unwrap_or_else(|| ventana_meta::server::INSTAGRAM_GRAPH_URL.into()),
         instagram_token: None,
+        channel_tokens: None,
         send_clients: Some(
             format!("{}/fixtures/send-clients.txt", env!("CARGO_MANIFEST_DIR")).into(),
         ),

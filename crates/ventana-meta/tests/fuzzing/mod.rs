@@ -31,11 +31,23 @@ pub fn event(input: &[u8]) {
     }
 }
 
-/// The webhook normaliser: errors are quiet, events carry no planted text.
+/// The webhook normaliser: errors are quiet; every item's labels are short and tame (they
+/// reach logs, metrics and DLQ copies).
 pub fn webhook(input: &[u8]) {
     match ventana_meta::normalise::normalise(input, "acme") {
-        Ok(events) => {
-            for event in events {
+        Ok(items) => {
+            for item in &items {
+                for label in [&item.object, &item.field, &item.kind] {
+                    assert!(label.len() <= 64, "a long label: {label}");
+                    assert!(
+                        label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)),
+                        "an untamed label: {label:?}"
+                    );
+                }
+            }
+            for event in ventana_meta::normalise::events(&items) {
                 let _ = event.check_ids();
             }
         }

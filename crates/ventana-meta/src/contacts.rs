@@ -1,0 +1,155 @@
+//! One stable contact per WhatsApp customer, whether a payload names them by phone number
+//! (`wa_id`), by business-scoped user id (BSUID), or both.
+//!
+//! Since 2026 Meta adds a BSUID to WhatsApp webhooks and leaves the phone number out for
+//! customers who chose a username. The first contact a customer is seen under stays theirs,
+//! per business phone number:
+//! - a payload with both: the BSUID's contact if one is recorded; else the phone number's
+//!   recorded contact, else the phone number itself (so conversations from before BSUIDs
+//!   go on). Both ids are then recorded for it.
+//! - a BSUID alone: its recorded contact, else the BSUID itself (recorded).
+//! - a phone number alone: its recorded contact, else the phone number.
+//!
+//! Records live in the JetStream key-value bucket `VENTANA_META_CONTACTS` (no expiry), are
+//! created only if absent (so concurrent adapters agree on the first), and never change,
+//! which makes them safe to cache in memory. Keys are SHA-256 digests, never the ids.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use async_nats::jetstream::{self, kv};
+use sha2::{Digest, Sha256};
+
+use crate::normalise::WhatsAppCustomer;
+
+/// The key-value bucket of WhatsApp contacts.
+pub const CONTACTS_BUCKET: &str = "VENTANA_META_CONTACTS";
+
+/// Records kept in memory before the cache starts over (they are re-read from the bucket).
+const CACHE_LIMIT: usize = 200_000;
+
+pub(crate) struct Contacts {
+    bucket: kv::Store,
+    cache: Mutex<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for Contacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Contacts").finish_non_exhaustive()
+    }
+}
+
+fn record_key(space: &str, business_phone: &str, id: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(business_phone.as_bytes());
+    hash.update([0]);
+    hash.update(id.as_bytes());
+    format!(
+        "{space}.{}",
+        data_encoding::HEXLOWER.encode(&hash.finalize())
+    )
+}
+
+impl Contacts {
+    pub(crate) async fn open(js: &jetstream::Context) -> anyhow::Result<Self> {
+        let bucket = match js.get_key_value(CONTACTS_BUCKET).await {
+            Ok(bucket) => bucket,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: CONTACTS_BUCKET.into(),
+                    description: "ventana-meta: the contact of each WhatsApp customer (by BSUID and phone number digests)".into(),
+                    history: 1,
+                    storage: jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .with_context(|| format!("cannot create the key-value bucket {CONTACTS_BUCKET}"))?,
+        };
+        Ok(Self {
+            bucket,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn cached(&self, key: &str) -> Option<String> {
+        self.cache.lock().expect("not poisoned").get(key).cloned()
+    }
+
+    fn remember(&self, key: String, contact: &str) {
+        let mut cache = self.cache.lock().expect("not poisoned");
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(key, contact.to_owned());
+    }
+
+    async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
+        if let Some(contact) = self.cached(key) {
+            return Ok(Some(contact));
+        }
+        let Some(value) = self.bucket.get(key).await? else {
+            return Ok(None);
+        };
+        let contact = String::from_utf8(value.to_vec()).context("a contact record")?;
+        self.remember(key.to_owned(), &contact);
+        Ok(Some(contact))
+    }
+
+    /// Records `contact` under `key` unless something is recorded there; the recorded one.
+    async fn claim(&self, key: String, contact: &str) -> anyhow::Result<String> {
+        let recorded = match self
+            .bucket
+            .create(&key, contact.to_owned().into_bytes().into())
+            .await
+        {
+            Ok(_) => contact.to_owned(),
+            Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {
+                self.get(&key).await?.context("a contact record vanished")?
+            }
+            Err(error) => return Err(error.into()),
+        };
+        self.remember(key, &recorded);
+        Ok(recorded)
+    }
+
+    /// The stable contact of `customer` on the business phone number `business_phone`.
+    pub(crate) async fn resolve(
+        &self,
+        business_phone: &str,
+        customer: &WhatsAppCustomer,
+    ) -> anyhow::Result<Option<String>> {
+        let phone_key = |phone: &str| record_key("phone", business_phone, phone);
+        match (&customer.phone, &customer.user_id) {
+            (None, None) => Ok(None),
+            (Some(phone), None) => Ok(Some(
+                self.get(&phone_key(phone))
+                    .await?
+                    .unwrap_or_else(|| phone.clone()),
+            )),
+            (phone, Some(user_id)) => {
+                let user_key = record_key("user", business_phone, user_id);
+                let contact = match self.get(&user_key).await? {
+                    Some(contact) => contact,
+                    None => {
+                        let first = match phone {
+                            Some(phone) => self
+                                .get(&phone_key(phone))
+                                .await?
+                                .unwrap_or_else(|| phone.clone()),
+                            None => user_id.clone(),
+                        };
+                        self.claim(user_key, &first).await?
+                    }
+                };
+                if let Some(phone) = phone {
+                    let key = phone_key(phone);
+                    if self.cached(&key).is_none() {
+                        self.claim(key, &contact).await?;
+                    }
+                }
+                Ok(Some(contact))
+            }
+        }
+    }
+}
