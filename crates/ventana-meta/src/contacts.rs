@@ -12,10 +12,12 @@
 //!
 //! Records live in the JetStream key-value bucket `VENTANA_META_CONTACTS` (no expiry), are
 //! created only if absent (so concurrent adapters agree on the first), and never change,
-//! which makes them safe to cache in memory. Keys are SHA-256 digests, never the ids.
+//! which makes them safe to cache in memory; an absence is believed for a minute. Keys are
+//! SHA-256 digests, never the ids.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_nats::jetstream::{self, kv};
@@ -29,9 +31,20 @@ pub const CONTACTS_BUCKET: &str = "VENTANA_META_CONTACTS";
 /// Records kept in memory before the cache starts over (they are re-read from the bucket).
 const CACHE_LIMIT: usize = 200_000;
 
+/// How long "no record" is believed: another adapter may record one meanwhile (a phone
+/// number seen alone, then with a BSUID first seen alone elsewhere).
+const ABSENCE_MEMORY: Duration = Duration::from_secs(60);
+
 pub(crate) struct Contacts {
     bucket: kv::Store,
-    cache: Mutex<HashMap<String, String>>,
+    /// Records (which never change), and absences with the time they were seen.
+    cache: Mutex<HashMap<String, Cached>>,
+}
+
+#[derive(Clone)]
+enum Cached {
+    Recorded(String),
+    Absent(Instant),
 }
 
 impl std::fmt::Debug for Contacts {
@@ -72,27 +85,34 @@ impl Contacts {
         })
     }
 
-    fn cached(&self, key: &str) -> Option<String> {
-        self.cache.lock().expect("not poisoned").get(key).cloned()
+    /// What the cache knows of `key`: `Some(Some(contact))`, `Some(None)` (recently absent),
+    /// or `None` (ask the bucket).
+    fn cached(&self, key: &str) -> Option<Option<String>> {
+        match self.cache.lock().expect("not poisoned").get(key)? {
+            Cached::Recorded(contact) => Some(Some(contact.clone())),
+            Cached::Absent(seen) if seen.elapsed() < ABSENCE_MEMORY => Some(None),
+            Cached::Absent(_) => None,
+        }
     }
 
-    fn remember(&self, key: String, contact: &str) {
+    fn remember(&self, key: String, entry: Cached) {
         let mut cache = self.cache.lock().expect("not poisoned");
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }
-        cache.insert(key, contact.to_owned());
+        cache.insert(key, entry);
     }
 
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
-        if let Some(contact) = self.cached(key) {
-            return Ok(Some(contact));
+        if let Some(known) = self.cached(key) {
+            return Ok(known);
         }
         let Some(value) = self.bucket.get(key).await? else {
+            self.remember(key.to_owned(), Cached::Absent(Instant::now()));
             return Ok(None);
         };
         let contact = String::from_utf8(value.to_vec()).context("a contact record")?;
-        self.remember(key.to_owned(), &contact);
+        self.remember(key.to_owned(), Cached::Recorded(contact.clone()));
         Ok(Some(contact))
     }
 
@@ -105,11 +125,13 @@ impl Contacts {
         {
             Ok(_) => contact.to_owned(),
             Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {
-                self.get(&key).await?.context("a contact record vanished")?
+                let value = self.bucket.get(&key).await?;
+                let value = value.context("a contact record vanished")?;
+                String::from_utf8(value.to_vec()).context("a contact record")?
             }
             Err(error) => return Err(error.into()),
         };
-        self.remember(key, &recorded);
+        self.remember(key, Cached::Recorded(recorded.clone()));
         Ok(recorded)
     }
 
@@ -144,7 +166,7 @@ impl Contacts {
                 };
                 if let Some(phone) = phone {
                     let key = phone_key(phone);
-                    if self.cached(&key).is_none() {
+                    if !matches!(self.cached(&key), Some(Some(_))) {
                         self.claim(key, &contact).await?;
                     }
                 }
