@@ -32,11 +32,13 @@ pub struct NatsOptions {
     pub nats_tls_ca: Option<PathBuf>,
 }
 
-/// Connects with a name, retrying the first connection, with the configured credentials.
-pub async fn connect(options: &NatsOptions, name: &str) -> anyhow::Result<async_nats::Client> {
+/// The connection options of `options` (name, credentials, TLS) and its server list.
+async fn prepare(
+    options: &NatsOptions,
+    name: &str,
+) -> anyhow::Result<(async_nats::ConnectOptions, Vec<async_nats::ServerAddr>)> {
     let mut connect = async_nats::ConnectOptions::new()
         .name(name)
-        .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5));
     if let (Some(user), Some(password)) = (&options.nats_user, &options.nats_password) {
         connect = connect.user_and_password(user.clone(), password.clone());
@@ -59,8 +61,45 @@ pub async fn connect(options: &NatsOptions, name: &str) -> anyhow::Result<async_
         .map(|url| url.trim().parse())
         .collect::<Result<_, _>>()
         .with_context(|| format!("invalid NATS URL {:?}", options.url))?;
+    Ok((connect, servers))
+}
+
+/// Connects a service with a name and the configured credentials, retrying the first
+/// connection until NATS is there (a service may start before its server).
+pub async fn connect(options: &NatsOptions, name: &str) -> anyhow::Result<async_nats::Client> {
+    let (connect, servers) = prepare(options, name).await?;
     connect
+        .retry_on_initial_connect()
         .connect(servers)
         .await
         .with_context(|| format!("cannot connect to NATS at {}", options.url))
+}
+
+/// Connects a command-line tool: one attempt, and when it fails one line that says which
+/// URL, why (refused, timed out, refused credentials) and what to start.
+pub async fn connect_once(options: &NatsOptions, name: &str) -> anyhow::Result<async_nats::Client> {
+    use async_nats::ConnectErrorKind as Kind;
+    let (connect, servers) = prepare(options, name).await?;
+    let error = match connect.connect(servers).await {
+        Ok(client) => return Ok(client),
+        Err(error) => error,
+    };
+    let io_kind = std::error::Error::source(&error)
+        .and_then(|source| source.downcast_ref::<std::io::Error>())
+        .map(std::io::Error::kind);
+    let why = match (error.kind(), io_kind) {
+        (_, Some(std::io::ErrorKind::ConnectionRefused)) => {
+            "connection refused (nothing listens there)".to_owned()
+        }
+        (Kind::TimedOut, _) | (_, Some(std::io::ErrorKind::TimedOut)) => "timed out".to_owned(),
+        (Kind::Authentication | Kind::AuthorizationViolation, _) => {
+            "the server refused the credentials (--nats-user/--nats-password, --nats-token, --nats-creds)".to_owned()
+        }
+        (kind, _) => kind.to_string(),
+    };
+    anyhow::bail!(
+        "cannot reach NATS at {}: {why}. Start ventana with `ventana dev` (it runs its own \
+         nats-server), or point --nats (VENTANA_NATS_URL) at a running one",
+        options.url
+    )
 }

@@ -15,7 +15,7 @@ pub mod streams;
 
 use std::time::{Duration, SystemTime};
 
-pub use connect::{NatsOptions, connect};
+pub use connect::{NatsOptions, connect, connect_once};
 use ventana_core::Timestamp;
 
 /// The wall clock as a timestamp. Programs read it here only; ventanad's decisions use the

@@ -164,6 +164,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
          cargo run -q -p ventana -- tail{nats_flag}\n  \
          cargo run -q -p ventana -- state whatsapp/acme/page-0/contact-0{nats_flag}\n  \
          cargo run -q -p ventana -- check whatsapp/acme/page-0/contact-0 --sender agent --kind message{nats_flag}\n  \
+         cargo run -q -p ventana -- import --shift-to-now --speed 720 examples/whatsapp.jsonl{nats_flag}   # an example, played now\n  \
          cargo run -q -p ventana-sim -- --max --events 100000{nats_flag}   # a burst of traffic\n  \
          curl -s http://{}/metrics | grep '^ventana_'\n\n\
          Ctrl-C stops everything.",

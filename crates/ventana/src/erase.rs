@@ -84,7 +84,7 @@ pub fn run(args: EraseArgs) -> anyhow::Result<()> {
     if args.yes {
         store.erase(&found)?;
     }
-    println!(
+    crate::outln!(
         "{} {name}: {events} events from {IN_STREAM}, {outputs} outputs from {OUT_STREAM}, {} ({} events folded), {} timers, {} unpublished outputs from {}{}",
         if args.yes { "erased" } else { "would erase" },
         if found.state { "its state" } else { "no state" },
@@ -97,6 +97,6 @@ pub fn run(args: EraseArgs) -> anyhow::Result<()> {
         } else {
             " (nothing removed: add --yes)"
         }
-    );
+    )?;
     Ok(())
 }

@@ -1,6 +1,16 @@
 //! The `ventana` command line as a library, so tests drive the same code the binary runs.
 #![forbid(unsafe_code)]
 
+/// `println!` that returns the write's error instead of panicking, so a reader that went
+/// away (`ventana ... | head`) ends the command quietly (see `main`).
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 pub use args::parse_instant;
 pub use ventana_service::config::load_policy;
 

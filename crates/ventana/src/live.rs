@@ -14,11 +14,99 @@ use ventana_wire::subjects::{self, OUT_STREAM};
 
 use crate::log::{LiveLog, Selection, Since, events};
 
+/// `import --shift-to-now`: the file's timeline moved to start at `start`, its gaps divided
+/// by `speed`: each event's new time, and how long after the start it is due.
+pub fn shift_to(events: &mut [Event], start: Timestamp, speed: f64) -> Vec<std::time::Duration> {
+    let Some(first) = events.iter().map(|e| e.occurred_at).min() else {
+        return Vec::new();
+    };
+    let after = |at: Timestamp| {
+        let gap = at.unix_nanos().saturating_sub(first.unix_nanos()) as f64 / speed;
+        std::time::Duration::from_nanos(gap as u64)
+    };
+    let moved = |at: Timestamp| {
+        Timestamp::from_unix_nanos(
+            start
+                .unix_nanos()
+                .saturating_add(after(at).as_nanos() as i64),
+        )
+    };
+    let mut due = Vec::with_capacity(events.len());
+    for event in events {
+        due.push(after(event.occurred_at));
+        event.occurred_at = moved(event.occurred_at);
+        event.logged_at = None;
+        // A tick names its deadline in its id: both move.
+        if let ventana_core::EventBody::Tick { at } = &mut event.body {
+            *at = moved(*at);
+            event.id = ventana_core::tick_id(event.conversation.token(), *at);
+        }
+    }
+    due
+}
+
+/// Events older than an hour are decided by the live service at the time they are logged,
+/// long after their windows closed: say so, and how to play them on today's timeline.
+pub fn age_warning(events: &[Event], now: Timestamp) -> Option<String> {
+    const HOUR_NANOS: i64 = 3_600 * 1_000_000_000;
+    let newest = events.iter().map(|e| e.occurred_at).max()?;
+    let age = now.unix_nanos().saturating_sub(newest.unix_nanos());
+    (age > HOUR_NANOS).then(|| {
+        format!(
+            "warning: the newest event happened at {newest}, {} hours ago. ventanad decides each \
+             message when it is logged (now), so windows that closed since refuse the messages \
+             of this file. To play it on today's timeline, import it with --shift-to-now \
+             (each event published when its moment comes, the first one now; --speed N \
+             divides the gaps, e.g. 720 for `ventana dev`'s 2-minute windows).",
+            age / HOUR_NANOS
+        )
+    })
+}
+
+/// Publishes `events` on today's timeline (see [`shift_to`]), each when it is due, so
+/// ventanad decides every message at the moment it would have been sent. The number of new
+/// events.
+async fn play(
+    js: &jetstream::Context,
+    events: &mut [Event],
+    partitions: u32,
+    speed: f64,
+) -> anyhow::Result<usize> {
+    let started = tokio::time::Instant::now();
+    let due = shift_to(events, ventana_bus::now(), speed);
+    if let Some(last) = due.last() {
+        eprintln!(
+            "playing {} events over {:.0} s (the file's gaps{}); Ctrl-C stops",
+            events.len(),
+            last.as_secs_f64(),
+            if speed == 1.0 {
+                String::new()
+            } else {
+                format!(" divided by {speed}")
+            }
+        );
+    }
+    let mut fresh = 0;
+    for (event, due) in events.iter().zip(due) {
+        tokio::time::sleep_until(started + due).await;
+        fresh += ventana_bus::client::publish_events(js, std::slice::from_ref(event), partitions)
+            .await?;
+        eprintln!(
+            "{}  {}  {}",
+            event.occurred_at,
+            event.body.type_name(),
+            event.id
+        );
+    }
+    Ok(fresh)
+}
+
 /// `ventana import`: every event of a JSONL file to its subject, awaiting acks.
 pub async fn import(
     nats: &NatsOptions,
     input: &std::path::Path,
     partitions: u32,
+    shift_to_now: Option<f64>,
 ) -> anyhow::Result<bool> {
     let file =
         std::fs::File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
@@ -37,9 +125,17 @@ pub async fn import(
             }
         }
     }
-    let client = ventana_bus::connect(nats, "ventana-import").await?;
+    let client = ventana_bus::connect_once(nats, "ventana-import").await?;
     let js = jetstream::new(client);
-    let fresh = ventana_bus::client::publish_events(&js, &events, partitions).await?;
+    let fresh = match shift_to_now {
+        Some(speed) => play(&js, &mut events, partitions, speed).await?,
+        None => {
+            if let Some(warning) = age_warning(&events, ventana_bus::now()) {
+                eprintln!("{warning}");
+            }
+            ventana_bus::client::publish_events(&js, &events, partitions).await?
+        }
+    };
     eprintln!(
         "published {} events ({fresh} new, {} already in the log){}",
         events.len(),
@@ -60,7 +156,7 @@ pub async fn tail(
     output_type: Option<&str>,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let client = ventana_bus::connect(nats, "ventana-tail").await?;
+    let client = ventana_bus::connect_once(nats, "ventana-tail").await?;
     let js = jetstream::new(client);
     let stream = js
         .get_stream(OUT_STREAM)
@@ -144,9 +240,9 @@ fn human(text: &str) -> String {
     )
 }
 
-/// Sends one request to the API and prints the JSON reply; false when it is an error.
-pub async fn request(nats: &NatsOptions, subject: &str, body: Value) -> anyhow::Result<bool> {
-    let client = ventana_bus::connect(nats, "ventana-cli").await?;
+/// Sends one request to the API, prints the JSON reply and returns it.
+pub async fn request(nats: &NatsOptions, subject: &str, body: Value) -> anyhow::Result<Value> {
+    let client = ventana_bus::connect_once(nats, "ventana-cli").await?;
     let reply = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         client.request(subject.to_owned(), body.to_string().into()),
@@ -156,8 +252,10 @@ pub async fn request(nats: &NatsOptions, subject: &str, body: Value) -> anyhow::
     .map_err(|e| anyhow::anyhow!("no answer from ventanad ({e}): is it running?"))?;
     let value: Value = serde_json::from_slice(&reply.payload)
         .context("ventanad answered something that is not JSON")?;
-    println!("{}", serde_json::to_string_pretty(&value)?);
-    Ok(value.get("error").is_none())
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+    out.flush()?;
+    Ok(value)
 }
 
 pub const STATE: &str = subjects::API_STATE;

@@ -31,7 +31,7 @@ impl LiveLog {
             .enable_all()
             .build()?;
         let js = runtime.block_on(async {
-            anyhow::Ok(jetstream::new(ventana_bus::connect(nats, name).await?))
+            anyhow::Ok(jetstream::new(ventana_bus::connect_once(nats, name).await?))
         })?;
         Ok(Self { runtime, js })
     }

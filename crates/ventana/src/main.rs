@@ -49,6 +49,16 @@ enum Command {
         /// Input partitions (as configured in ventanad).
         #[arg(long, env = "VENTANA_PARTITIONS", default_value_t = ventana_wire::subjects::DEFAULT_PARTITIONS)]
         partitions: u32,
+        /// Play the file on today's timeline: the first event now, each next one published
+        /// when its moment comes (the file's gaps kept, or divided by --speed). ventanad
+        /// decides each message when it is logged, so an old file imported at once meets
+        /// closed windows.
+        #[arg(long)]
+        shift_to_now: bool,
+        /// With --shift-to-now: divide the gaps by this (720 plays a day in 2 minutes, the
+        /// window of `ventana dev`'s demo policy).
+        #[arg(long, default_value_t = 1.0, requires = "shift_to_now", value_parser = parse_speed)]
+        speed: f64,
         #[command(flatten)]
         nats: NatsOptions,
     },
@@ -100,6 +110,10 @@ enum Command {
         nats: NatsOptions,
     },
     /// Ask whether a message would be delivered now, without sending or logging anything.
+    ///
+    /// Prints ventanad's decision as JSON. Exit status: 0 it would be delivered, 3 it would
+    /// not (`delivery_failed`), 4 it would be held until the customer writes
+    /// (`outbound_held`), 2 ventanad refused the question, 1 no answer.
     Check {
         /// CHANNEL/ACCOUNT/CHANNEL_ID/CONTACT_ID, or the conversation's token.
         conversation: String,
@@ -228,6 +242,35 @@ fn exit(ok: bool) -> ExitCode {
     }
 }
 
+fn parse_speed(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(speed) if speed.is_finite() && speed >= 1.0 => Ok(speed),
+        _ => Err("a number of at least 1".to_owned()),
+    }
+}
+
+/// `check`: 0 if the message would be delivered now, 3 if it would not, 4 if it would be
+/// held until the customer writes, 2 if ventanad refused the question.
+fn check_exit(reply: &serde_json::Value) -> ExitCode {
+    if reply.get("error").is_some() {
+        return ExitCode::from(2);
+    }
+    match reply.get("type").and_then(serde_json::Value::as_str) {
+        Some("delivery_failed") => ExitCode::from(3),
+        Some("outbound_held") => ExitCode::from(4),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// Whether `error` comes from writing to a reader that went away (`ventana ... | head`).
+fn broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn run_live(command: Command) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -236,8 +279,10 @@ fn run_live(command: Command) -> anyhow::Result<ExitCode> {
             Command::Import {
                 input,
                 partitions,
+                shift_to_now,
+                speed,
                 nats,
-            } => ventana::live::import(&nats, &input, partitions)
+            } => ventana::live::import(&nats, &input, partitions, shift_to_now.then_some(speed))
                 .await
                 .map(exit),
             Command::Tail {
@@ -250,13 +295,13 @@ fn run_live(command: Command) -> anyhow::Result<ExitCode> {
                 .map(|()| ExitCode::SUCCESS),
             Command::State { conversation, nats } => {
                 let (field, value) = ventana::args::conversation_arg(&conversation)?;
-                ventana::live::request(
+                let reply = ventana::live::request(
                     &nats,
                     ventana::live::STATE,
                     serde_json::json!({ field: value }),
                 )
-                .await
-                .map(exit)
+                .await?;
+                Ok(exit(reply.get("error").is_none()))
             }
             Command::Check {
                 conversation,
@@ -274,9 +319,8 @@ fn run_live(command: Command) -> anyhow::Result<ExitCode> {
                 if let Some(comment_id) = comment_id {
                     body["comment_id"] = comment_id.into();
                 }
-                ventana::live::request(&nats, ventana::live::CHECK, body)
-                    .await
-                    .map(exit)
+                let reply = ventana::live::request(&nats, ventana::live::CHECK, body).await?;
+                Ok(check_exit(&reply))
             }
             _ => unreachable!("blocking commands run in main"),
         }
@@ -303,6 +347,11 @@ fn main() -> ExitCode {
         command => run_live(command),
     };
     result.unwrap_or_else(|error| {
+        // The reader went away (`ventana state KEY | head -1`): the end, quietly, as for
+        // any Unix tool.
+        if broken_pipe(&error) {
+            return ExitCode::SUCCESS;
+        }
         eprintln!("ventana: {error:#}");
         ExitCode::from(1)
     })

@@ -254,7 +254,7 @@ pub fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     }
     std::fs::rename(&building, &args.data)
         .with_context(|| format!("cannot move the new projection to {}", args.data.display()))?;
-    println!(
+    crate::outln!(
         "rebuilt {}: {} events ({} invalid skipped) into {} conversations, checkpoint {}, in {:.1} s ({} events/s){kept}",
         args.data.display(),
         rebuilt.events,
@@ -263,7 +263,7 @@ pub fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         rebuilt.checkpoint,
         elapsed.as_secs_f64(),
         rate(rebuilt.messages, elapsed),
-    );
+    )?;
     Ok(())
 }
 
@@ -386,20 +386,20 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
     }
     let (compared, differences) = compare(&projection, &replayed, &policy)?;
     for difference in &differences {
-        println!(
+        crate::outln!(
             "{}  projection: {}  log: {}",
             difference.token,
             difference.projection.as_deref().unwrap_or("(none)"),
             difference.log.as_deref().unwrap_or("(none)")
-        );
+        )?;
     }
     let same = differences.is_empty() && rebuilt.checkpoint >= checkpoint;
-    println!(
+    crate::outln!(
         "verified {} at checkpoint {checkpoint}: {compared} conversations, {} differ ({} events replayed in {:.1} s)",
         args.data.display(),
         differences.len(),
         rebuilt.events,
         started.elapsed().as_secs_f64()
-    );
+    )?;
     Ok(same)
 }

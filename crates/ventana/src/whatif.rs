@@ -161,7 +161,7 @@ pub fn run(args: WhatIfArgs) -> anyhow::Result<()> {
                 serde_json::json!({"channel": channel, "current": now.to_string(), "other": then.to_string(), "messages": count})
             })
             .collect();
-        println!(
+        crate::outln!(
             "{}",
             serde_json::json!({
                 "policy": args.policy.display().to_string(),
@@ -169,11 +169,11 @@ pub fn run(args: WhatIfArgs) -> anyhow::Result<()> {
                 "delivered": {"current": report.delivered_now, "other": report.delivered_then},
                 "flipped": flipped,
             })
-        );
+        )?;
         return Ok(());
     }
     let change = report.delivered_then as i64 - report.delivered_now as i64;
-    println!(
+    crate::outln!(
         "{} outbound messages decided; under {} {} would have been delivered ({} now): {}.",
         report.decided,
         args.policy.display(),
@@ -184,11 +184,11 @@ pub fn run(args: WhatIfArgs) -> anyhow::Result<()> {
             n if n > 0 => format!("{n} more delivered"),
             n => format!("{} fewer delivered", -n),
         }
-    );
+    )?;
     if !report.flipped.is_empty() {
-        println!("\nchanged decisions (messages, channel, now -> with the other policy):");
+        crate::outln!("\nchanged decisions (messages, channel, now -> with the other policy):")?;
         for ((channel, now, then), count) in &report.flipped {
-            println!("{count:>9}  {channel:<12} {now} -> {then}");
+            crate::outln!("{count:>9}  {channel:<12} {now} -> {then}")?;
         }
     }
     Ok(())

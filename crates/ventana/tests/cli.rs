@@ -231,3 +231,70 @@ fn help_explains_every_flag() {
         assert!(text.contains(flag), "{flag} missing from:\n{text}");
     }
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    // Far more output than a pipe holds: the writes after the reader is gone fail.
+    let events: String = (0..5_000)
+        .map(|n| {
+            format!(
+                r#"{{"id":"c{n}","type":"customer_message","occurred_at":"2026-03-02T10:00:00Z","conversation":{{"channel":"whatsapp","account":"acme","channel_id":"1","contact_id":"{n}"}}}}"#
+            ) + "\n"
+        })
+        .collect();
+    let input = temp_file("many.jsonl", &events);
+    for format in ["json", "table"] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ventana"))
+            .args([
+                "replay",
+                "--input",
+                input.to_str().unwrap(),
+                "--format",
+                format,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read one line, then go away (`| head -1`).
+        let mut first = String::new();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+        assert!(!first.is_empty());
+        drop(out);
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{format}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output), "", "{format}");
+    }
+}
+
+#[test]
+fn without_nats_the_live_commands_say_so_at_once_in_one_line() {
+    let port = ventana_tests::nats::free_port();
+    let url = format!("nats://127.0.0.1:{port}");
+    for args in [
+        vec!["state", "whatsapp/acme/1/2"],
+        vec!["check", "whatsapp/acme/1/2"],
+        vec!["tail"],
+        vec!["import", "examples/whatsapp.jsonl"],
+        vec!["export"],
+    ] {
+        let mut args = args.clone();
+        args.extend(["--nats", &url]);
+        let output = ventana(&args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let error = stderr(&output);
+        assert_eq!(error.lines().count(), 1, "{args:?}: {error}");
+        assert!(
+            error.contains(&url)
+                && error.contains("connection refused")
+                && error.contains("ventana dev"),
+            "{args:?}: {error}"
+        );
+    }
+}

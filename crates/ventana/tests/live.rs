@@ -26,6 +26,13 @@ async fn import_state_check_and_tail_work_against_the_live_service() {
         "{}",
         text(&published.stderr)
     );
+    // The example is from March 2026: the live service decides it now, and says so.
+    assert!(
+        text(&published.stderr).contains("warning: the newest event happened at")
+            && text(&published.stderr).contains("--shift-to-now"),
+        "{}",
+        text(&published.stderr)
+    );
     // `publish` is an alias.
     let again = ventana(&["publish", "examples/messenger.jsonl", "--nats", &url]);
     assert!(
@@ -60,6 +67,20 @@ async fn import_state_check_and_tail_work_against_the_live_service() {
     let verdict: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
     assert_eq!(verdict["reason"], "extended_window_expired");
     assert_eq!(verdict["suggestion"], "send_template");
+    assert_eq!(check.status.code(), Some(3), "would not be delivered: 3");
+    let template = ventana(&[
+        "check",
+        "messenger/acme/page-100/psid-7001",
+        "--sender",
+        "automation",
+        "--kind",
+        "template",
+        "--nats",
+        &url,
+    ]);
+    let verdict: serde_json::Value = serde_json::from_slice(&template.stdout).unwrap();
+    assert_eq!(verdict["type"], "outbound_accepted");
+    assert_eq!(template.status.code(), Some(0), "would be delivered: 0");
 
     let bad = ventana(&["state", "not-a-conversation", "--nats", &url]);
     assert_eq!(bad.status.code(), Some(1));
@@ -93,6 +114,97 @@ async fn import_state_check_and_tail_work_against_the_live_service() {
     let output: serde_json::Value = serde_json::from_str(&first).unwrap();
     assert_eq!(output["type"], "delivery_failed");
     tail.kill().await.unwrap();
+    service.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_shift_to_now_plays_a_file_on_todays_timeline() {
+    let Live {
+        nats,
+        dir: _dir,
+        service,
+        client: _client,
+        js,
+    } = live(None).await;
+    let url = nats.url();
+    for (args, says) in [
+        (vec!["--speed", "0"], "at least 1"),
+        (vec!["--speed", "2"], "--shift-to-now"),
+    ] {
+        let mut all = vec!["import", "examples/whatsapp.jsonl", "--nats", &url];
+        all.extend(args);
+        let refused = ventana(&all);
+        assert_eq!(refused.status.code(), Some(2), "{all:?}");
+        assert!(
+            text(&refused.stderr).contains(says),
+            "{}",
+            text(&refused.stderr)
+        );
+    }
+
+    // Two days of the file in under two seconds: the first event now, the gaps divided.
+    let speed = 100_000;
+    let before = ventana_bus::now();
+    let played = ventana(&[
+        "import",
+        "examples/whatsapp.jsonl",
+        "--shift-to-now",
+        "--speed",
+        &speed.to_string(),
+        "--nats",
+        &url,
+    ]);
+    let after = ventana_bus::now();
+    assert!(played.status.success(), "{}", text(&played.stderr));
+    assert!(
+        !text(&played.stderr).contains("warning"),
+        "{}",
+        text(&played.stderr)
+    );
+    let original: Vec<ventana_core::Event> = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/whatsapp.jsonl"
+    ))
+    .unwrap()
+    .lines()
+    .map(|line| ventana_wire::parse_event(line).unwrap())
+    .collect();
+    let logged = ventana_bus::client::logged_events(
+        &ventana_bus::client::read_stream(&js, ventana_wire::subjects::IN_STREAM, None)
+            .await
+            .unwrap(),
+    );
+    let ids =
+        |events: &[ventana_core::Event]| events.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&logged), ids(&original), "every event, in file order");
+    let first = logged[0].occurred_at;
+    assert!(
+        before <= first && first <= after,
+        "the first event happened now"
+    );
+    for (played, was) in logged.iter().zip(&original) {
+        let gap = played.occurred_at.unix_nanos() - first.unix_nanos();
+        let was_gap = was.occurred_at.unix_nanos() - original[0].occurred_at.unix_nanos();
+        assert!(
+            (gap - was_gap / speed).abs() <= 1_000,
+            "{}: {gap} ns after the first, in the file {was_gap} ns",
+            played.id
+        );
+    }
+    eventually("the events folded", Duration::from_secs(10), || {
+        caught_up(&js)
+    })
+    .await;
+    // Decided now, on the new timeline: the last agent message answers a customer who
+    // wrote "five minutes" (3 ms) before.
+    let state = ventana(&[
+        "state",
+        "whatsapp/acme/15550001111/4915112345678",
+        "--nats",
+        &url,
+    ]);
+    let snapshot: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+    assert_eq!(snapshot["state"], "awaiting_customer", "{snapshot}");
     service.stop().await.unwrap();
 }
 
