@@ -106,9 +106,36 @@ async fn demo_feed(nats_url: String, rate: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What would stop `dev` after it announced itself, found before it starts anything: a bad
+/// policy, a data directory another ventanad holds, a taken HTTP address.
+fn preflight(args: &DevArgs, data: &Path) -> anyhow::Result<()> {
+    if let Some(policy) = &args.policy {
+        crate::load_policy(Some(policy))?;
+    }
+    if data.exists() {
+        // sled locks its directory while open: another `ventana dev` or ventanad has it.
+        ventana_store::Store::open(data, 1 << 20).map_err(|error| {
+            anyhow::anyhow!(
+                "cannot use {} ({error}): is another `ventana dev` or ventanad running on it? \
+                 Stop it, or pass --data with another directory",
+                data.display()
+            )
+        })?;
+    }
+    if std::net::TcpListener::bind(args.http).is_err() {
+        anyhow::bail!(
+            "{} (ventanad's /metrics and /healthz) is taken: is another `ventana dev` running? \
+             Stop it, or pass --http with another address (and --data with another directory)",
+            args.http
+        );
+    }
+    Ok(())
+}
+
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let nats_store = args.data.join("nats");
     let data = args.data.join("ventana");
+    preflight(&args, &data)?;
     std::fs::create_dir_all(&nats_store)
         .with_context(|| format!("cannot create {}", nats_store.display()))?;
     let policy = match args.policy {
@@ -150,6 +177,23 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let mut service = tokio::spawn(ventana_service::run(config, async move {
         let _ = stopped.await;
     }));
+    // Announce only once ventanad answers (its store open, its streams declared), so what
+    // is printed is true; if it stops first, say why instead.
+    let ready = async {
+        let client = async_nats::connect(url.as_str()).await?;
+        let ping = format!("$SRV.PING.{}", ventana_wire::subjects::SERVICE_NAME);
+        while client.request(ping.clone(), "".into()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        ready = ready => ready.context("waiting for ventanad")?,
+        result = &mut service => {
+            result.context("ventanad panicked")?.context("ventanad stopped")?;
+            anyhow::bail!("ventanad stopped as it started");
+        }
+    }
     let nats_flag = if port == 4222 {
         String::new()
     } else {

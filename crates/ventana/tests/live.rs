@@ -231,10 +231,91 @@ fn dev_starts_nats_ventanad_and_the_demo_feed_then_stops_cleanly() {
     );
     assert!(
         stdout.contains("ventana dev is running")
-            && stdout.contains("cargo run -q -p ventana -- tail"),
+            && stdout.contains("cargo run -q -p ventana -- tail")
+            && stdout.contains("import --shift-to-now"),
         "{stdout}"
     );
     assert!(stdout.trim_end().ends_with("stopped"), "{stdout}");
     // ventanad's store was written.
     assert!(dir.path().join("ventana").exists());
+}
+
+#[test]
+fn a_second_dev_or_a_bad_policy_is_refused_before_anything_starts() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("first");
+    let http = format!("127.0.0.1:{}", ventana_tests::nats::free_port());
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_ventana"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .args([
+            "dev",
+            "--data",
+            data.to_str().unwrap(),
+            "--port",
+            "0",
+            "--http",
+            &http,
+        ])
+        .args(["--rate", "0", "--for-seconds", "120"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(first.stdout.take().unwrap()).lines();
+    let announced = lines.next().unwrap().unwrap();
+    assert_eq!(announced, "ventana dev is running");
+
+    let other_data = dir.path().join("second");
+    let other_http = format!("127.0.0.1:{}", ventana_tests::nats::free_port());
+    let bad_policy = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad_policy,
+        "[channels.whatsapp]\nstandard_window = \"soon\"\n",
+    )
+    .unwrap();
+    for (args, says) in [
+        // The same data directory: its store is locked by the first.
+        (
+            vec!["--data", data.to_str().unwrap(), "--http", &other_http],
+            "--data",
+        ),
+        // Another directory, the same HTTP address.
+        (
+            vec!["--data", other_data.to_str().unwrap(), "--http", &http],
+            "--http",
+        ),
+        // A policy that does not parse.
+        (
+            vec![
+                "--data",
+                other_data.to_str().unwrap(),
+                "--http",
+                &other_http,
+                "--policy",
+                bad_policy.to_str().unwrap(),
+            ],
+            "standard_window",
+        ),
+    ] {
+        let mut all = vec!["dev", "--port", "0", "--rate", "0", "--for-seconds", "5"];
+        all.extend(args);
+        let second = ventana(&all);
+        let stderr = text(&second.stderr);
+        assert_eq!(second.status.code(), Some(1), "{all:?}: {stderr}");
+        assert!(text(&second.stdout).is_empty(), "{all:?} announced itself");
+        assert_eq!(stderr.lines().count(), 1, "{all:?}: {stderr}");
+        assert!(stderr.contains(says), "{all:?}: {stderr}");
+    }
+    assert!(!other_data.join("nats").exists(), "nothing was started");
+
+    // SIGTERM stops the first one cleanly (its nats-server with it).
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(first.wait().unwrap().success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert_eq!(rest.last().map(String::as_str), Some("stopped"), "{rest:?}");
 }
