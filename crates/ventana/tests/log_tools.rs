@@ -258,8 +258,10 @@ fn chromedriver() -> PathBuf {
         .expect("chromedriver: run ./scripts/test, which installs Chromium and ChromeDriver")
 }
 
-/// A chromedriver process, stopped on drop (also when an assertion fails).
-struct Driver(std::process::Child);
+/// A chromedriver process, stopped on drop (also when an assertion fails), and the
+/// temporary directory it and Chromium write to (profile, `org.chromium.*` files), removed
+/// after it: the browser leaves nothing behind in /tmp.
+struct Driver(std::process::Child, tempfile::TempDir);
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -271,14 +273,18 @@ impl Drop for Driver {
 /// Opens `page` in headless Chromium; returns the session and the chromedriver process.
 async fn open_in_chromium(page: &Path) -> (fantoccini::Client, Driver) {
     let port = ventana_tests::nats::free_port();
+    let scratch = tempfile::tempdir().unwrap();
     let mut driver = Driver(
         Command::new(chromedriver())
             .arg(format!("--port={port}"))
+            .env("TMPDIR", scratch.path())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("chromedriver starts"),
+        scratch,
     );
+    let profile = driver.1.path().join("profile");
     // chromedriver says when it listens.
     let mut stdout = std::io::BufReader::new(driver.0.stdout.take().unwrap());
     let mut line = String::new();
@@ -293,7 +299,7 @@ async fn open_in_chromium(page: &Path) -> (fantoccini::Client, Driver) {
         serde_json::json!({"args": [
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--window-size=1200,900"
+            "--window-size=1200,900", format!("--user-data-dir={}", profile.display())
         ]}),
     );
     let client =
