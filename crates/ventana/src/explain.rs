@@ -12,6 +12,7 @@ use anyhow::Context;
 use ventana_bus::NatsOptions;
 use ventana_bus::client::Start;
 
+use crate::grid::{self, short_time};
 use crate::log::{LiveLog, events, file_events};
 use crate::table::describe_view;
 use crate::timeline::{Actor, Outcome, Ruling, Timeline};
@@ -95,75 +96,67 @@ fn decision_text(decision: &Ruling) -> String {
     text
 }
 
-/// Writes the timeline as a table: TIME, WHO, EVENT, STATE BEFORE -> AFTER, DECISION.
+/// `open (standard until ...)` when nothing changed, else `before -> after (window until ...)`.
+fn describe_change(before: ventana_core::View, after: ventana_core::View) -> String {
+    if before == after {
+        describe_view(after)
+    } else {
+        format!("{} -> {}", before.state.as_str(), describe_view(after))
+    }
+}
+
+/// Writes the timeline as a table (TIME, WHO, EVENT, STATE), each row's decisions and notes
+/// below it, in 120 columns.
 fn print_table(timeline: &Timeline, palette: Palette, out: &mut impl Write) -> io::Result<()> {
-    const HEADER: [&str; 5] = [
-        "TIME",
-        "WHO",
-        "EVENT",
-        "STATE BEFORE -> AFTER",
-        "DECISIONS AND NOTES",
-    ];
-    let cells: Vec<[String; 5]> = timeline
+    // Note styles: 0 plain notes, then one per decision (its outcome's colour).
+    const NOTE: usize = 0;
+    let mut styles: Vec<Style> = vec![Style::new()];
+    let rows: Vec<grid::Row> = timeline
         .rows
         .iter()
         .map(|row| {
-            let state = if row.before == row.after {
-                describe_view(row.after)
-            } else {
-                format!(
-                    "{} -> {}",
-                    describe_view(row.before),
-                    describe_view(row.after)
-                )
-            };
-            let mut what = row.what.clone();
+            let mut notes = Vec::new();
+            let mut note_styles = Vec::new();
             if row.duplicate {
-                what.push_str(" (duplicate, ignored: R14)");
+                notes.push("duplicate, ignored (R14)".to_owned());
+                note_styles.push(NOTE);
             }
-            [
-                row.at.to_string(),
-                row.actor.as_str().to_owned(),
-                what,
-                state,
-                String::new(),
-            ]
+            for decision in &row.decisions {
+                styles.push(palette.decision(decision));
+                note_styles.push(styles.len() - 1);
+                notes.push(decision_text(decision));
+            }
+            for note in &row.notes {
+                note_styles.push(NOTE);
+                notes.push(note.clone());
+            }
+            grid::Row {
+                cells: vec![
+                    short_time(row.at),
+                    row.actor.as_str().to_owned(),
+                    row.what.clone(),
+                    describe_change(row.before, row.after),
+                ],
+                notes,
+                note_styles,
+            }
         })
         .collect();
-    let mut widths = HEADER.map(str::len);
-    for row in &cells {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+    let paint_cell: grid::Paint<'_> = &|column, text| {
+        if column == 1 {
+            let actor = timeline
+                .rows
+                .iter()
+                .find(|row| row.actor.as_str() == text)
+                .map(|row| palette.actor(row.actor));
+            actor.map_or_else(|| text.to_owned(), |style| palette.paint(style, text))
+        } else {
+            text.to_owned()
         }
-    }
-    let pad = |text: &str, width: usize| {
-        format!(
-            "{text}{}",
-            " ".repeat(width.saturating_sub(text.chars().count()) + 2)
-        )
     };
-    let header: String = HEADER.iter().zip(widths).map(|(h, w)| pad(h, w)).collect();
-    writeln!(
-        out,
-        "{}",
-        palette.paint(Style::new().bold(), header.trim_end())
-    )?;
-    for (row, cell) in timeline.rows.iter().zip(&cells) {
-        let mut line = String::new();
-        line.push_str(&pad(&cell[0], widths[0]));
-        line.push_str(&palette.paint(palette.actor(row.actor), &pad(&cell[1], widths[1])));
-        line.push_str(&pad(&cell[2], widths[2]));
-        line.push_str(&pad(&cell[3], widths[3]));
-        let mut notes: Vec<String> = row
-            .decisions
-            .iter()
-            .map(|d| palette.paint(palette.decision(d), &decision_text(d)))
-            .collect();
-        notes.extend(row.notes.iter().cloned());
-        line.push_str(&notes.join("; "));
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    Ok(())
+    let paint_note: grid::Paint<'_> = &|style, text| palette.paint(styles[style], text);
+    let header = ["TIME", "WHO", "EVENT", "STATE (BEFORE -> AFTER)"];
+    grid::print(out, &header, &[19, 9, 36], &rows, paint_cell, paint_note)
 }
 
 /// Writes why `message_id` was decided as it was.
@@ -184,12 +177,14 @@ fn print_message(
             "{} {} at {}: {} [{}]",
             palette.paint(Style::new().bold(), &format!("message {message_id}")),
             palette.paint(palette.decision(decision), decision.outcome.as_str()),
-            row.at,
+            short_time(row.at),
             decision.how,
             decision.rule
         )?;
         if let Some(detail) = &decision.detail {
-            writeln!(out, "  why: {detail}")?;
+            for (n, line) in grid::wrap(detail, grid::WIDTH - 7).iter().enumerate() {
+                writeln!(out, "  {} {line}", if n == 0 { "why:" } else { "    " })?;
+            }
         }
         if let Some(suggestion) = &decision.suggestion {
             writeln!(out, "  suggestion: {suggestion}")?;

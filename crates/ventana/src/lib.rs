@@ -18,6 +18,7 @@ pub mod args;
 pub mod dev;
 pub mod erase;
 pub mod explain;
+mod grid;
 mod html;
 pub mod live;
 pub mod log;

@@ -12,6 +12,7 @@ use ventana_core::{Event, Timestamp};
 use ventana_notifier::OutputBody;
 use ventana_wire::subjects::{self, OUT_STREAM};
 
+use crate::grid::short_time;
 use crate::log::{LiveLog, Selection, Since, events};
 
 /// `import --shift-to-now`: the file's timeline moved to start at `start`, its gaps divided
@@ -198,7 +199,7 @@ fn human(text: &str) -> String {
     let Ok(output) = ventana_wire::parse_output(text) else {
         return text.to_owned();
     };
-    let instant = |at: Option<Timestamp>| at.map_or("-".to_owned(), |at| at.to_string());
+    let instant = |at: Option<Timestamp>| at.map_or("-".to_owned(), short_time);
     let what = match &output.body {
         OutputBody::StateChanged {
             from,
@@ -207,7 +208,7 @@ fn human(text: &str) -> String {
             window_ends_at,
             ..
         } => format!(
-            "{} -> {} ({}, until {})",
+            "{} -> {} ({} until {})",
             from.as_str(),
             to.as_str(),
             window.as_str(),
@@ -217,24 +218,26 @@ fn human(text: &str) -> String {
             message_id,
             messaging_type,
             ..
-        } => format!("{message_id} accepted as {}", messaging_type.as_str()),
+        } => format!("{message_id} delivered: {}", messaging_type.as_str()),
         OutputBody::OutboundHeld { message_id, until } => {
-            format!("{message_id} held until {until}")
+            format!("{message_id} held until {}", short_time(*until))
         }
         OutputBody::DeliveryFailed {
             message_id,
             reason,
             detail,
             ..
-        } => format!("{message_id} NOT DELIVERED {}: {detail}", reason.as_str()),
+        } => format!("{message_id} NOT DELIVERED: {} — {detail}", reason.as_str()),
         OutputBody::AutoReply { trigger, .. } => {
             format!("auto-reply requested: {}", trigger.as_str())
         }
-        OutputBody::WindowClosing { closes_at, .. } => format!("window closes at {closes_at}"),
+        OutputBody::WindowClosing { closes_at, .. } => {
+            format!("warning: the window closes at {}", short_time(*closes_at))
+        }
     };
     format!(
         "{}  {:<16}  {}  {what}",
-        output.occurred_at,
+        short_time(output.occurred_at),
         output.body.type_name(),
         output.conversation
     )

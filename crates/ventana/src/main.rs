@@ -140,10 +140,13 @@ struct ReplayArgs {
     #[arg(
         long,
         value_name = "FILE.jsonl",
-        required_unless_present = "from_stream",
-        conflicts_with = "from_stream"
+        required_unless_present_any = ["from_stream", "file"],
+        conflicts_with_all = ["from_stream", "file"]
     )]
     input: Option<PathBuf>,
+    /// The log, as with --input (`ventana replay FILE.jsonl` works too).
+    #[arg(value_name = "FILE.jsonl", conflicts_with = "from_stream")]
+    file: Option<PathBuf>,
     /// Fold the live log (VENTANA_IN) instead of a file.
     #[arg(long)]
     from_stream: bool,
@@ -198,7 +201,7 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = io::BufWriter::new(io::stdout().lock());
     let mut err = io::stderr().lock();
-    let summary = match &args.input {
+    let summary = match args.input.as_ref().or(args.file.as_ref()) {
         Some(input) => {
             let file =
                 File::open(input).with_context(|| format!("cannot read {}", input.display()))?;

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use ventana_core::{Event, EventBody, MessageKind, Origin, Outbound, Sender, View};
 use ventana_notifier::{Fold, Output, OutputBody};
 
-const HEADER: [&str; 5] = ["TIME", "CONVERSATION", "EVENT", "STATE", "DECISION"];
+use crate::grid::{self, short_time};
 
 #[derive(Debug, Default)]
 pub(crate) struct Table {
@@ -60,13 +60,14 @@ pub(crate) fn sender_and_kind(out: &Outbound) -> String {
     format!("{sender} {kind}")
 }
 
-/// `open (standard until 2026-03-03T10:00:00Z)`.
+/// `open (standard until 2026-03-03 10:00:00)`.
 pub(crate) fn describe_view(view: View) -> String {
     match view.window_ends_at {
         Some(end) => format!(
-            "{} ({} until {end})",
+            "{} ({} until {})",
             view.state.as_str(),
-            view.window.as_str()
+            view.window.as_str(),
+            short_time(end)
         ),
         None => view.state.as_str().to_owned(),
     }
@@ -80,10 +81,10 @@ fn describe_output(output: &Output) -> Option<String> {
             tag,
             ..
         } => match tag {
-            Some(tag) => format!("accepted as {} {}", messaging_type.as_str(), tag.as_str()),
-            None => format!("accepted as {}", messaging_type.as_str()),
+            Some(tag) => format!("delivered: {} {}", messaging_type.as_str(), tag.as_str()),
+            None => format!("delivered: {}", messaging_type.as_str()),
         },
-        OutputBody::OutboundHeld { until, .. } => format!("held until {until}"),
+        OutputBody::OutboundHeld { until, .. } => format!("held until {}", short_time(*until)),
         OutputBody::DeliveryFailed {
             reason,
             detail,
@@ -101,7 +102,8 @@ fn describe_output(output: &Output) -> Option<String> {
             closes_at,
             customer_waiting,
         } => format!(
-            "warning: window closes at {closes_at}{}",
+            "warning: window closes at {}{}",
+            short_time(*closes_at),
             if *customer_waiting {
                 ", customer waiting"
             } else {
@@ -163,16 +165,16 @@ impl Table {
             .map(|c| describe_view(c.view()))
             .unwrap_or_default();
         self.push_group(
-            event.decision_time().to_string(),
+            short_time(event.decision_time()),
             event.conversation.to_string(),
-            if duplicate {
-                format!("{} (duplicate, ignored)", describe_event(event))
-            } else {
-                describe_event(event)
-            },
+            describe_event(event),
             state_after(&own).unwrap_or(state),
             &own,
         );
+        if duplicate {
+            let row = self.rows.last_mut().expect("just pushed");
+            row[4].insert_str(0, "duplicate, ignored (R14); ");
+        }
     }
 
     /// Rows for deadlines fired by `--until`.
@@ -188,7 +190,7 @@ impl Table {
         for group in kept.chunk_by(same_cause) {
             let first = group[0];
             self.push_group(
-                first.occurred_at.to_string(),
+                short_time(first.occurred_at),
                 first.conversation.to_string(),
                 "deadline passed".to_owned(),
                 state_after(group).unwrap_or_default(),
@@ -197,29 +199,65 @@ impl Table {
         }
     }
 
+    /// Prints the rows in 120 columns: the conversation as a heading when there is one,
+    /// as `#N` (with a legend) when there are several; what was decided below each row.
     pub(crate) fn print(&self, out: &mut impl Write) -> io::Result<()> {
-        let mut widths = HEADER.map(str::len);
+        let mut conversations: Vec<&str> = Vec::new();
         for row in &self.rows {
-            for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.chars().count());
+            if !conversations.contains(&row[1].as_str()) {
+                conversations.push(&row[1]);
             }
         }
-        let mut line = |cells: [&str; 5]| -> io::Result<()> {
-            let mut text = String::new();
-            for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
-                if i == 4 {
-                    text.push_str(cell);
-                } else {
-                    text.push_str(cell);
-                    text.extend(std::iter::repeat_n(' ', width - cell.chars().count() + 2));
+        let several = conversations.len() > 1;
+        for (n, conversation) in conversations.iter().enumerate() {
+            if several {
+                writeln!(out, "#{}  {conversation}", n + 1)?;
+            } else {
+                writeln!(out, "{conversation}")?;
+            }
+        }
+        writeln!(out)?;
+        let rows: Vec<grid::Row> = self
+            .rows
+            .iter()
+            .map(|row| {
+                let mut cells = vec![row[0].clone()];
+                if several {
+                    let n = conversations.iter().position(|c| *c == row[1]).unwrap_or(0);
+                    cells.push(format!("#{}", n + 1));
                 }
-            }
-            writeln!(out, "{}", text.trim_end())
-        };
-        line(HEADER)?;
-        for row in &self.rows {
-            line([&row[0], &row[1], &row[2], &row[3], &row[4]])?;
+                cells.extend([row[2].clone(), row[3].clone()]);
+                let notes: Vec<String> = row[4]
+                    .split("; ")
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                grid::Row {
+                    note_styles: vec![0; notes.len()],
+                    cells,
+                    notes,
+                }
+            })
+            .collect();
+        let plain: grid::Paint<'_> = &|_, text| text.to_owned();
+        if several {
+            grid::print(
+                out,
+                &["TIME", "CONV", "EVENT", "STATE AFTER"],
+                &[19, 4, 32],
+                &rows,
+                plain,
+                plain,
+            )
+        } else {
+            grid::print(
+                out,
+                &["TIME", "EVENT", "STATE AFTER"],
+                &[19, 40],
+                &rows,
+                plain,
+                plain,
+            )
         }
-        Ok(())
     }
 }

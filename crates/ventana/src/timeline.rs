@@ -8,6 +8,7 @@ use ventana_core::{
 };
 use ventana_notifier::{Output, OutputBody, Source, fold_event};
 
+use crate::grid::short_time;
 use crate::log::{Logged, Position, valid};
 use crate::table::{last_view, sender_and_kind};
 
@@ -114,11 +115,12 @@ impl Ruling {
             OutputBody::OutboundHeld { until, .. } => Ruling {
                 message_id,
                 outcome: Outcome::Held,
-                how: format!("until {until}"),
+                how: format!("until {}", short_time(*until)),
                 rule: Rule::R11,
                 detail: Some(format!(
-                    "{}: the private reply has been used; the message waits until the customer writes a direct message, at the latest until {until}.",
-                    Rule::R11
+                    "{}: the private reply has been used; the message waits until the customer writes a direct message, at the latest until {}.",
+                    Rule::R11,
+                    short_time(*until)
                 )),
                 suggestion: None,
             },
@@ -220,13 +222,14 @@ fn note(output: &Output) -> Option<String> {
         OutputBody::AutoReply { trigger, reply_by } => Some(format!(
             "auto-reply requested ({}), reply by {}",
             trigger.as_str(),
-            reply_by.map_or("-".to_owned(), |t| t.to_string())
+            reply_by.map_or("-".to_owned(), short_time)
         )),
         OutputBody::WindowClosing {
             closes_at,
             customer_waiting,
         } => Some(format!(
-            "warning: the window closes at {closes_at}{}",
+            "warning: the window closes at {}{}",
+            short_time(*closes_at),
             if *customer_waiting {
                 " and the customer is waiting"
             } else {
@@ -244,7 +247,11 @@ fn describe_deadline(before: View, after: View, outputs: &[&Output]) -> String {
             .window_ends_at
             .filter(|_| before.window.as_str() != "none")
         {
-            return format!("the {} window closed at {end}", before.window.as_str());
+            return format!(
+                "the {} window closed at {}",
+                before.window.as_str(),
+                short_time(end)
+            );
         }
         return "the window changed".to_owned();
     }

@@ -216,12 +216,80 @@ fn the_table_format_is_a_readable_timeline() {
     assert!(output.status.success());
     let text = stdout(&output);
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with("TIME") && lines[0].contains("DECISION"));
+    assert_eq!(
+        lines[0], "instagram/acme/ig-200/igsid-42",
+        "the conversation first"
+    );
+    assert!(lines[2].starts_with("TIME") && lines[2].contains("STATE AFTER"));
+    // Cells and notes wrap: read the words whatever the line breaks.
+    let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        text.contains("NOT DELIVERED: awaiting_customer_acceptance"),
+        words.contains("NOT DELIVERED: awaiting_customer_acceptance"),
         "{text}"
     );
-    assert!(text.contains("(duplicate, ignored)"), "{text}");
+    assert!(words.contains("→ duplicate, ignored (R14)"), "{text}");
+}
+
+#[test]
+fn terminal_output_fits_120_columns_with_times_to_the_second() {
+    let all: String = EXAMPLES
+        .iter()
+        .map(|name| std::fs::read_to_string(root().join(format!("examples/{name}.jsonl"))).unwrap())
+        .collect();
+    let mixed = temp_file("mixed.jsonl", &all);
+    let mut outputs = vec![ventana(&[
+        "replay",
+        "--input",
+        mixed.to_str().unwrap(),
+        "--format",
+        "table",
+    ])];
+    for name in EXAMPLES {
+        let input = format!("examples/{name}.jsonl");
+        let first: serde_json::Value = serde_json::from_str(
+            std::fs::read_to_string(root().join(&input))
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap(),
+        )
+        .unwrap();
+        let c = &first["conversation"];
+        let key = ["channel", "account", "channel_id", "contact_id"]
+            .map(|f| c[f].as_str().unwrap().to_owned())
+            .join("/");
+        outputs.push(ventana(&["replay", "--input", &input, "--format", "table"]));
+        outputs.push(ventana(&["explain", &key, "--input", &input]));
+    }
+    for output in &outputs {
+        assert!(output.status.success(), "{}", stderr(output));
+        let text = stdout(output);
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= 120,
+                "{} columns: {line}",
+                line.chars().count()
+            );
+        }
+        // Rows start with an instant for people: `2026-03-02 10:00:00`, to the second.
+        let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("2026-")).collect();
+        assert!(!rows.is_empty(), "{text}");
+        for row in rows {
+            let time = &row[..19];
+            assert!(
+                time.as_bytes()[10] == b' '
+                    && time[11..].chars().filter(|c| *c == ':').count() == 2,
+                "{row}"
+            );
+            assert!(row[19..].starts_with("  "), "{row}");
+        }
+    }
+    // Several conversations: a legend, and `#N` in the table.
+    let mixed = stdout(&outputs[0]);
+    assert!(
+        mixed.starts_with("#1  whatsapp/acme/15550001111/4915112345678\n#2  "),
+        "{mixed}"
+    );
 }
 
 #[test]
@@ -230,6 +298,17 @@ fn help_explains_every_flag() {
     for flag in ["--input", "--policy", "--until", "--snapshots", "--format"] {
         assert!(text.contains(flag), "{flag} missing from:\n{text}");
     }
+}
+
+#[test]
+fn replay_takes_its_file_with_or_without_input() {
+    let flag = ventana(&["replay", "--input", "examples/whatsapp.jsonl"]);
+    let positional = ventana(&["replay", "examples/whatsapp.jsonl"]);
+    assert!(positional.status.success(), "{}", stderr(&positional));
+    assert_eq!(stdout(&positional), stdout(&flag));
+    let neither = ventana(&["replay"]);
+    assert_eq!(neither.status.code(), Some(2));
+    assert!(stderr(&neither).contains("--input"), "{}", stderr(&neither));
 }
 
 #[test]
