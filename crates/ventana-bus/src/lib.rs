@@ -11,6 +11,7 @@
 pub mod client;
 pub mod connect;
 pub mod local_nats;
+pub mod policy;
 pub mod streams;
 
 use std::time::{Duration, SystemTime};

@@ -188,7 +188,22 @@ impl Drop for Waiting<'_> {
 /// Runs ventanad until `shutdown` completes: finishes the batch in hand (flushed and acked),
 /// then stops every task.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let policy = config.load_policy()?;
+    // Read once: what ventanad decides with is exactly what it publishes.
+    let policy_text = match &config.policy {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read policy file {}", path.display()))?,
+        None => String::new(),
+    };
+    let policy = ventana_wire::parse_policy(&policy_text).with_context(|| {
+        format!(
+            "policy file {}",
+            config
+                .policy
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""))
+                .display()
+        )
+    })?;
     let store = {
         let path = config.data.clone();
         let cache = config.cache_mb * 1024 * 1024;
@@ -208,6 +223,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tokio::task::spawn_blocking(move || store.checkpoint()).await??
     };
     let consumer = nats::declare(&js, &config, checkpoint).await?;
+    // The tools (explain, replay --from-stream, what-if) read the policy decided with.
+    let revision = ventana_bus::policy::publish(&js, &policy_text).await?;
+    info!(
+        digest = ventana_bus::policy::digest(&policy_text),
+        revision,
+        "policy published to {}",
+        ventana_bus::policy::POLICY_BUCKET
+    );
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
         .with_context(|| format!("cannot listen on {}", config.http))?;

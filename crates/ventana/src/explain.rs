@@ -13,7 +13,7 @@ use ventana_bus::NatsOptions;
 use ventana_bus::client::Start;
 
 use crate::grid::{self, short_time};
-use crate::log::{LiveLog, events, file_events};
+use crate::log::{LiveLog, events, file_events, file_policy};
 use crate::table::describe_view;
 use crate::timeline::{Actor, Outcome, Ruling, Timeline};
 
@@ -28,7 +28,8 @@ pub struct ExplainArgs {
     /// Read the events from this JSONL file instead of the live log.
     #[arg(long, value_name = "FILE.jsonl")]
     pub input: Option<PathBuf>,
-    /// The policy the log was decided under; the defaults apply without one.
+    /// The policy to fold with. Default: for the live log, the one ventanad published (the
+    /// policy it decides with); for --input, the defaults. The output says which.
     #[arg(long, env = "VENTANA_POLICY", value_name = "FILE.toml")]
     pub policy: Option<PathBuf>,
     /// Also write a self-contained HTML page with an SVG timeline to this file.
@@ -196,17 +197,20 @@ fn print_message(
 }
 
 pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
-    let policy = crate::load_policy(args.policy.as_deref())?;
     let token = crate::args::conversation(&args.conversation)?.token();
-    let timeline = match &args.input {
+    let (timeline, policy_said) = match &args.input {
         Some(path) => {
+            let (policy, said) = file_policy(args.policy.as_deref())?;
             let file =
                 File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-            Timeline::build(file_events(BufReader::new(file)), token, &policy)?
+            let timeline = Timeline::build(file_events(BufReader::new(file)), token, &policy)?;
+            (timeline, said)
         }
         None => {
             let log = LiveLog::connect(&args.nats, "ventana-explain")?;
-            Timeline::build(events(log.input(Some(token), Start::First)), token, &policy)?
+            let (policy, said) = log.policy(args.policy.as_deref())?;
+            let input = events(log.input(Some(token), Start::First));
+            (Timeline::build(input, token, &policy)?, said)
         }
     };
     anyhow::ensure!(
@@ -229,6 +233,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
             palette.paint(Style::new().bold(), &format!("{key} ({token})"))
         )?;
     }
+    writeln!(out, "{policy_said}")?;
     if let Some(message_id) = &args.message {
         print_message(&timeline, message_id, palette, &mut out)?;
     }

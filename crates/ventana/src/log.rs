@@ -17,6 +17,16 @@ use crate::args::conversation_token;
 /// Batches in flight between the reader and the fold: bounds memory.
 const QUEUED_BATCHES: usize = 16;
 
+/// The policy of `path` (the defaults without one), and a line saying which.
+pub fn file_policy(path: Option<&std::path::Path>) -> anyhow::Result<(Policy, String)> {
+    let policy = crate::load_policy(path)?;
+    let said = match path {
+        Some(path) => format!("policy: {}", path.display()),
+        None => "policy: the defaults (pass --policy for another)".to_owned(),
+    };
+    Ok((policy, said))
+}
+
 /// A connection to NATS with its own runtime, for commands that are otherwise blocking.
 #[derive(Debug)]
 pub struct LiveLog {
@@ -34,6 +44,32 @@ impl LiveLog {
             anyhow::Ok(jetstream::new(ventana_bus::connect_once(nats, name).await?))
         })?;
         Ok(Self { runtime, js })
+    }
+
+    /// The policy to fold the live log with: `path` if given, else the one ventanad
+    /// published (the policy it decides with), else the defaults; and a line saying which.
+    pub fn policy(&self, path: Option<&std::path::Path>) -> anyhow::Result<(Policy, String)> {
+        if path.is_some() {
+            return file_policy(path);
+        }
+        Ok(
+            match self.block_on(ventana_bus::policy::active(&self.js))? {
+                Some(published) => {
+                    let said = format!(
+                        "policy: ventanad's ({} revision {}, sha256 {}, published {})",
+                        ventana_bus::policy::POLICY_BUCKET,
+                        published.revision,
+                        published.digest(),
+                        crate::grid::short_time(published.published)
+                    );
+                    (published.policy, said)
+                }
+                None => (
+                    Policy::default(),
+                    "policy: the defaults (ventanad published none; pass --policy)".to_owned(),
+                ),
+            },
+        )
     }
 
     pub fn js(&self) -> &jetstream::Context {

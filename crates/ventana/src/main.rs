@@ -162,7 +162,8 @@ struct ReplayArgs {
     /// after it are not folded, every deadline at or before it fires.
     #[arg(long, value_name = "INSTANT", value_parser = ventana::parse_instant, conflicts_with_all = ["until", "snapshots", "format"])]
     at: Option<Timestamp>,
-    /// A policy file (TOML, see README "Configuration"); the defaults apply without one.
+    /// A policy file (TOML, see README "Configuration"). Default: with --from-stream the one
+    /// ventanad published (the policy it decides with, said on stderr), else the defaults.
     #[arg(long, value_name = "FILE.toml", env = "VENTANA_POLICY")]
     policy: Option<PathBuf>,
     /// Fold only events decided at or before this RFC 3339 instant, then fire every deadline
@@ -187,7 +188,19 @@ enum FormatArg {
 }
 
 fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let policy = load_policy(args.policy.as_deref())?;
+    // The live log is folded with ventanad's policy unless --policy says otherwise.
+    let live = if args.from_stream {
+        let log = LiveLog::connect(&args.nats, "ventana-replay")?;
+        let (policy, said) = log.policy(args.policy.as_deref())?;
+        eprintln!("{said}");
+        Some((log, policy))
+    } else {
+        None
+    };
+    let policy = match &live {
+        Some((_, policy)) => policy.clone(),
+        None => load_policy(args.policy.as_deref())?,
+    };
     let options = ReplayOptions {
         policy,
         until: args.until.or(args.at),
@@ -209,7 +222,7 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("while replaying {}", input.display()))?
         }
         None => {
-            let log = LiveLog::connect(&args.nats, "ventana-replay")?;
+            let (log, _) = live.as_ref().expect("--from-stream connected");
             // Everything is folded (states need their history); --since only filters what
             // is printed.
             replay_log(

@@ -16,7 +16,8 @@ pub struct WhatIfArgs {
     /// The policy to try (TOML).
     #[arg(long, value_name = "OTHER.toml")]
     pub policy: PathBuf,
-    /// The policy the log was decided under (ventanad's); the defaults apply without one.
+    /// The policy the log was decided under. Default: the one ventanad published (the
+    /// policy it decides with), else the defaults.
     #[arg(long, env = "VENTANA_POLICY", value_name = "FILE.toml")]
     pub current: Option<PathBuf>,
     #[command(flatten)]
@@ -143,9 +144,10 @@ pub fn compare(
 }
 
 pub fn run(args: WhatIfArgs) -> anyhow::Result<()> {
-    let current = crate::load_policy(args.current.as_deref())?;
     let other = crate::load_policy(Some(&args.policy))?;
     let log = LiveLog::connect(&args.nats, "ventana-what-if")?;
+    let (current, said) = log.policy(args.current.as_deref())?;
+    eprintln!("current {said}");
     // Everything is folded (a decision depends on the history); --since selects what counts.
     let report = compare(
         events(log.input(args.select.conversation, Start::First)),

@@ -319,3 +319,83 @@ fn a_second_dev_or_a_bad_policy_is_refused_before_anything_starts() {
     let rest: Vec<String> = lines.map(Result::unwrap).collect();
     assert_eq!(rest.last().map(String::as_str), Some("stopped"), "{rest:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tools_fold_the_live_log_with_the_policy_ventanad_published() {
+    let policy = "[channels.whatsapp]\nstandard_window = \"2m\"\n";
+    let Live {
+        nats,
+        dir,
+        service,
+        client: _client,
+        js,
+    } = live(Some(policy)).await;
+    let url = nats.url();
+    let at = ventana_bus::now();
+    let key = "whatsapp/acme/15550001111/4915100000077";
+    let event = format!(
+        r#"{{"id":"wamid.p1","type":"customer_message","occurred_at":"{at}","conversation":{{"channel":"whatsapp","account":"acme","channel_id":"15550001111","contact_id":"4915100000077"}}}}"#
+    );
+    let file = dir.path().join("one.jsonl");
+    std::fs::write(&file, event + "\n").unwrap();
+    let imported = ventana(&["import", file.to_str().unwrap(), "--nats", &url]);
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    eventually("the event folded", Duration::from_secs(10), || {
+        caught_up(&js)
+    })
+    .await;
+    let two_minutes_later =
+        ventana_core::Timestamp::from_unix_nanos(at.unix_nanos() + 120 * 1_000_000_000).to_string();
+    let shown = format!(
+        "{} {}",
+        &two_minutes_later[..10],
+        &two_minutes_later[11..19]
+    );
+    let said = format!(
+        "policy: ventanad's (VENTANA_POLICY revision 1, sha256 {}",
+        ventana_bus::policy::digest(policy)
+    );
+
+    let explained = ventana(&["explain", key, "--nats", &url, "--color", "never"]);
+    let out = text(&explained.stdout);
+    assert!(explained.status.success(), "{}", text(&explained.stderr));
+    assert!(out.contains(&said), "{out}");
+    assert!(out.contains(&format!("standard until {shown}")), "{out}");
+
+    let replayed = ventana(&["replay", "--from-stream", "--snapshots", "--nats", &url]);
+    assert!(replayed.status.success(), "{}", text(&replayed.stderr));
+    assert!(
+        text(&replayed.stderr).contains(&said),
+        "{}",
+        text(&replayed.stderr)
+    );
+    let snapshot: serde_json::Value = text(&replayed.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|o| o["type"] == "snapshot")
+        .unwrap();
+    assert_eq!(
+        snapshot["window_ends_at"],
+        two_minutes_later.as_str(),
+        "{snapshot}"
+    );
+
+    // --policy wins, and is named.
+    let defaults = dir.path().join("defaults.toml");
+    std::fs::write(&defaults, "").unwrap();
+    let explained = ventana(&[
+        "explain",
+        key,
+        "--nats",
+        &url,
+        "--policy",
+        defaults.to_str().unwrap(),
+    ]);
+    let out = text(&explained.stdout);
+    assert!(
+        out.contains(&format!("policy: {}", defaults.display())),
+        "{out}"
+    );
+    assert!(!out.contains(&format!("standard until {shown}")), "{out}");
+    service.stop().await.unwrap();
+}
