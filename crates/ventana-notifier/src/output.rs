@@ -1,4 +1,4 @@
-//! The output events ventana publishes (README "Events").
+//! The output events ventana publishes (docs/events.md).
 
 use ventana_core::{
     ConversationKey, MessagingType, PlatformError, Reason, State, Tag, Timestamp, Window,
@@ -20,7 +20,7 @@ pub struct Output {
     pub body: OutputBody,
 }
 
-/// The six kinds of output, each with its fields (README "Events").
+/// The six kinds of output, each with its fields (docs/events.md).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OutputBody {
     /// The conversation's state, window or window end changed.

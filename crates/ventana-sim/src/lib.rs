@@ -266,15 +266,93 @@ pub struct Mix {
 }
 
 /// The traffic of `mix` on a simulated timeline from [`T0`] (`logged_at` set): bursty
-/// conversations, late customer messages, platform failures, and duplicates.
+/// conversations, late customer messages, platform failures, and duplicates; each channel's
+/// traffic what its platform allows (see [`fit_to_channels`]).
 pub fn simulate(mix: &Mix) -> Vec<Event> {
     let steps = seeded_steps(mix.seed, mix.events, mix.conversations, mix.days);
     let key_of = if mix.custom_channel { key } else { meta_key };
     with_duplicates(
-        build_log_keyed(&steps, key_of),
+        fit_to_channels(build_log_keyed(&steps, key_of)),
         mix.duplicate_percent,
         mix.seed,
     )
+}
+
+/// Turns raw steps (which try everything everywhere, as the property tests want) into what
+/// each platform lets happen, so a demo teaches the rules:
+/// - WhatsApp has no comments: comments become messages, private and public replies to
+///   comments become plain agent messages, and no message carries a tag.
+/// - Instagram has no templates and no Messenger tags (only `human_agent`): templates and
+///   Messenger-tagged messages become untagged automation messages.
+/// - A private or public reply answers a comment the customer made in that conversation;
+///   without one it is a plain agent message.
+/// - Only a closed conversation is reopened (otherwise the customer writes), and a closed
+///   one is not closed again (it is reopened).
+pub fn fit_to_channels(events: Vec<Event>) -> Vec<Event> {
+    let mut closed: HashMap<ConversationKey, bool> = HashMap::new();
+    let mut commented: HashMap<ConversationKey, String> = HashMap::new();
+    events
+        .into_iter()
+        .map(|mut event| {
+            let channel = event.conversation.channel.clone();
+            let is_closed = closed.entry(event.conversation.clone()).or_default();
+            let plain_agent =
+                || EventBody::OutboundMessage(outbound(Sender::Agent, MessageKind::Message, None));
+            event.body = match event.body {
+                EventBody::CustomerComment { .. } if channel == Channel::WhatsApp => {
+                    EventBody::CustomerMessage
+                }
+                EventBody::OutboundMessage(out)
+                    if matches!(
+                        out.kind,
+                        MessageKind::PrivateReply | MessageKind::CommentReply
+                    ) =>
+                {
+                    match commented.get(&event.conversation) {
+                        Some(comment) if channel != Channel::WhatsApp => {
+                            EventBody::OutboundMessage(Outbound {
+                                comment_id: Some(comment.clone()),
+                                ..out
+                            })
+                        }
+                        _ => plain_agent(),
+                    }
+                }
+                EventBody::OutboundMessage(mut out) => {
+                    match channel {
+                        Channel::WhatsApp => out.tag = None,
+                        Channel::Instagram => {
+                            if out.kind == MessageKind::Template {
+                                out.kind = MessageKind::Message;
+                            }
+                            if out.tag.is_some_and(|t| t != Tag::HumanAgent) {
+                                out.tag = None;
+                            }
+                        }
+                        _ => {}
+                    }
+                    EventBody::OutboundMessage(out)
+                }
+                EventBody::ConversationReopened { .. } if !*is_closed => EventBody::CustomerMessage,
+                EventBody::ConversationClosed { by } if *is_closed => {
+                    EventBody::ConversationReopened { by }
+                }
+                body => body,
+            };
+            match &event.body {
+                EventBody::CustomerMessage | EventBody::ConversationReopened { .. } => {
+                    *is_closed = false;
+                }
+                EventBody::CustomerComment { comment_id } => {
+                    *is_closed = false;
+                    commented.insert(event.conversation.clone(), comment_id.clone());
+                }
+                EventBody::ConversationClosed { .. } => *is_closed = true,
+                _ => {}
+            }
+            event
+        })
+        .collect()
 }
 
 /// Delivers `percent` of the events a second time (same id, same content), 1 to 50 events

@@ -119,3 +119,88 @@ async fn publishes_live_traffic_that_ventanad_folds_without_a_dead_letter() {
     assert_eq!(stream_len(&js, DLQ_STREAM).await, 0, "all valid");
     ventanad.stop().await.unwrap();
 }
+
+#[test]
+fn every_channel_gets_only_what_its_platform_allows() {
+    use std::collections::HashMap;
+    use ventana_core::{Channel, EventBody, MessageKind, Tag};
+    let events = simulate(&Mix {
+        seed: 3,
+        events: 50_000,
+        conversations: 2_000,
+        days: 7,
+        duplicate_percent: 0,
+        custom_channel: false,
+    });
+    let mut closed: HashMap<String, bool> = HashMap::new();
+    let mut comments: HashMap<String, Vec<String>> = HashMap::new();
+    let mut seen = HashMap::<&str, usize>::new();
+    for event in &events {
+        let key = event.conversation.to_string();
+        let channel = &event.conversation.channel;
+        match &event.body {
+            EventBody::CustomerComment { comment_id } => {
+                assert_ne!(*channel, Channel::WhatsApp, "a WhatsApp comment: {event:?}");
+                comments
+                    .entry(key.clone())
+                    .or_default()
+                    .push(comment_id.clone());
+                closed.insert(key, false);
+                *seen.entry("comment").or_default() += 1;
+            }
+            EventBody::CustomerMessage => {
+                closed.insert(key, false);
+            }
+            EventBody::OutboundMessage(out) => {
+                if matches!(
+                    out.kind,
+                    MessageKind::PrivateReply | MessageKind::CommentReply
+                ) {
+                    assert_ne!(*channel, Channel::WhatsApp, "{event:?}");
+                    let comment = out.comment_id.as_ref().expect("a reply names its comment");
+                    assert!(
+                        comments.get(&key).is_some_and(|c| c.contains(comment)),
+                        "a reply to a comment the customer never made: {event:?}"
+                    );
+                    *seen.entry("reply").or_default() += 1;
+                }
+                match channel {
+                    Channel::WhatsApp => assert_eq!(out.tag, None, "{event:?}"),
+                    Channel::Instagram => {
+                        assert_ne!(out.kind, MessageKind::Template, "{event:?}");
+                        assert!(out.tag.is_none_or(|t| t == Tag::HumanAgent), "{event:?}");
+                    }
+                    _ => {
+                        if out.tag.is_some_and(|t| t != Tag::HumanAgent) {
+                            *seen.entry("messenger tag").or_default() += 1;
+                        }
+                    }
+                }
+            }
+            EventBody::ConversationClosed { .. } => {
+                assert!(
+                    !closed.get(&key).copied().unwrap_or(false),
+                    "closed twice: {event:?}"
+                );
+                closed.insert(key, true);
+                *seen.entry("closed").or_default() += 1;
+            }
+            EventBody::ConversationReopened { .. } => {
+                assert!(
+                    closed.get(&key).copied().unwrap_or(false),
+                    "reopened while open: {event:?}"
+                );
+                closed.insert(key, false);
+                *seen.entry("reopened").or_default() += 1;
+            }
+            _ => {}
+        }
+    }
+    // Every kind still happens where it may.
+    for kind in ["comment", "reply", "messenger tag", "closed", "reopened"] {
+        assert!(
+            seen.get(kind).copied().unwrap_or(0) > 10,
+            "{kind}: {seen:?}"
+        );
+    }
+}

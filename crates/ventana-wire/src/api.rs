@@ -1,4 +1,4 @@
-//! The request-reply API's JSON (README "API"): the requests ventanad reads, the replies it
+//! The request-reply API's JSON (docs/api.md): the requests ventanad reads, the replies it
 //! writes, and its errors, `{"error": {"code", "message"}}`, whose [`ApiErrorCode`] clients
 //! branch on. ventanad and the Meta gateway both use these types, so neither matches
 //! strings.

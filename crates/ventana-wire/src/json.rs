@@ -1,4 +1,4 @@
-//! The JSON forms of README "Events": input events, output events and snapshots.
+//! The JSON forms of docs/events.md: input events, output events and snapshots.
 //!
 //! Reading is lenient where the contract says so (unknown fields are ignored) and precise
 //! about what is wrong otherwise. Writing is canonical: fixed field order, instants in UTC

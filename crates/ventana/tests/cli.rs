@@ -377,30 +377,3 @@ fn without_nats_the_live_commands_say_so_at_once_in_one_line() {
         );
     }
 }
-
-#[test]
-fn the_install_script_puts_every_binary_in_a_root() {
-    // The README's install command, into a temporary root, reusing this build (--debug and
-    // the same target directory: the release build it does by default takes minutes).
-    let target = Path::new(env!("CARGO_BIN_EXE_ventana"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_owned();
-    let installed = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(root().join("scripts/install"))
-        .args(["--debug", "--root", installed.path().to_str().unwrap()])
-        .env("CARGO_TARGET_DIR", &target)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    for binary in ["ventana", "ventanad", "ventana-meta", "ventana-sim"] {
-        let path = installed.path().join("bin").join(binary);
-        let version = std::process::Command::new(&path)
-            .arg("--version")
-            .output()
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(version.status.success(), "{binary}");
-        assert!(stdout(&version).starts_with(binary), "{}", stdout(&version));
-    }
-}

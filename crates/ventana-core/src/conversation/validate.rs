@@ -4,7 +4,7 @@ use crate::event::Event;
 use crate::policy::Policy;
 use crate::time::Timestamp;
 
-/// An event that must not be folded (README "Events": a decision time and the clock skew).
+/// An event that must not be folded (docs/events.md: a decision time and the clock skew).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Invalid {
     /// `occurred_at` lies more than `max_clock_skew` after the decision time.
