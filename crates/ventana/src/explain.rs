@@ -243,7 +243,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     if let Some(path) = &args.html {
-        std::fs::write(path, crate::html::page(&timeline))
+        std::fs::write(path, crate::html::page(&timeline, args.message.as_deref()))
             .with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }

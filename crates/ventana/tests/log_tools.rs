@@ -394,9 +394,9 @@ async fn explain_says_why_a_message_was_not_delivered_in_the_terminal_and_in_chr
             .len()
     };
     assert_eq!(count("svg#timeline").await, 1);
-    assert_eq!(count(".mark.customer").await, 1);
-    assert_eq!(count(".mark.business").await, 3);
-    assert_eq!(count(".mark.failed").await, 1);
+    assert_eq!(count("#timeline .mark.customer").await, 1);
+    assert_eq!(count("#timeline .mark.business").await, 3);
+    assert_eq!(count("#timeline .mark.failed").await, 1);
     assert_eq!(count("#events tbody tr").await, 4);
     assert_eq!(count("#events tbody tr.failed").await, 1);
     let bands = browser
@@ -409,7 +409,7 @@ async fn explain_says_why_a_message_was_not_delivered_in_the_terminal_and_in_chr
         width > 100.0 && height > 10.0,
         "the window band is drawn: {width}x{height}"
     );
-    let failed = browser.find(Locator::Css(".mark.failed")).await.unwrap();
+    let failed = browser.find(Locator::Css("#timeline .mark.failed")).await.unwrap();
     assert_eq!(
         failed.css_value("stroke").await.unwrap(),
         "rgb(214, 40, 40)"
@@ -419,7 +419,7 @@ async fn explain_says_why_a_message_was_not_delivered_in_the_terminal_and_in_chr
         Some("wamid.early")
     );
     let (failed_x, ..) = failed.rectangle().await.unwrap();
-    let customer = browser.find(Locator::Css(".mark.customer")).await.unwrap();
+    let customer = browser.find(Locator::Css("#timeline .mark.customer")).await.unwrap();
     let (customer_x, ..) = customer.rectangle().await.unwrap();
     assert!(
         failed_x < customer_x + 7.0,
@@ -435,6 +435,66 @@ async fn explain_says_why_a_message_was_not_delivered_in_the_terminal_and_in_chr
             .unwrap(),
         "1"
     );
+    // --message: that message's verdict heads the page, as in the terminal.
+    let verdict = browser.find(Locator::Id("verdict")).await.unwrap();
+    let said = verdict.text().await.unwrap();
+    assert!(
+        said.starts_with("message wamid.early not delivered at")
+            && said.contains("no_customer_message [R1]")
+            && said.contains("suggestion: send_template"),
+        "{said}"
+    );
+    let (_, verdict_y, ..) = verdict.rectangle().await.unwrap();
+    let (_, svg_y, ..) = browser
+        .find(Locator::Css("svg#timeline"))
+        .await
+        .unwrap()
+        .rectangle()
+        .await
+        .unwrap();
+    assert!(verdict_y < svg_y, "the verdict comes first");
+    // A legend for every kind of band and mark.
+    assert_eq!(count("#legend .key").await, 9);
+    // Axis ticks at round instants, evenly spaced.
+    let ticks = browser.find_all(Locator::Css(".axis text")).await.unwrap();
+    assert!(ticks.len() >= 4, "{} ticks", ticks.len());
+    let mut instants = Vec::new();
+    for tick in &ticks {
+        let at = tick.attr("data-at").await.unwrap().unwrap();
+        let at = ventana_core::Timestamp::parse_rfc3339(&at)
+            .unwrap()
+            .unix_nanos();
+        assert_eq!(at % 60_000_000_000, 0, "a tick on a round minute");
+        instants.push(at);
+    }
+    let step = instants[1] - instants[0];
+    assert!(instants.windows(2).all(|w| w[1] - w[0] == step));
+    // The agent's three messages were decided within a second: none hides another (the
+    // failure included).
+    let mut boxes = Vec::new();
+    for mark in browser
+        .find_all(Locator::Css("#timeline .mark.business"))
+        .await
+        .unwrap()
+    {
+        boxes.push(mark.rectangle().await.unwrap());
+    }
+    for (i, a) in boxes.iter().enumerate() {
+        for b in &boxes[i + 1..] {
+            let apart =
+                a.0 + a.2 <= b.0 || b.0 + b.2 <= a.0 || a.1 + a.3 <= b.1 || b.1 + b.3 <= a.1;
+            assert!(apart, "marks overlap: {a:?} {b:?}");
+        }
+    }
+    // Instants stay on one line.
+    for time in browser
+        .find_all(Locator::Css("#events .time"))
+        .await
+        .unwrap()
+    {
+        let (.., height) = time.rectangle().await.unwrap();
+        assert!(height < 25.0, "a time over two lines ({height}px)");
+    }
     let screenshot = browser.screenshot().await.unwrap();
     assert!(screenshot.starts_with(b"\x89PNG") && screenshot.len() > 10_000);
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("explain.png");
