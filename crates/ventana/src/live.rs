@@ -94,7 +94,7 @@ async fn play(
             .await?;
         eprintln!(
             "{}  {}  {}",
-            event.occurred_at,
+            short_time(event.occurred_at),
             event.body.type_name(),
             event.id
         );
@@ -199,7 +199,6 @@ fn human(text: &str) -> String {
     let Ok(output) = ventana_wire::parse_output(text) else {
         return text.to_owned();
     };
-    let instant = |at: Option<Timestamp>| at.map_or("-".to_owned(), short_time);
     let what = match &output.body {
         OutputBody::StateChanged {
             from,
@@ -207,13 +206,16 @@ fn human(text: &str) -> String {
             window,
             window_ends_at,
             ..
-        } => format!(
-            "{} -> {} ({} until {})",
-            from.as_str(),
-            to.as_str(),
-            window.as_str(),
-            instant(*window_ends_at)
-        ),
+        } => match window_ends_at {
+            Some(end) => format!(
+                "{} -> {} ({} until {})",
+                from.as_str(),
+                to.as_str(),
+                window.as_str(),
+                short_time(*end)
+            ),
+            None => format!("{} -> {}", from.as_str(), to.as_str()),
+        },
         OutputBody::OutboundAccepted {
             message_id,
             messaging_type,

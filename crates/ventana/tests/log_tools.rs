@@ -409,7 +409,10 @@ async fn explain_says_why_a_message_was_not_delivered_in_the_terminal_and_in_chr
         width > 100.0 && height > 10.0,
         "the window band is drawn: {width}x{height}"
     );
-    let failed = browser.find(Locator::Css("#timeline .mark.failed")).await.unwrap();
+    let failed = browser
+        .find(Locator::Css("#timeline .mark.failed"))
+        .await
+        .unwrap();
     assert_eq!(
         failed.css_value("stroke").await.unwrap(),
         "rgb(214, 40, 40)"
@@ -419,7 +422,10 @@ async fn explain_says_why_a_message_was_not_delivered_in_the_terminal_and_in_chr
         Some("wamid.early")
     );
     let (failed_x, ..) = failed.rectangle().await.unwrap();
-    let customer = browser.find(Locator::Css("#timeline .mark.customer")).await.unwrap();
+    let customer = browser
+        .find(Locator::Css("#timeline .mark.customer"))
+        .await
+        .unwrap();
     let (customer_x, ..) = customer.rectangle().await.unwrap();
     assert!(
         failed_x < customer_x + 7.0,
