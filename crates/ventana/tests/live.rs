@@ -161,6 +161,19 @@ async fn import_shift_to_now_plays_a_file_on_todays_timeline() {
         "{}",
         text(&played.stderr)
     );
+    // A line per event as it is published, its instant to the second.
+    let lines: Vec<String> = text(&played.stderr)
+        .lines()
+        .filter(|l| l.starts_with("20"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 9, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| &l[10..11] == " " && &l[19..21] == "  "),
+        "{lines:?}"
+    );
     let original: Vec<ventana_core::Event> = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../examples/whatsapp.jsonl"
