@@ -379,8 +379,12 @@ pub async fn read_stream(
 }
 
 /// An input message as the event the service folded: its JetStream timestamp is its
-/// `logged_at`. Fails as the service does (it copied the message to the DLQ).
-pub fn logged_event(message: &Stored) -> Result<Event, ventana_wire::WireError> {
+/// `logged_at`. Fails as the service does (it copied the message to the DLQ). With the
+/// stream's partition count, an event on another partition than its token's fails too.
+pub fn logged_event(
+    message: &Stored,
+    partitions: Option<u32>,
+) -> Result<Event, ventana_wire::WireError> {
     if message.payload.len() > MAX_EVENT_BYTES {
         return Err(ventana_wire::WireError::Oversize {
             size: message.payload.len(),
@@ -396,6 +400,20 @@ pub fn logged_event(message: &Stored) -> Result<Event, ventana_wire::WireError> 
             problem: format!("does not match the subject {}", message.subject),
         });
     }
+    if let (Some(count), Some((partition, token))) = (
+        partitions,
+        ventana_wire::subjects::parts_of_input_subject(&message.subject),
+    ) {
+        let expected = token.partition(count);
+        if partition != expected {
+            return Err(ventana_wire::WireError::InvalidField {
+                field: "subject",
+                problem: format!(
+                    "partition {partition}, but the conversation's partition is {expected} of {count} (token mod partitions)"
+                ),
+            });
+        }
+    }
     event.logged_at = Some(message.published);
     Ok(event)
 }
@@ -403,7 +421,10 @@ pub fn logged_event(message: &Stored) -> Result<Event, ventana_wire::WireError> 
 /// The input log as replayable events: each with its JetStream timestamp as `logged_at`.
 /// Messages that are not valid events are skipped (they are in the DLQ).
 pub fn logged_events(stored: &[Stored]) -> Vec<Event> {
-    stored.iter().filter_map(|m| logged_event(m).ok()).collect()
+    stored
+        .iter()
+        .filter_map(|m| logged_event(m, None).ok())
+        .collect()
 }
 
 #[cfg(test)]

@@ -18,15 +18,22 @@ pub struct StreamSettings {
     pub out_duplicate_window: Duration,
     /// Replicas of each stream (1 on a single node).
     pub replicas: usize,
+    /// Input partitions: recorded in `VENTANA_IN` when it is created, and fixed from then on
+    /// (events are placed by it: `ventana.in.<token mod partitions>.<token>`).
+    pub partitions: u32,
 }
 
+/// The key of `VENTANA_IN`'s metadata that records its partition count.
+pub const PARTITIONS_METADATA: &str = "ventana_partitions";
+
 impl Default for StreamSettings {
-    /// ventanad's defaults: 10 minutes, 2 hours, one replica.
+    /// ventanad's defaults: 10 minutes, 2 hours, one replica, 16 partitions.
     fn default() -> Self {
         Self {
             in_duplicate_window: Duration::from_secs(600),
             out_duplicate_window: Duration::from_secs(7200),
             replicas: 1,
+            partitions: ventana_wire::subjects::DEFAULT_PARTITIONS,
         }
     }
 }
@@ -47,18 +54,58 @@ fn stream_config(
     }
 }
 
-/// Creates or updates VENTANA_IN, VENTANA_OUT and VENTANA_DLQ.
+/// The partition count `VENTANA_IN` records, if the stream exists and records one.
+pub async fn input_partitions(js: &jetstream::Context) -> anyhow::Result<Option<u32>> {
+    let Ok(mut stream) = js.get_stream(IN_STREAM).await else {
+        return Ok(None);
+    };
+    let info = stream
+        .info()
+        .await
+        .with_context(|| format!("cannot read {IN_STREAM}'s configuration"))?;
+    match info.config.metadata.get(PARTITIONS_METADATA) {
+        None => Ok(None),
+        Some(text) => text.parse().map(Some).with_context(|| {
+            format!("{IN_STREAM} records {PARTITIONS_METADATA} = {text:?}, not a count")
+        }),
+    }
+}
+
+/// Creates or updates VENTANA_IN, VENTANA_OUT and VENTANA_DLQ. `VENTANA_IN` records its
+/// partition count; declaring it with another count is refused (its events would be on the
+/// wrong partitions).
 pub async fn declare_streams(
     js: &jetstream::Context,
     settings: &StreamSettings,
 ) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=1024).contains(&settings.partitions),
+        "partitions must be 1 to 1024, not {}",
+        settings.partitions
+    );
+    if let Some(recorded) = input_partitions(js).await? {
+        anyhow::ensure!(
+            recorded == settings.partitions,
+            "{IN_STREAM} was created with {recorded} partitions; it cannot be declared with {} \
+             (its events are placed by the count): pass --partitions {recorded} \
+             (VENTANA_PARTITIONS) to every ventana process",
+            settings.partitions
+        );
+    }
     let replicas = settings.replicas.max(1);
     for (name, subjects, window) in [
         (IN_STREAM, IN_SUBJECTS, settings.in_duplicate_window),
         (OUT_STREAM, OUT_SUBJECTS, settings.out_duplicate_window),
         (DLQ_STREAM, DLQ_SUBJECTS, settings.in_duplicate_window),
     ] {
-        js.create_or_update_stream(stream_config(name, subjects, window, replicas))
+        let mut config = stream_config(name, subjects, window, replicas);
+        if name == IN_STREAM {
+            config.metadata.insert(
+                PARTITIONS_METADATA.to_owned(),
+                settings.partitions.to_string(),
+            );
+        }
+        js.create_or_update_stream(config)
             .await
             .with_context(|| format!("cannot declare stream {name}"))?;
     }

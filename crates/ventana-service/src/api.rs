@@ -19,7 +19,7 @@ use ventana_wire::api::{
     StateRequest, expiring_to_json,
 };
 use ventana_wire::subjects::{self, MSG_ID, input_subject};
-use ventana_wire::{output_to_json, snapshot_to_json};
+use ventana_wire::{output_to_json, snapshot_value};
 
 use crate::Shared;
 use crate::clock::now;
@@ -67,8 +67,34 @@ fn as_of_now(shared: &Shared, mut conversation: Conversation) -> Conversation {
 
 async fn state(shared: &Shared, payload: &[u8]) -> Reply {
     let request = StateRequest::parse(payload)?;
+    let token = request.conversation.token();
     let conversation = as_of_now(shared, conversation_of(shared, request.conversation).await?);
-    Ok(snapshot_to_json(&conversation.snapshot(&shared.policy)))
+    let mut snapshot = snapshot_value(&conversation.snapshot(&shared.policy));
+    snapshot["token"] = token.to_string().into();
+    Ok(snapshot.to_string())
+}
+
+/// `resolve`: where a conversation's events go (its token, partition and input subject),
+/// computed as every publisher must compute it (docs/api.md, "Conversation tokens").
+fn resolve(shared: &Shared, payload: &[u8]) -> Reply {
+    let request = StateRequest::parse(payload)?;
+    let token = request.conversation.token();
+    Ok(serde_json::json!({
+        "token": token.to_string(),
+        "partition": token.partition(shared.partitions),
+        "partitions": shared.partitions,
+        "subject": subjects::input_subject_of(token, shared.partitions),
+    })
+    .to_string())
+}
+
+/// The id a `check` request without one gets: derived from the request, so two different
+/// questions never share an output id.
+fn check_id(payload: &[u8]) -> String {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut hasher = DefaultHasher::new();
+    hasher.write(payload);
+    format!("check:{:016x}", hasher.finish())
 }
 
 /// The `outbound_message` event a request stands for. Refuses what could never be sent on
@@ -97,7 +123,7 @@ fn outbound_event(
 async fn check(shared: &Shared, payload: &[u8]) -> Reply {
     let request = OutboundRequest::parse(payload)?;
     let conversation = conversation_of(shared, request.conversation()?).await?;
-    let mut event = outbound_event(request, Some("check"))?;
+    let mut event = outbound_event(request, Some(&check_id(payload)))?;
     event.logged_at = Some(now());
     ventana_core::validate(&event, &shared.policy).map_err(ApiError::bad_request)?;
     let mut copy = conversation;
@@ -230,22 +256,74 @@ pub async fn run(
     send_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let text = |pairs: &[(&str, String)]| -> std::collections::HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    };
+    // What a client needs to publish and subscribe without reading ventana's code
+    // (docs/api.md): the partition count and the subject layout.
     let service = client
         .service_builder()
         .description("ventana: what may still be sent in every conversation, and until when")
+        .metadata(text(&[
+            ("partitions", partitions.to_string()),
+            ("input_subject", "ventana.in.<partition>.<token>".to_owned()),
+            ("output_subject", "ventana.out.<type>.<token>".to_owned()),
+            ("dlq_subject", "ventana.dlq.<reason>".to_owned()),
+            ("streams", "VENTANA_IN VENTANA_OUT VENTANA_DLQ".to_owned()),
+            (
+                "token",
+                "XXH3-128 of the length-prefixed key, big-endian, lower-case unpadded base32; partition = hash mod partitions (docs/api.md)".to_owned(),
+            ),
+        ]))
         .start(subjects::SERVICE_NAME, env!("CARGO_PKG_VERSION"))
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the NATS service: {e}"))?;
     let mut endpoints = Vec::new();
-    for subject in [
-        subjects::API_STATE,
-        subjects::API_CHECK,
-        subjects::API_SEND,
-        subjects::API_EXPIRING,
+    for (subject, description, request, reply) in [
+        (
+            subjects::API_STATE,
+            "a conversation now",
+            "conversation or token",
+            "snapshot with token",
+        ),
+        (
+            subjects::API_CHECK,
+            "would this message be delivered now (nothing logged)",
+            "outbound message",
+            "decision output",
+        ),
+        (
+            subjects::API_SEND,
+            "log a message and answer its decision",
+            "outbound message with id",
+            "decision output",
+        ),
+        (
+            subjects::API_EXPIRING,
+            "conversations whose window closes soon",
+            "within, limit, cursor",
+            "page of conversations",
+        ),
+        (
+            subjects::API_RESOLVE,
+            "a conversation's token, partition and input subject",
+            "conversation or token",
+            "token, partition, partitions, subject",
+        ),
     ] {
         endpoints.push(
             service
-                .endpoint(subject)
+                .endpoint_builder()
+                .name(subject.rsplit('.').next().unwrap_or(subject))
+                .metadata(text(&[
+                    ("description", description.to_owned()),
+                    ("request", request.to_owned()),
+                    ("reply", reply.to_owned()),
+                ]))
+                .add(subject)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot serve {subject}: {e}"))?,
         );
@@ -270,6 +348,7 @@ pub async fn run(
                 subjects::API_STATE => state(&shared, &payload).await,
                 subjects::API_CHECK => check(&shared, &payload).await,
                 subjects::API_SEND => send(&shared, &js, partitions, send_timeout, &payload).await,
+                subjects::API_RESOLVE => resolve(&shared, &payload),
                 subjects::API_EXPIRING => match paging.acquire().await {
                     Ok(_page) => expiring(&shared, &payload).await,
                     Err(_) => Err(ApiError::internal("stopping")),

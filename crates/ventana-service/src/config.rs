@@ -65,6 +65,7 @@ impl Config {
             in_duplicate_window: self.in_duplicate_window,
             out_duplicate_window: self.out_duplicate_window,
             replicas: self.replicas,
+            partitions: self.partitions,
         }
     }
 }

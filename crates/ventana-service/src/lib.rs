@@ -37,6 +37,8 @@ const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct Shared {
     pub store: Store,
     pub policy: Policy,
+    /// Input partitions (as `VENTANA_IN` records them).
+    pub partitions: u32,
     pub metrics: metrics::Metrics,
     clock_wake: Notify,
     waiters: Mutex<HashMap<(ConversationToken, String), oneshot::Sender<SendAnswer>>>,
@@ -82,10 +84,11 @@ impl Progress {
 }
 
 impl Shared {
-    fn new(store: Store, policy: Policy) -> Self {
+    fn new(store: Store, policy: Policy, partitions: u32) -> Self {
         Self {
             store,
             policy,
+            partitions,
             metrics: metrics::Metrics::default(),
             clock_wake: Notify::new(),
             waiters: Mutex::new(HashMap::new()),
@@ -236,7 +239,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .with_context(|| format!("cannot listen on {}", config.http))?;
     info!(http = %listener.local_addr()?, data = %config.data.display(), "ventanad started");
 
-    let shared = Arc::new(Shared::new(store, policy));
+    let shared = Arc::new(Shared::new(store, policy, config.partitions));
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let (committed, to_publish) = tokio::sync::mpsc::channel::<outbox::Rows>(64);

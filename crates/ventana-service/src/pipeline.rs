@@ -38,7 +38,7 @@ pub struct SendAnswer {
 
 /// Decodes and validates one message; the event, or the reason it is bad.
 fn decode(incoming: &Incoming, shared: &Shared) -> Result<Event, WireError> {
-    let event = ventana_bus::client::logged_event(incoming)?;
+    let event = ventana_bus::client::logged_event(incoming, Some(shared.partitions))?;
     validate(&event, &shared.policy)?;
     Ok(event)
 }

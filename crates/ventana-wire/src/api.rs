@@ -255,7 +255,7 @@ impl ExpiringRequest {
         let within = match request.get("within") {
             // The parser's message would quote the input: the API never repeats it.
             Some(Value::String(text)) => crate::parse_span(text).map_err(|_| {
-                ApiError::bad_request("`within` is a duration such as \"1h\" or \"90m\"")
+                ApiError::bad_request("`within` is a positive duration such as \"1h\" or \"90m\"")
             })?,
             None => Span::from_hours(1),
             _ => {
@@ -264,14 +264,25 @@ impl ExpiringRequest {
                 ));
             }
         };
-        let limit = request
-            .get("limit")
-            .and_then(Value::as_u64)
-            .unwrap_or(100)
-            .clamp(1, 1000) as usize;
+        let limit = match request.get("limit") {
+            None | Some(Value::Null) => 100,
+            Some(limit) => match limit.as_u64() {
+                Some(limit @ 1..=1000) => limit as usize,
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "`limit` is a whole number from 1 to 1000",
+                    ));
+                }
+            },
+        };
         let cursor = match request.get("cursor") {
+            None | Some(Value::Null) => None,
             Some(Value::String(cursor)) => Some(Cursor::parse(cursor)?),
-            _ => None,
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "`cursor` is the `next_cursor` of the page before",
+                ));
+            }
         };
         Ok(Self {
             within,

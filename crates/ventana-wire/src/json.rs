@@ -491,6 +491,11 @@ fn output_of(raw: RawOutput) -> Result<Output, WireError> {
 
 /// Writes a snapshot line: `{"type":"snapshot", ...}`.
 pub fn snapshot_to_json(snapshot: &Snapshot) -> String {
+    snapshot_value(snapshot).to_string()
+}
+
+/// [`snapshot_to_json`] as a JSON value (the API adds the conversation's token to it).
+pub fn snapshot_value(snapshot: &Snapshot) -> Value {
     json!({
         "type": "snapshot",
         "conversation": conversation_value(&snapshot.conversation),
@@ -503,7 +508,6 @@ pub fn snapshot_to_json(snapshot: &Snapshot) -> String {
         "events": snapshot.events,
         "last_event_id": snapshot.last_event_id,
     })
-    .to_string()
 }
 
 #[cfg(test)]

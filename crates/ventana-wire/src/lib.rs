@@ -12,5 +12,7 @@ pub mod proto;
 pub mod subjects;
 
 pub use error::WireError;
-pub use json::{event_to_json, output_to_json, parse_event, parse_output, snapshot_to_json};
+pub use json::{
+    event_to_json, output_to_json, parse_event, parse_output, snapshot_to_json, snapshot_value,
+};
 pub use policy::{PolicyError, parse_policy, parse_span};

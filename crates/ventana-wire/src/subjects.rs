@@ -47,6 +47,8 @@ pub const API_CHECK: &str = "ventana.api.v1.check";
 pub const API_SEND: &str = "ventana.api.v1.send";
 /// Conversations whose window closes soon, a page at a time.
 pub const API_EXPIRING: &str = "ventana.api.v1.expiring";
+/// A conversation's token, partition and input subject.
+pub const API_RESOLVE: &str = "ventana.api.v1.resolve";
 
 /// Default number of input partitions.
 pub const DEFAULT_PARTITIONS: u32 = 16;
@@ -59,6 +61,24 @@ pub fn input_subject(key: &ConversationKey, partitions: u32) -> String {
 /// [`input_subject`] for a conversation known by its token.
 pub fn input_subject_of(token: ConversationToken, partitions: u32) -> String {
     format!("ventana.in.{}.{token}", token.partition(partitions))
+}
+
+/// The partition and token of an input subject, if it is one (the partition as written,
+/// not checked against the token).
+pub fn parts_of_input_subject(subject: &str) -> Option<(u32, ConversationToken)> {
+    let mut parts = subject.split('.');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("ventana"), Some("in"), Some(partition), Some(token), None) => {
+            Some((partition.parse().ok()?, ConversationToken::parse(token)?))
+        }
+        _ => None,
+    }
 }
 
 /// The token of an input subject, if it is one.
@@ -91,6 +111,54 @@ pub fn dlq_subject(reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// docs/api.md's test vectors are what the code computes (`VENTANA_UPDATE_FIXTURES=1`
+    /// fills them in).
+    #[test]
+    fn the_documented_token_vectors_hold() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api.md");
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text
+            .find("<!-- token vectors")
+            .expect("the vectors' marker");
+        let mut rows = 0;
+        let mut updated = text[..start].to_owned();
+        let mut in_table = true;
+        for line in text[start..].split_inclusive('\n') {
+            let cells: Vec<&str> = line
+                .trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect();
+            let is_row =
+                in_table && line.starts_with("| ") && cells.len() == 6 && cells[0] != "channel";
+            if line.trim().is_empty() && rows > 0 {
+                in_table = false;
+            }
+            if !is_row {
+                updated.push_str(line);
+                continue;
+            }
+            let channel = ventana_core::Channel::parse(cells[0]).expect("a channel");
+            let key = ConversationKey::new(channel, cells[1], cells[2], cells[3]);
+            let token = key.token().to_string();
+            let subject = input_subject(&key, 16);
+            let row = format!(
+                "| {} | {} | {} | {} | {token} | {subject} |\n",
+                cells[0], cells[1], cells[2], cells[3]
+            );
+            if std::env::var_os("VENTANA_UPDATE_FIXTURES").is_none() {
+                assert_eq!(line, row, "docs/api.md's vector for {key}");
+            }
+            updated.push_str(&row);
+            rows += 1;
+        }
+        if std::env::var_os("VENTANA_UPDATE_FIXTURES").is_some() {
+            std::fs::write(path, updated).unwrap();
+        }
+        assert_eq!(rows, 6, "every vector was checked");
+    }
     use ventana_core::Channel;
 
     #[test]

@@ -73,7 +73,7 @@ fn main() {
         let logged = messages.into_iter().map(|message| {
             Ok(ventana::log::Logged {
                 position: ventana::log::Position::Sequence(message.sequence),
-                event: ventana_bus::client::logged_event(&message),
+                event: ventana_bus::client::logged_event(&message, None),
             })
         });
         let rebuilt =

@@ -32,6 +32,9 @@ pub fn file_policy(path: Option<&std::path::Path>) -> anyhow::Result<(Policy, St
 pub struct LiveLog {
     runtime: tokio::runtime::Runtime,
     js: jetstream::Context,
+    /// The partition count `VENTANA_IN` records (events on another partition are not
+    /// folded, as ventanad does not fold them).
+    partitions: Option<u32>,
 }
 
 impl LiveLog {
@@ -40,10 +43,16 @@ impl LiveLog {
             .worker_threads(1)
             .enable_all()
             .build()?;
-        let js = runtime.block_on(async {
-            anyhow::Ok(jetstream::new(ventana_bus::connect_once(nats, name).await?))
+        let (js, partitions) = runtime.block_on(async {
+            let js = jetstream::new(ventana_bus::connect_once(nats, name).await?);
+            let partitions = ventana_bus::streams::input_partitions(&js).await?;
+            anyhow::Ok((js, partitions))
         })?;
-        Ok(Self { runtime, js })
+        Ok(Self {
+            runtime,
+            js,
+            partitions,
+        })
     }
 
     /// The policy to fold the live log with: `path` if given, else the one ventanad
@@ -95,6 +104,7 @@ impl LiveLog {
             batches,
             failed,
             batch: Vec::new().into_iter(),
+            partitions: self.partitions,
         }
     }
 
@@ -121,6 +131,8 @@ pub struct Messages {
     /// Why reading stopped early, if it did.
     failed: tokio::sync::oneshot::Receiver<anyhow::Error>,
     batch: std::vec::IntoIter<Stored>,
+    /// The stream's partition count, for [`events`].
+    partitions: Option<u32>,
 }
 
 impl Iterator for Messages {
@@ -172,11 +184,12 @@ pub fn valid(event: Result<Event, WireError>, policy: &Policy) -> Result<Event, 
 
 /// The stream's messages as logged events (JetStream timestamp as `logged_at`).
 pub fn events(messages: Messages) -> impl Iterator<Item = anyhow::Result<Logged>> {
-    messages.map(|message| {
+    let partitions = messages.partitions;
+    messages.map(move |message| {
         let message = message?;
         Ok(Logged {
             position: Position::Sequence(message.sequence),
-            event: logged_event(&message),
+            event: logged_event(&message, partitions),
         })
     })
 }

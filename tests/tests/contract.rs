@@ -1,0 +1,176 @@
+//! What a service in any language needs from ventana: where a conversation's events go
+//! (documented, resolvable, described in `$SRV.INFO`), and a wrong partition refused.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use ventana_bus::client::{logged_event, read_stream};
+use ventana_core::{Channel, ConversationKey};
+use ventana_tests::service::{Live, api_request, caught_up, eventually, live};
+use ventana_wire::subjects::{
+    API_CHECK, API_EXPIRING, API_RESOLVE, API_STATE, DLQ_STREAM, ERROR_HEADER, IN_STREAM,
+    REASON_HEADER, input_subject,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_find_where_events_go_and_a_wrong_partition_is_refused() {
+    let Live {
+        nats: _nats,
+        dir: _dir,
+        service,
+        client,
+        js,
+    } = live(None).await;
+
+    // $SRV.INFO says how subjects are made, and what each endpoint takes.
+    let info = client
+        .request("$SRV.INFO.ventana".to_owned(), "".into())
+        .await
+        .unwrap();
+    let info: Value = serde_json::from_slice(&info.payload).unwrap();
+    assert_eq!(info["metadata"]["partitions"], "16", "{info}");
+    assert_eq!(
+        info["metadata"]["input_subject"],
+        "ventana.in.<partition>.<token>"
+    );
+    let endpoints: Vec<&str> = info["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert!(
+                e["metadata"]["description"]
+                    .as_str()
+                    .is_some_and(|d| !d.is_empty()),
+                "{e}"
+            );
+            e["name"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(endpoints.len(), 5, "{endpoints:?}");
+    for name in ["state", "check", "send", "expiring", "resolve"] {
+        assert!(endpoints.contains(&name), "{name}: {endpoints:?}");
+    }
+
+    // resolve and state give the token the code computes.
+    let key = ConversationKey::new(Channel::WhatsApp, "acme", "1555", "4915");
+    let conversation = json!({"channel": "whatsapp", "account": "acme", "channel_id": "1555", "contact_id": "4915"});
+    let resolved = api_request(&client, API_RESOLVE, json!({"conversation": conversation})).await;
+    let token = key.token();
+    assert_eq!(resolved["token"], token.to_string().as_str(), "{resolved}");
+    assert_eq!(resolved["partition"], token.partition(16));
+    assert_eq!(resolved["partitions"], 16);
+    assert_eq!(resolved["subject"], input_subject(&key, 16).as_str());
+    let by_token = api_request(&client, API_RESOLVE, json!({"token": token.to_string()})).await;
+    assert_eq!(by_token, resolved);
+    let state = api_request(&client, API_STATE, json!({"conversation": conversation})).await;
+    assert_eq!(state["token"], token.to_string().as_str(), "{state}");
+
+    // The right token on the wrong partition goes to the DLQ, saying so; the right one is
+    // folded.
+    let right = token.partition(16);
+    let wrong = (right + 1) % 16;
+    let event = |id: &str| {
+        json!({"id": id, "type": "customer_message", "occurred_at": ventana_bus::now().to_string(),
+               "conversation": conversation})
+        .to_string()
+    };
+    js.publish(
+        format!("ventana.in.{wrong}.{token}"),
+        event("c-wrong").into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    js.publish(
+        format!("ventana.in.{right}.{token}"),
+        event("c-right").into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    eventually("both handled", Duration::from_secs(10), || caught_up(&js)).await;
+    let dead = read_stream(&js, DLQ_STREAM, None).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let copy = js
+        .get_stream(DLQ_STREAM)
+        .await
+        .unwrap()
+        .get_raw_message(dead[0].sequence)
+        .await
+        .unwrap();
+    let header = |name: &str| copy.headers.get(name).unwrap().as_str().to_owned();
+    assert_eq!(header(REASON_HEADER), "invalid_field");
+    assert!(
+        header(ERROR_HEADER).contains(&format!(
+            "partition {wrong}, but the conversation's partition is {right} of 16"
+        )),
+        "{}",
+        header(ERROR_HEADER)
+    );
+    let state = api_request(&client, API_STATE, json!({"token": token.to_string()})).await;
+    assert_eq!(
+        (state["events"].clone(), state["last_event_id"].clone()),
+        (json!(1), json!("c-right"))
+    );
+    // Every reader of the log skips it as ventanad did.
+    let logged = read_stream(&js, IN_STREAM, None).await.unwrap();
+    let readable: Vec<String> = logged
+        .iter()
+        .filter_map(|m| logged_event(m, Some(16)).ok())
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(readable, ["c-right"]);
+
+    // A check without an id gets one derived from the question.
+    let ask = |kind: &str| {
+        api_request(
+            &client,
+            API_CHECK,
+            json!({"conversation": conversation, "sender": "agent", "kind": kind}),
+        )
+    };
+    let (message, again, template) = (
+        ask("message").await,
+        ask("message").await,
+        ask("template").await,
+    );
+    assert_eq!(message["id"], again["id"]);
+    assert_ne!(message["id"], template["id"], "{message} {template}");
+
+    // `expiring` says which field is wrong.
+    for (request, field) in [
+        (json!({"limit": -5}), "`limit`"),
+        (json!({"limit": 5000}), "`limit`"),
+        (json!({"within": "-1h"}), "`within`"),
+        (json!({"cursor": 7}), "`cursor`"),
+    ] {
+        let answer = api_request(&client, API_EXPIRING, request.clone()).await;
+        assert_eq!(
+            answer["error"]["code"], "bad_request",
+            "{request}: {answer}"
+        );
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{request}: {message}");
+    }
+    service.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_partition_count_is_fixed_when_the_stream_is_made() {
+    let Live {
+        nats, dir, service, ..
+    } = live(None).await;
+    service.stop().await.unwrap();
+    let mut config = ventana_tests::service::config(&nats.url(), &dir.path().join("data"), None);
+    config.partitions = 8;
+    let refused = ventana_service::run(config, std::future::pending()).await;
+    let error = format!("{:#}", refused.unwrap_err());
+    assert!(
+        error.contains("VENTANA_IN was created with 16 partitions")
+            && error.contains("--partitions 16"),
+        "{error}"
+    );
+}
