@@ -174,3 +174,52 @@ async fn the_partition_count_is_fixed_when_the_stream_is_made() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_events_are_read_by_their_common_content_types() {
+    let Live {
+        nats: _nats,
+        dir: _dir,
+        service,
+        client,
+        js,
+    } = live(None).await;
+    let types = [
+        "application/protobuf",
+        "application/x-protobuf",
+        "Application/X-Protobuf; proto=ventana.v1.InputEvent",
+    ];
+    for (n, content_type) in types.iter().enumerate() {
+        let key = ConversationKey::new(Channel::Messenger, "acme", "page-1", format!("psid-{n}"));
+        let event = ventana_core::Event {
+            id: format!("m-{n}"),
+            occurred_at: ventana_bus::now(),
+            logged_at: None,
+            conversation: key.clone(),
+            body: ventana_core::EventBody::CustomerMessage,
+        };
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Content-Type", *content_type);
+        js.publish_with_headers(
+            input_subject(&key, 16),
+            headers,
+            ventana_wire::proto::encode_event(&event).into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    eventually("all folded", Duration::from_secs(10), || caught_up(&js)).await;
+    assert!(read_stream(&js, DLQ_STREAM, None).await.unwrap().is_empty());
+    for n in 0..types.len() {
+        let state = api_request(
+            &client,
+            API_STATE,
+            json!({"conversation": {"channel": "messenger", "account": "acme", "channel_id": "page-1", "contact_id": format!("psid-{n}")}}),
+        )
+        .await;
+        assert_eq!(state["state"], "open", "{}: {state}", types[n]);
+    }
+    service.stop().await.unwrap();
+}

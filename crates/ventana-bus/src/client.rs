@@ -129,11 +129,31 @@ impl Stored {
     }
 }
 
-/// Whether a message's headers say its payload is protobuf (JSON otherwise).
+/// Whether a message's headers say its payload is protobuf (JSON otherwise): a
+/// `Content-Type` (any case of the name) of `application/protobuf`, `application/x-protobuf`,
+/// `application/vnd.google.protobuf` or `application/x-google-protobuf`, with any parameters
+/// (`; proto=ventana.v1.InputEvent`) and in any case.
 pub fn is_protobuf(headers: Option<&async_nats::HeaderMap>) -> bool {
-    headers
-        .and_then(|h| h.get("Content-Type"))
-        .is_some_and(|v| v.as_str() == "application/protobuf")
+    let Some(headers) = headers else {
+        return false;
+    };
+    ["Content-Type", "content-type", "CONTENT-TYPE"]
+        .iter()
+        .find_map(|name| headers.get(*name))
+        .is_some_and(|value| protobuf_media_type(value.as_str()))
+}
+
+/// Whether a `Content-Type` value names protobuf.
+pub fn protobuf_media_type(value: &str) -> bool {
+    let media = value.split(';').next().unwrap_or("").trim();
+    [
+        "application/protobuf",
+        "application/x-protobuf",
+        "application/vnd.google.protobuf",
+        "application/x-google-protobuf",
+    ]
+    .iter()
+    .any(|known| media.eq_ignore_ascii_case(known))
 }
 
 /// Reads an input event from its payload, JSON or protobuf.
@@ -430,6 +450,27 @@ pub fn logged_events(stored: &[Stored]) -> Vec<Event> {
 #[cfg(test)]
 mod tests {
     use super::subject_matches;
+
+    #[test]
+    fn protobuf_is_recognised_by_its_common_content_types() {
+        for value in [
+            "application/protobuf",
+            "application/x-protobuf",
+            "Application/X-Protobuf; proto=ventana.v1.InputEvent",
+            "application/vnd.google.protobuf",
+            " application/x-google-protobuf ;charset=binary",
+        ] {
+            assert!(super::protobuf_media_type(value), "{value}");
+        }
+        for value in [
+            "application/json",
+            "text/plain",
+            "",
+            "application/protobufx",
+        ] {
+            assert!(!super::protobuf_media_type(value), "{value}");
+        }
+    }
 
     #[test]
     fn header_blocks_are_read_as_nats_clients_read_them() {
