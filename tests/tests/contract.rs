@@ -212,14 +212,14 @@ async fn protobuf_events_are_read_by_their_common_content_types() {
     }
     eventually("all folded", Duration::from_secs(10), || caught_up(&js)).await;
     assert!(read_stream(&js, DLQ_STREAM, None).await.unwrap().is_empty());
-    for n in 0..types.len() {
+    for (n, content_type) in types.iter().enumerate() {
         let state = api_request(
             &client,
             API_STATE,
             json!({"conversation": {"channel": "messenger", "account": "acme", "channel_id": "page-1", "contact_id": format!("psid-{n}")}}),
         )
         .await;
-        assert_eq!(state["state"], "open", "{}: {state}", types[n]);
+        assert_eq!(state["state"], "open", "{content_type}: {state}");
     }
     service.stop().await.unwrap();
 }
