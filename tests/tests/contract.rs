@@ -8,8 +8,8 @@ use ventana_bus::client::{logged_event, read_stream};
 use ventana_core::{Channel, ConversationKey};
 use ventana_tests::service::{Live, api_request, caught_up, eventually, live};
 use ventana_wire::subjects::{
-    API_CHECK, API_EXPIRING, API_RESOLVE, API_STATE, DLQ_STREAM, ERROR_HEADER, IN_STREAM,
-    REASON_HEADER, input_subject,
+    API_CHECK, API_DECISION, API_EXPIRING, API_RESOLVE, API_SEND, API_STATE, DLQ_STREAM,
+    ERROR_HEADER, IN_STREAM, REASON_HEADER, input_subject,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,8 +47,8 @@ async fn clients_find_where_events_go_and_a_wrong_partition_is_refused() {
             e["name"].as_str().unwrap()
         })
         .collect();
-    assert_eq!(endpoints.len(), 5, "{endpoints:?}");
-    for name in ["state", "check", "send", "expiring", "resolve"] {
+    assert_eq!(endpoints.len(), 6, "{endpoints:?}");
+    for name in ["state", "check", "send", "expiring", "resolve", "decision"] {
         assert!(endpoints.contains(&name), "{name}: {endpoints:?}");
     }
 
@@ -221,5 +221,80 @@ async fn protobuf_events_are_read_by_their_common_content_types() {
         .await;
         assert_eq!(state["state"], "open", "{content_type}: {state}");
     }
+    service.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_of_a_send_get_its_decision() {
+    let Live {
+        nats: _nats,
+        dir: _dir,
+        service,
+        client,
+        js,
+    } = live(None).await;
+    let conversation =
+        json!({"channel": "whatsapp", "account": "acme", "channel_id": "1555", "contact_id": "77"});
+    let customer = json!({"id": "c-1", "type": "customer_message", "occurred_at": ventana_bus::now().to_string(), "conversation": conversation});
+    let key = ConversationKey::new(Channel::WhatsApp, "acme", "1555", "77");
+    js.publish(input_subject(&key, 16), customer.to_string().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    eventually("the customer folded", Duration::from_secs(10), || {
+        caught_up(&js)
+    })
+    .await;
+
+    // Five concurrent sends of one message: every caller gets the one decision.
+    let send =
+        json!({"id": "r-1", "conversation": conversation, "sender": "agent", "kind": "message"});
+    let answers =
+        futures::future::join_all((0..5).map(|_| api_request(&client, API_SEND, send.clone())))
+            .await;
+    assert_eq!(answers[0]["type"], "outbound_accepted", "{answers:?}");
+    for answer in &answers {
+        assert_eq!(answer, &answers[0], "{answers:?}");
+    }
+    // A retry long after, and `decision` for a caller who lost it, get it too.
+    assert_eq!(
+        api_request(&client, API_SEND, send.clone()).await,
+        answers[0]
+    );
+    let lost = api_request(
+        &client,
+        API_DECISION,
+        json!({"token": key.token().to_string(), "id": "r-1"}),
+    )
+    .await;
+    assert_eq!(lost, answers[0]);
+    let unknown = api_request(
+        &client,
+        API_DECISION,
+        json!({"conversation": conversation, "id": "nope"}),
+    )
+    .await;
+    assert_eq!(unknown["error"]["code"], "not_found", "{unknown}");
+
+    // A send from the future is refused at once, as `check` refuses it; nothing is logged.
+    let before = ventana_tests::service::stream_len(&js, IN_STREAM).await;
+    let future = ventana_core::Timestamp::from_unix_nanos(
+        ventana_bus::now().unix_nanos() + 3_600 * 1_000_000_000,
+    );
+    let early = json!({"id": "r-2", "occurred_at": future.to_string(), "conversation": conversation, "sender": "agent", "kind": "message"});
+    let refused = api_request(&client, API_SEND, early).await;
+    assert_eq!(refused["error"]["code"], "bad_request", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("occurred_at"),
+        "{refused}"
+    );
+    assert_eq!(
+        ventana_tests::service::stream_len(&js, IN_STREAM).await,
+        before
+    );
     service.stop().await.unwrap();
 }

@@ -12,11 +12,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::{Semaphore, watch};
 use tracing::warn;
-use ventana_core::{Conversation, EventBody, Origin, Timestamp};
+use ventana_core::{Conversation, ConversationToken, EventBody, Origin, Timestamp};
 use ventana_notifier::{advance_to, fold_event};
 use ventana_wire::api::{
-    ApiError, ApiErrorCode, ConversationRef, Expiring, ExpiringRequest, OutboundRequest,
-    StateRequest, expiring_to_json,
+    ApiError, ApiErrorCode, ConversationRef, DecisionRequest, Expiring, ExpiringRequest,
+    OutboundRequest, StateRequest, expiring_to_json,
 };
 use ventana_wire::subjects::{self, MSG_ID, input_subject};
 use ventana_wire::{output_to_json, snapshot_value};
@@ -72,6 +72,41 @@ async fn state(shared: &Shared, payload: &[u8]) -> Reply {
     let mut snapshot = snapshot_value(&conversation.snapshot(&shared.policy));
     snapshot["token"] = token.to_string().into();
     Ok(snapshot.to_string())
+}
+
+/// The last decision published for `message_id` in conversation `token` (read from
+/// VENTANA_OUT), as published.
+async fn decision_of(
+    js: &jetstream::Context,
+    token: ConversationToken,
+    message_id: &str,
+) -> Result<Option<String>, ApiError> {
+    let outputs = ventana_bus::client::read_stream(
+        js,
+        subjects::OUT_STREAM,
+        Some(format!("ventana.out.*.{token}")),
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(outputs.iter().rev().find_map(|stored| {
+        let text = std::str::from_utf8(&stored.payload).ok()?;
+        let output = ventana_wire::parse_output(text).ok()?;
+        let decided = output.body.decision()?;
+        (decided.message_id() == message_id).then(|| text.to_owned())
+    }))
+}
+
+/// `decision`: what was decided for a message id (for a caller who lost the answer).
+async fn decision(js: &jetstream::Context, payload: &[u8]) -> Reply {
+    let request = DecisionRequest::parse(payload)?;
+    decision_of(js, request.conversation.token(), &request.id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ApiErrorCode::NotFound,
+                format!("no decision on message {} is published", request.id),
+            )
+        })
 }
 
 /// `resolve`: where a conversation's events go (its token, partition and input subject),
@@ -153,8 +188,13 @@ async fn send(
         return Err(ApiError::bad_request("`id` (the message id) is required"));
     }
     let event = outbound_event(request, None)?;
+    // What would never be folded (an `occurred_at` past the clock skew) is refused now, as
+    // `check` refuses it, not logged to the DLQ while the caller waits.
+    let mut judged = event.clone();
+    judged.logged_at = Some(now());
+    ventana_core::validate(&judged, &shared.policy).map_err(ApiError::bad_request)?;
     let token = event.conversation.token();
-    let (_waiting, receiver) = shared.wait_for(token, event.id.clone());
+    let (_waiting, mut receiver) = shared.wait_for(token, event.id.clone());
     let mut headers = HeaderMap::new();
     headers.insert(MSG_ID, event.id.as_str());
     let published = async {
@@ -168,14 +208,41 @@ async fn send(
     }
     .await;
     match published {
+        // Already logged (a retry, or a concurrent request with this id): its decision,
+        // as soon as there is one, whether it is still being made or long published.
         Ok(ack) if ack.duplicate => {
-            return Err(ApiError::new(
-                ApiErrorCode::Duplicate,
-                format!(
-                    "message {} is already in the log; its decision was published on VENTANA_OUT",
-                    event.id
-                ),
-            ));
+            let waited = async {
+                let mut pending = Some(&mut receiver);
+                loop {
+                    let answer = async {
+                        match pending.as_deref_mut() {
+                            Some(receiver) => receiver.await.ok(),
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        answer = answer => match answer {
+                            Some(answer) => return Ok(answer.json),
+                            None => pending = None,
+                        },
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {
+                            if let Some(found) = decision_of(js, token, &event.id).await? {
+                                return Ok(found);
+                            }
+                        }
+                    }
+                }
+            };
+            return match tokio::time::timeout(timeout, waited).await {
+                Ok(found) => found,
+                Err(_) => Err(ApiError::new(
+                    ApiErrorCode::Duplicate,
+                    format!(
+                        "message {} is already in the log and no decision was found within {timeout:?}; ask `decision` later",
+                        event.id
+                    ),
+                )),
+            };
         }
         Ok(_) => {}
         Err(error) => {
@@ -187,13 +254,18 @@ async fn send(
     }
     match tokio::time::timeout(timeout, receiver).await {
         Ok(Ok(answer)) => Ok(answer.json),
-        _ => Err(ApiError::new(
-            ApiErrorCode::Timeout,
-            format!(
-                "message {} was logged but not decided within {timeout:?} (a duplicate id is never decided twice)",
-                event.id
-            ),
-        )),
+        // An id folded before (R14, past the stream's duplicate window) is not decided again:
+        // its first decision is the answer.
+        _ => match decision_of(js, token, &event.id).await {
+            Ok(Some(found)) => Ok(found),
+            _ => Err(ApiError::new(
+                ApiErrorCode::Timeout,
+                format!(
+                    "message {} was logged but not decided within {timeout:?} (a duplicate id is never decided twice)",
+                    event.id
+                ),
+            )),
+        },
     }
 }
 
@@ -313,6 +385,12 @@ pub async fn run(
             "conversation or token",
             "token, partition, partitions, subject",
         ),
+        (
+            subjects::API_DECISION,
+            "what was decided for a message id",
+            "conversation or token, and id",
+            "decision output",
+        ),
     ] {
         endpoints.push(
             service
@@ -349,6 +427,7 @@ pub async fn run(
                 subjects::API_CHECK => check(&shared, &payload).await,
                 subjects::API_SEND => send(&shared, &js, partitions, send_timeout, &payload).await,
                 subjects::API_RESOLVE => resolve(&shared, &payload),
+                subjects::API_DECISION => decision(&js, &payload).await,
                 subjects::API_EXPIRING => match paging.acquire().await {
                     Ok(_page) => expiring(&shared, &payload).await,
                     Err(_) => Err(ApiError::internal("stopping")),

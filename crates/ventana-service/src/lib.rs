@@ -41,13 +41,19 @@ pub struct Shared {
     pub partitions: u32,
     pub metrics: metrics::Metrics,
     clock_wake: Notify,
-    waiters: Mutex<HashMap<(ConversationToken, String), oneshot::Sender<SendAnswer>>>,
+    /// `send` callers waiting for a decision, several per message id (a retry while the
+    /// first is pending waits beside it), each with a number its guard forgets it by.
+    waiters: Mutex<HashMap<(ConversationToken, String), Vec<Waiter>>>,
+    next_waiter: std::sync::atomic::AtomicU64,
     consumer_seen: AtomicI64,
     /// Whether the consumer, with work in hand, keeps making progress.
     consumer_progress: Progress,
     /// Whether the outbox publisher, with rows in hand, keeps making progress.
     outbox_progress: Progress,
 }
+
+/// One `send` caller waiting: its number and where its answer goes.
+type Waiter = (u64, oneshot::Sender<SendAnswer>);
 
 /// How long a task may hold work without progress before `/healthz` says it is stuck.
 pub const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -92,6 +98,7 @@ impl Shared {
             metrics: metrics::Metrics::default(),
             clock_wake: Notify::new(),
             waiters: Mutex::new(HashMap::new()),
+            next_waiter: std::sync::atomic::AtomicU64::new(0),
             consumer_seen: AtomicI64::new(0),
             consumer_progress: Progress::default(),
             outbox_progress: Progress::default(),
@@ -107,11 +114,21 @@ impl Shared {
     ) -> (Waiting<'_>, oneshot::Receiver<SendAnswer>) {
         let (sender, receiver) = oneshot::channel();
         let key = (token, message_id);
+        let number = self.next_waiter.fetch_add(1, Ordering::Relaxed);
         self.waiters
             .lock()
             .expect("waiters lock")
-            .insert(key.clone(), sender);
-        (Waiting { shared: self, key }, receiver)
+            .entry(key.clone())
+            .or_default()
+            .push((number, sender));
+        (
+            Waiting {
+                shared: self,
+                key,
+                number,
+            },
+            receiver,
+        )
     }
 
     fn resolve(&self, answers: Vec<(ConversationToken, String, SendAnswer)>) {
@@ -120,8 +137,8 @@ impl Shared {
             return;
         }
         for (token, message_id, answer) in answers {
-            if let Some(sender) = waiters.remove(&(token, message_id)) {
-                let _ = sender.send(answer);
+            for (_, sender) in waiters.remove(&(token, message_id)).unwrap_or_default() {
+                let _ = sender.send(answer.clone());
             }
         }
     }
@@ -178,12 +195,18 @@ pub(crate) async fn pause_or_stop(
 struct Waiting<'a> {
     shared: &'a Shared,
     key: (ConversationToken, String),
+    number: u64,
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        if let Ok(mut waiters) = self.shared.waiters.lock() {
-            waiters.remove(&self.key);
+        if let Ok(mut waiters) = self.shared.waiters.lock()
+            && let Some(waiting) = waiters.get_mut(&self.key)
+        {
+            waiting.retain(|(number, _)| *number != self.number);
+            if waiting.is_empty() {
+                waiters.remove(&self.key);
+            }
         }
     }
 }

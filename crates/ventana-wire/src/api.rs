@@ -153,6 +153,32 @@ pub struct StateRequest {
     pub conversation: ConversationRef,
 }
 
+/// A `decision` request: `{"conversation": {...}, "id": "..."}` (or `token` for
+/// `conversation`).
+#[derive(Clone, Debug)]
+pub struct DecisionRequest {
+    /// Which conversation.
+    pub conversation: ConversationRef,
+    /// The message id.
+    pub id: String,
+}
+
+impl DecisionRequest {
+    /// Reads a request.
+    pub fn parse(payload: &[u8]) -> Result<Self, ApiError> {
+        let request = object(payload)?;
+        let Some(Value::String(id)) = request.get("id") else {
+            return Err(ApiError::bad_request("`id` (the message id) is required"));
+        };
+        ventana_core::check_id(id)
+            .map_err(|problem| ApiError::bad_request(format!("`id` {problem}")))?;
+        Ok(Self {
+            conversation: ConversationRef::of(&request)?,
+            id: id.clone(),
+        })
+    }
+}
+
 impl StateRequest {
     /// Reads a request.
     pub fn parse(payload: &[u8]) -> Result<Self, ApiError> {

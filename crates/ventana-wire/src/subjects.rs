@@ -49,6 +49,8 @@ pub const API_SEND: &str = "ventana.api.v1.send";
 pub const API_EXPIRING: &str = "ventana.api.v1.expiring";
 /// A conversation's token, partition and input subject.
 pub const API_RESOLVE: &str = "ventana.api.v1.resolve";
+/// The decision published for a message id.
+pub const API_DECISION: &str = "ventana.api.v1.decision";
 
 /// Default number of input partitions.
 pub const DEFAULT_PARTITIONS: u32 = 16;
