@@ -54,11 +54,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads and validates the policy file.
-    pub fn load_policy(&self) -> anyhow::Result<Policy> {
-        load_policy(self.policy.as_deref())
-    }
-
     /// How the streams are declared.
     pub fn streams(&self) -> StreamSettings {
         StreamSettings {

@@ -85,19 +85,7 @@ pub fn parts_of_input_subject(subject: &str) -> Option<(u32, ConversationToken)>
 
 /// The token of an input subject, if it is one.
 pub fn token_of_input_subject(subject: &str) -> Option<ConversationToken> {
-    let mut parts = subject.split('.');
-    match (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) {
-        (Some("ventana"), Some("in"), Some(_), Some(token), None) => {
-            ConversationToken::parse(token)
-        }
-        _ => None,
-    }
+    parts_of_input_subject(subject).map(|(_, token)| token)
 }
 
 /// `ventana.out.<type>.<token>`.
