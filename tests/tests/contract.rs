@@ -75,22 +75,13 @@ async fn clients_find_where_events_go_and_a_wrong_partition_is_refused() {
                "conversation": conversation})
         .to_string()
     };
-    js.publish(
-        format!("ventana.in.{wrong}.{token}"),
-        event("c-wrong").into(),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
-    js.publish(
-        format!("ventana.in.{right}.{token}"),
-        event("c-right").into(),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
+    for (partition, id) in [(wrong, "c-wrong"), (right, "c-right")] {
+        js.publish(format!("ventana.in.{partition}.{token}"), event(id).into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
     eventually("both handled", Duration::from_secs(10), || caught_up(&js)).await;
     let dead = read_stream(&js, DLQ_STREAM, None).await.unwrap();
     assert_eq!(dead.len(), 1);

@@ -48,19 +48,19 @@ pub fn digest(text: &str) -> String {
 }
 
 async fn bucket(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
-    if let Ok(store) = js.get_key_value(POLICY_BUCKET).await {
-        return Ok(store);
-    }
-    js.create_key_value(kv::Config {
-        bucket: POLICY_BUCKET.into(),
-        description: "ventanad: the policy it decides with (the file's text; empty: the defaults)"
-            .into(),
-        history: HISTORY,
-        storage: jetstream::stream::StorageType::File,
-        ..Default::default()
-    })
+    crate::streams::key_value_bucket(
+        js,
+        kv::Config {
+            bucket: POLICY_BUCKET.into(),
+            description:
+                "ventanad: the policy it decides with (the file's text; empty: the defaults)"
+                    .into(),
+            history: HISTORY,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        },
+    )
     .await
-    .with_context(|| format!("cannot create the key-value bucket {POLICY_BUCKET}"))
 }
 
 /// Publishes `text` as the policy ventanad runs with.
@@ -81,11 +81,7 @@ pub async fn active(js: &jetstream::Context) -> anyhow::Result<Option<Published>
         return Ok(None);
     };
     let text = String::from_utf8(entry.value.to_vec()).context("the published policy")?;
-    let policy = if text.is_empty() {
-        Policy::default()
-    } else {
-        ventana_wire::parse_policy(&text).context("the policy ventanad published")?
-    };
+    let policy = ventana_wire::parse_policy(&text).context("the policy ventanad published")?;
     let nanos = entry.created.unix_timestamp_nanos();
     Ok(Some(Published {
         text,

@@ -54,6 +54,21 @@ fn stream_config(
     }
 }
 
+/// The key-value bucket `config.bucket`, created with `config` when it does not exist yet
+/// (an existing bucket is used as it is).
+pub async fn key_value_bucket(
+    js: &jetstream::Context,
+    config: jetstream::kv::Config,
+) -> anyhow::Result<jetstream::kv::Store> {
+    if let Ok(store) = js.get_key_value(config.bucket.as_str()).await {
+        return Ok(store);
+    }
+    let name = config.bucket.clone();
+    js.create_key_value(config)
+        .await
+        .with_context(|| format!("cannot create the key-value bucket {name}"))
+}
+
 /// The partition count `VENTANA_IN` records, if the stream exists and records one.
 pub async fn input_partitions(js: &jetstream::Context) -> anyhow::Result<Option<u32>> {
     let Ok(mut stream) = js.get_stream(IN_STREAM).await else {

@@ -66,19 +66,17 @@ fn record_key(space: &str, business_phone: &str, id: &str) -> String {
 
 impl Contacts {
     pub(crate) async fn open(js: &jetstream::Context) -> anyhow::Result<Self> {
-        let bucket = match js.get_key_value(CONTACTS_BUCKET).await {
-            Ok(bucket) => bucket,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: CONTACTS_BUCKET.into(),
-                    description: "ventana-meta: the contact of each WhatsApp customer (by BSUID and phone number digests)".into(),
-                    history: 1,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .with_context(|| format!("cannot create the key-value bucket {CONTACTS_BUCKET}"))?,
-        };
+        let bucket = ventana_bus::streams::key_value_bucket(
+            js,
+            kv::Config {
+                bucket: CONTACTS_BUCKET.into(),
+                description: "ventana-meta: the contact of each WhatsApp customer (by BSUID and phone number digests)".into(),
+                history: 1,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            },
+        )
+        .await?;
         Ok(Self {
             bucket,
             cache: Mutex::new(HashMap::new()),

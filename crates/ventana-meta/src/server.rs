@@ -20,19 +20,18 @@ use crate::metrics::{Code, Metrics};
 use crate::{gateway, webhook};
 
 async fn sent_bucket(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
-    if let Ok(store) = js.get_key_value(SENT_BUCKET).await {
-        return Ok(store);
-    }
-    js.create_key_value(kv::Config {
-        bucket: SENT_BUCKET.into(),
-        description: "ventana-meta: platform ids of sent messages, outcomes of sends".into(),
-        history: 1,
-        max_age: SENT_MEMORY,
-        storage: jetstream::stream::StorageType::File,
-        ..Default::default()
-    })
+    ventana_bus::streams::key_value_bucket(
+        js,
+        kv::Config {
+            bucket: SENT_BUCKET.into(),
+            description: "ventana-meta: platform ids of sent messages, outcomes of sends".into(),
+            history: 1,
+            max_age: SENT_MEMORY,
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        },
+    )
     .await
-    .with_context(|| format!("cannot create the key-value bucket {SENT_BUCKET}"))
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Response {

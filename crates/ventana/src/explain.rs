@@ -75,7 +75,11 @@ impl Palette {
     }
 
     fn decision(&self, ruling: &Ruling) -> Style {
-        match ruling.outcome {
+        Self::outcome(ruling.outcome)
+    }
+
+    fn outcome(outcome: Outcome) -> Style {
+        match outcome {
             Outcome::Delivered => AnsiColor::Green.on_default(),
             Outcome::Held => AnsiColor::Yellow.on_default(),
             Outcome::NotDelivered => AnsiColor::Red.on_default().bold(),
@@ -109,9 +113,19 @@ fn describe_change(before: ventana_core::View, after: ventana_core::View) -> Str
 /// Writes the timeline as a table (TIME, WHO, EVENT, STATE), each row's decisions and notes
 /// below it, in 120 columns.
 fn print_table(timeline: &Timeline, palette: Palette, out: &mut impl Write) -> io::Result<()> {
-    // Note styles: 0 plain notes, then one per decision (its outcome's colour).
+    // Note styles: plain notes, then each outcome's colour.
     const NOTE: usize = 0;
-    let mut styles: Vec<Style> = vec![Style::new()];
+    let outcome_style = |outcome: Outcome| match outcome {
+        Outcome::Delivered => 1,
+        Outcome::Held => 2,
+        Outcome::NotDelivered => 3,
+    };
+    let styles = [
+        Style::new(),
+        Palette::outcome(Outcome::Delivered),
+        Palette::outcome(Outcome::Held),
+        Palette::outcome(Outcome::NotDelivered),
+    ];
     let rows: Vec<grid::Row> = timeline
         .rows
         .iter()
@@ -123,8 +137,7 @@ fn print_table(timeline: &Timeline, palette: Palette, out: &mut impl Write) -> i
                 note_styles.push(NOTE);
             }
             for decision in &row.decisions {
-                styles.push(palette.decision(decision));
-                note_styles.push(styles.len() - 1);
+                note_styles.push(outcome_style(decision.outcome));
                 notes.push(decision_text(decision));
             }
             for note in &row.notes {
@@ -145,12 +158,11 @@ fn print_table(timeline: &Timeline, palette: Palette, out: &mut impl Write) -> i
         .collect();
     let paint_cell: grid::Paint<'_> = &|column, text| {
         if column == 1 {
-            let actor = timeline
-                .rows
-                .iter()
-                .find(|row| row.actor.as_str() == text)
-                .map(|row| palette.actor(row.actor));
-            actor.map_or_else(|| text.to_owned(), |style| palette.paint(style, text))
+            let actor = Actor::ALL.into_iter().find(|actor| actor.as_str() == text);
+            actor.map_or_else(
+                || text.to_owned(),
+                |a| palette.paint(palette.actor(a), text),
+            )
         } else {
             text.to_owned()
         }

@@ -1,6 +1,6 @@
 //! Commands against the live system: import, export, tail, state, check.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull};
@@ -13,7 +13,8 @@ use ventana_notifier::OutputBody;
 use ventana_wire::subjects::{self, OUT_STREAM};
 
 use crate::grid::short_time;
-use crate::log::{LiveLog, Selection, Since, events};
+use crate::log::{LiveLog, Selection, Since, events, file_events};
+use crate::table::{describe_view, last_view};
 
 /// `import --shift-to-now`: the file's timeline moved to start at `start`, its gaps divided
 /// by `speed`: each event's new time, and how long after the start it is due.
@@ -54,11 +55,12 @@ pub fn age_warning(events: &[Event], now: Timestamp) -> Option<String> {
     let age = now.unix_nanos().saturating_sub(newest.unix_nanos());
     (age > HOUR_NANOS).then(|| {
         format!(
-            "warning: the newest event happened at {newest}, {} hours ago. ventanad decides each \
+            "warning: the newest event happened at {}, {} hours ago. ventanad decides each \
              message when it is logged (now), so windows that closed since refuse the messages \
              of this file. To play it on today's timeline, import it with --shift-to-now \
              (each event published when its moment comes, the first one now; --speed N \
              divides the gaps, e.g. 720 for `ventana dev`'s 2-minute windows).",
+            short_time(newest),
             age / HOUR_NANOS
         )
     })
@@ -75,7 +77,7 @@ async fn play(
 ) -> anyhow::Result<usize> {
     let started = tokio::time::Instant::now();
     let due = shift_to(events, ventana_bus::now(), speed);
-    if let Some(last) = due.last() {
+    if let Some(last) = due.iter().max() {
         eprintln!(
             "playing {} events over {:.0} s (the file's gaps{}); Ctrl-C stops",
             events.len(),
@@ -113,16 +115,13 @@ pub async fn import(
         std::fs::File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
     let mut events: Vec<Event> = Vec::new();
     let mut invalid = 0;
-    for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match ventana_wire::parse_event(&line) {
+    for logged in file_events(std::io::BufReader::new(file)) {
+        let logged = logged?;
+        match logged.event {
             Ok(event) => events.push(event),
             Err(error) => {
                 invalid += 1;
-                eprintln!("line {}: {error}", index + 1);
+                eprintln!("{}: {error}", logged.position);
             }
         }
     }
@@ -200,22 +199,10 @@ fn human(text: &str) -> String {
         return text.to_owned();
     };
     let what = match &output.body {
-        OutputBody::StateChanged {
-            from,
-            to,
-            window,
-            window_ends_at,
-            ..
-        } => match window_ends_at {
-            Some(end) => format!(
-                "{} -> {} ({} until {})",
-                from.as_str(),
-                to.as_str(),
-                window.as_str(),
-                short_time(*end)
-            ),
-            None => format!("{} -> {}", from.as_str(), to.as_str()),
-        },
+        OutputBody::StateChanged { from, .. } => {
+            let view = last_view(&[&output]).expect("a state change announces a view");
+            format!("{} -> {}", from.as_str(), describe_view(view))
+        }
         OutputBody::OutboundAccepted {
             message_id,
             messaging_type,

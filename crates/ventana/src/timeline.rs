@@ -24,6 +24,15 @@ pub enum Actor {
 }
 
 impl Actor {
+    /// Every actor.
+    pub const ALL: [Actor; 5] = [
+        Actor::Customer,
+        Actor::Business,
+        Actor::Platform,
+        Actor::Operator,
+        Actor::Deadline,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Actor::Customer => "customer",
