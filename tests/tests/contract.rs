@@ -289,3 +289,108 @@ async fn retries_of_a_send_get_its_decision() {
     );
     service.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_follow_the_services_framework_and_are_counted() {
+    let Live {
+        nats: _nats,
+        dir: _dir,
+        service: _service,
+        client,
+        js: _js,
+    } = live(None).await;
+    let srv = |subject: &'static str| {
+        let client = client.clone();
+        async move {
+            let reply = client.request(subject.to_owned(), "".into()).await.unwrap();
+            serde_json::from_slice::<Value>(&reply.payload).unwrap()
+        }
+    };
+    let ping = srv("$SRV.PING").await;
+    assert_eq!(ping["type"], "io.nats.micro.v1.ping_response", "{ping}");
+    assert_eq!(ping["name"], "ventana");
+    let id = ping["id"].as_str().unwrap().to_owned();
+    let info = srv("$SRV.INFO.ventana").await;
+    assert_eq!(info["id"], id.as_str());
+    assert!(
+        info["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["queue_group"] == "q" && e["metadata"]["request"].is_string()),
+        "{info}"
+    );
+
+    // Twenty failing requests of three kinds, and two that succeed.
+    let failures = [
+        (API_STATE, "not json", 400, "bad_request"),
+        (
+            API_STATE,
+            r#"{"token": "aaaaaaaaaaaaaaaaaaaaaaaaaa"}"#,
+            404,
+            "not_found",
+        ),
+        (API_EXPIRING, r#"{"limit": -5}"#, 400, "bad_request"),
+    ];
+    for round in 0..20 {
+        let (subject, body, code, name) = failures[round % failures.len()];
+        let reply = client
+            .request(subject.to_owned(), body.to_owned().into())
+            .await
+            .unwrap();
+        let headers = reply.headers.expect("error headers");
+        assert_eq!(
+            headers.get("Nats-Service-Error-Code").unwrap().as_str(),
+            code.to_string(),
+            "{subject} {body}"
+        );
+        let description = headers.get("Nats-Service-Error").unwrap().as_str();
+        let error: Value = serde_json::from_slice(&reply.payload).unwrap();
+        assert_eq!(error["error"]["code"], name, "{error}");
+        assert_eq!(error["error"]["message"], description);
+    }
+    for _ in 0..2 {
+        let reply = client
+            .request(API_EXPIRING.to_owned(), "{}".into())
+            .await
+            .unwrap();
+        assert!(reply.headers.is_none(), "a success has no error headers");
+    }
+
+    let stats = srv("$SRV.STATS.ventana").await;
+    assert_eq!(stats["type"], "io.nats.micro.v1.stats_response", "{stats}");
+    let endpoint = |name: &str| {
+        stats["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let (state, expiring) = (endpoint("state"), endpoint("expiring"));
+    // Rounds 0, 1, 3, 4, ... go to state (14 of 20), rounds 2, 5, ... to expiring (6).
+    assert_eq!(
+        (state["num_requests"].clone(), state["num_errors"].clone()),
+        (json!(14), json!(14)),
+        "{state}"
+    );
+    assert_eq!(
+        (
+            expiring["num_requests"].clone(),
+            expiring["num_errors"].clone()
+        ),
+        (json!(8), json!(6)),
+        "{expiring}"
+    );
+    assert!(
+        expiring["last_error"].as_str().unwrap().starts_with("400:"),
+        "{expiring}"
+    );
+    let by_id = client
+        .request(format!("$SRV.STATS.ventana.{id}"), "".into())
+        .await
+        .unwrap();
+    let by_id: Value = serde_json::from_slice(&by_id.payload).unwrap();
+    assert_eq!(by_id["id"], id.as_str());
+}

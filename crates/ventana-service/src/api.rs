@@ -1,17 +1,17 @@
-//! The request-reply API on the NATS services framework (visible to `$SRV.PING/INFO/STATS`):
-//! `state`, `check` (no side effect), `send` (logged, answered once folded) and `expiring`.
-//! JSON in and out (`ventana_wire::api`); errors are `{"error":{"code":..,"message":..}}`.
+//! The request-reply API on the NATS services framework ([`micro`], visible to
+//! `$SRV.PING/INFO/STATS`): `state`, `check` (no side effect), `send` (logged, answered once
+//! folded), `expiring`, `resolve` and `decision`. JSON in and out (`ventana_wire::api`);
+//! errors are `{"error":{"code":..,"message":..}}` with the framework's error headers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream;
-use async_nats::service::ServiceExt;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::{Semaphore, watch};
-use tracing::warn;
 use ventana_core::{Conversation, ConversationToken, EventBody, Origin, Timestamp};
 use ventana_notifier::{advance_to, fold_event};
 use ventana_wire::api::{
@@ -21,8 +21,8 @@ use ventana_wire::api::{
 use ventana_wire::subjects::{self, MSG_ID, input_subject};
 use ventana_wire::{output_to_json, snapshot_value};
 
-use crate::Shared;
 use crate::clock::now;
+use crate::{Shared, micro};
 
 type Reply = Result<String, ApiError>;
 
@@ -319,136 +319,153 @@ async fn expiring(shared: &Shared, payload: &[u8]) -> Reply {
     }
 }
 
-/// Serves the four endpoints until `shutdown`.
+/// The framework's error code for each of ventana's (HTTP's numbers, as the framework's
+/// clients expect).
+fn service_error_code(code: ApiErrorCode) -> u16 {
+    match code {
+        ApiErrorCode::BadRequest => 400,
+        ApiErrorCode::NotFound => 404,
+        ApiErrorCode::Duplicate => 409,
+        ApiErrorCode::Internal => 500,
+        ApiErrorCode::Unavailable => 503,
+        ApiErrorCode::Timeout => 504,
+    }
+}
+
+/// The endpoints: subject, what it does, what it takes, what it answers.
+const ENDPOINTS: [(&str, &str, &str, &str); 6] = [
+    (
+        subjects::API_STATE,
+        "a conversation now",
+        "StateRequest",
+        "StateReply",
+    ),
+    (
+        subjects::API_CHECK,
+        "would this message be delivered now (nothing logged)",
+        "CheckRequest",
+        "DecisionReply",
+    ),
+    (
+        subjects::API_SEND,
+        "log a message and answer its decision",
+        "SendRequest",
+        "DecisionReply",
+    ),
+    (
+        subjects::API_EXPIRING,
+        "conversations whose window closes soon",
+        "ExpiringRequest",
+        "ExpiringReply",
+    ),
+    (
+        subjects::API_RESOLVE,
+        "a conversation's token, partition and input subject",
+        "StateRequest",
+        "ResolveReply",
+    ),
+    (
+        subjects::API_DECISION,
+        "what was decided for a message id",
+        "DecisionRequest",
+        "DecisionReply",
+    ),
+];
+
+/// Serves the endpoints until `shutdown`.
 pub async fn run(
     shared: Arc<Shared>,
     client: async_nats::Client,
     js: jetstream::Context,
     partitions: u32,
     send_timeout: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let text = |pairs: &[(&str, String)]| -> std::collections::HashMap<String, String> {
+    let text = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
         pairs
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
     };
     // What a client needs to publish and subscribe without reading ventana's code
     // (docs/api.md): the partition count and the subject layout.
-    let service = client
-        .service_builder()
-        .description("ventana: what may still be sent in every conversation, and until when")
-        .metadata(text(&[
-            ("partitions", partitions.to_string()),
-            ("input_subject", "ventana.in.<partition>.<token>".to_owned()),
-            ("output_subject", "ventana.out.<type>.<token>".to_owned()),
-            ("dlq_subject", "ventana.dlq.<reason>".to_owned()),
-            ("streams", "VENTANA_IN VENTANA_OUT VENTANA_DLQ".to_owned()),
-            (
-                "token",
-                "XXH3-128 of the length-prefixed key, big-endian, lower-case unpadded base32; partition = hash mod partitions (docs/api.md)".to_owned(),
-            ),
-        ]))
-        .start(subjects::SERVICE_NAME, env!("CARGO_PKG_VERSION"))
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot start the NATS service: {e}"))?;
-    let mut endpoints = Vec::new();
-    for (subject, description, request, reply) in [
+    let partition_count = partitions.to_string();
+    let metadata = text(&[
+        ("partitions", &partition_count),
+        ("input_subject", "ventana.in.<partition>.<token>"),
+        ("output_subject", "ventana.out.<type>.<token>"),
+        ("dlq_subject", "ventana.dlq.<reason>"),
+        ("streams", "VENTANA_IN VENTANA_OUT VENTANA_DLQ"),
         (
-            subjects::API_STATE,
-            "a conversation now",
-            "conversation or token",
-            "snapshot with token",
+            "token",
+            "XXH3-128 of the length-prefixed key, big-endian, lower-case unpadded base32; partition = hash mod partitions (docs/api.md)",
         ),
-        (
-            subjects::API_CHECK,
-            "would this message be delivered now (nothing logged)",
-            "outbound message",
-            "decision output",
-        ),
-        (
-            subjects::API_SEND,
-            "log a message and answer its decision",
-            "outbound message with id",
-            "decision output",
-        ),
-        (
-            subjects::API_EXPIRING,
-            "conversations whose window closes soon",
-            "within, limit, cursor",
-            "page of conversations",
-        ),
-        (
-            subjects::API_RESOLVE,
-            "a conversation's token, partition and input subject",
-            "conversation or token",
-            "token, partition, partitions, subject",
-        ),
-        (
-            subjects::API_DECISION,
-            "what was decided for a message id",
-            "conversation or token, and id",
-            "decision output",
-        ),
-    ] {
-        endpoints.push(
-            service
-                .endpoint_builder()
-                .name(subject.rsplit('.').next().unwrap_or(subject))
-                .metadata(text(&[
-                    ("description", description.to_owned()),
-                    ("request", request.to_owned()),
-                    ("reply", reply.to_owned()),
-                ]))
-                .add(subject)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot serve {subject}: {e}"))?,
-        );
-    }
-    let mut requests = futures::stream::select_all(endpoints.into_iter().map(|e| e.boxed()));
+        ("schemas", "docs/contract (JSON Schema, AsyncAPI)"),
+    ]);
+    let endpoints = ENDPOINTS
+        .iter()
+        .map(|&(subject, description, request, reply)| micro::Endpoint {
+            name: subject.rsplit('.').next().unwrap_or(subject).to_owned(),
+            subject: subject.to_owned(),
+            metadata: text(&[
+                ("description", description),
+                ("request", request),
+                ("reply", reply),
+            ]),
+        })
+        .collect();
+    let (service, mut requests) = micro::Service::start(
+        client,
+        subjects::SERVICE_NAME,
+        "ventana: what may still be sent in every conversation, and until when",
+        metadata,
+        endpoints,
+        shutdown,
+    )
+    .await?;
     let serving = Arc::new(Semaphore::new(CONCURRENT_REQUESTS));
     let paging = Arc::new(Semaphore::new(CONCURRENT_PAGES));
     loop {
         let permit = serving.clone().acquire_owned().await?;
-        let request = tokio::select! {
-            request = requests.next() => request,
-            _ = shutdown.changed() => break,
+        let Some(request) = requests.next().await else {
+            break;
         };
-        let Some(request) = request else { break };
         let shared = shared.clone();
+        let service = service.clone();
         let js = js.clone();
         let paging = paging.clone();
         tokio::spawn(async move {
-            let subject = request.message.subject.to_string();
-            let payload = request.message.payload.clone();
-            let reply = match subject.as_str() {
-                subjects::API_STATE => state(&shared, &payload).await,
-                subjects::API_CHECK => check(&shared, &payload).await,
-                subjects::API_SEND => send(&shared, &js, partitions, send_timeout, &payload).await,
-                subjects::API_RESOLVE => resolve(&shared, &payload),
-                subjects::API_DECISION => decision(&js, &payload).await,
-                subjects::API_EXPIRING => match paging.acquire().await {
-                    Ok(_page) => expiring(&shared, &payload).await,
+            let payload = &request.message.payload;
+            let reply = match ENDPOINTS[request.endpoint].0 {
+                subjects::API_STATE => state(&shared, payload).await,
+                subjects::API_CHECK => check(&shared, payload).await,
+                subjects::API_SEND => send(&shared, &js, partitions, send_timeout, payload).await,
+                subjects::API_RESOLVE => resolve(&shared, payload),
+                subjects::API_DECISION => decision(&js, payload).await,
+                _ => match paging.acquire().await {
+                    Ok(_page) => expiring(&shared, payload).await,
                     Err(_) => Err(ApiError::internal("stopping")),
                 },
-                // The services framework routes only the four endpoints' subjects here.
-                _ => Err(ApiError::bad_request("unknown endpoint")),
             };
-            let text = match reply {
-                Ok(text) if text.len() > MAX_REPLY_BYTES => {
-                    ApiError::internal("the reply would be larger than a NATS message may be")
-                        .to_json()
-                }
-                Ok(text) => text,
-                Err(error) => error.to_json(),
+            let reply = match reply {
+                Ok(text) if text.len() > MAX_REPLY_BYTES => Err(ApiError::internal(
+                    "the reply would be larger than a NATS message may be",
+                )),
+                reply => reply,
             };
-            if let Err(error) = request.respond(Ok(Bytes::from(text))).await {
-                warn!(%error, "cannot answer a request");
-            }
+            let answer = match reply {
+                Ok(text) => micro::Answer {
+                    body: Bytes::from(text),
+                    error: None,
+                },
+                Err(error) => micro::Answer {
+                    body: Bytes::from(error.to_json()),
+                    error: Some((service_error_code(error.code), error.message.clone())),
+                },
+            };
+            service.answer(&request, answer).await;
             drop(permit);
         });
     }
-    let _ = service.stop().await;
     Ok(())
 }

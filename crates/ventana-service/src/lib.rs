@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod micro;
 pub mod nats;
 pub mod outbox;
 pub mod pipeline;
