@@ -44,6 +44,7 @@ pub fn config(nats_url: &str, data: &Path, policy: Option<PathBuf>) -> Config {
         out_duplicate_window: Duration::from_secs(7200),
         batch: 1000,
         send_timeout: Duration::from_secs(5),
+        protobuf_outputs: false,
         http: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
     }
 }
@@ -233,6 +234,59 @@ pub async fn published_outputs(js: &async_nats::jetstream::Context) -> Vec<Strin
         .iter()
         .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
         .collect()
+}
+
+/// Waits until VENTANA_OUT_PROTOBUF has a copy of every output on VENTANA_OUT, and checks
+/// them: each the same output as protobuf, in the same order, on the matching subject,
+/// naming its original's sequence. Returns how many there are.
+pub async fn assert_protobuf_copies(js: &async_nats::jetstream::Context) -> usize {
+    use ventana_bus::client::read_stream;
+    use ventana_wire::subjects::{OUT_PROTOBUF_STREAM, OUT_SEQUENCE_HEADER, OUT_STREAM};
+    let outputs = read_stream(js, OUT_STREAM, None).await.unwrap();
+    eventually(
+        "every output copied as protobuf",
+        Duration::from_secs(60),
+        || async { stream_len(js, OUT_PROTOBUF_STREAM).await >= outputs.len() as u64 },
+    )
+    .await;
+    let copies = read_stream(js, OUT_PROTOBUF_STREAM, None).await.unwrap();
+    assert_eq!(
+        copies.len(),
+        outputs.len(),
+        "one copy per output, none twice"
+    );
+    for (copy, output) in copies.iter().zip(&outputs) {
+        assert!(copy.protobuf, "Content-Type: application/protobuf");
+        let json = ventana_wire::parse_output(std::str::from_utf8(&output.payload).unwrap());
+        assert_eq!(
+            ventana_wire::proto::decode_output(&copy.payload).unwrap(),
+            json.unwrap(),
+            "copy {} of output {}",
+            copy.sequence,
+            output.sequence
+        );
+        assert_eq!(
+            copy.subject,
+            format!(
+                "ventana.pb.{}",
+                output.subject.strip_prefix("ventana.").unwrap()
+            )
+        );
+    }
+    if let (Some(copy), Some(output)) = (copies.last(), outputs.last()) {
+        let raw = js
+            .get_stream(OUT_PROTOBUF_STREAM)
+            .await
+            .unwrap()
+            .get_raw_message(copy.sequence)
+            .await
+            .unwrap();
+        assert_eq!(
+            raw.headers.get(OUT_SEQUENCE_HEADER).unwrap().as_str(),
+            output.sequence.to_string()
+        );
+    }
+    copies.len()
 }
 
 /// `events` replayed with `policy`: the outputs as printed, and the fold (for snapshots).

@@ -1,6 +1,6 @@
 //! Durability: kill -9 ventanad repeatedly while events flow, and restart NATS under it.
-//! Afterwards every output is on VENTANA_OUT exactly once, in order, and the states in sled
-//! equal an offline replay of the log.
+//! Afterwards every output is on VENTANA_OUT exactly once, in order (and its protobuf copy on
+//! VENTANA_OUT_PROTOBUF), and the states in sled equal an offline replay of the log.
 
 use std::time::Duration;
 
@@ -10,7 +10,8 @@ use ventana_core::{Event, Policy};
 use ventana_store::Store;
 use ventana_tests::nats::NatsServer;
 use ventana_tests::service::{
-    caught_up, config, eventually, published_outputs, settle, spawn_ventanad, start, stream_len,
+    assert_protobuf_copies, caught_up, config, eventually, published_outputs, settle,
+    spawn_ventanad_with, start, stream_len,
 };
 use ventana_tests::traffic::{SplitMix, build_log, seeded_steps};
 use ventana_wire::snapshot_to_json;
@@ -70,7 +71,8 @@ async fn kill_9_at_random_moments_loses_nothing_and_publishes_nothing_twice() {
 
     let events = live(build_log(&seeded_steps(11, 100_000, 5_000, 1)));
     let total = events.len() as u64;
-    let mut ventanad = spawn_ventanad(&nats.url(), &data);
+    let spawn = || spawn_ventanad_with(&nats.url(), &data, &["--protobuf-outputs"]);
+    let mut ventanad = spawn();
     eventually("the streams", Duration::from_secs(20), || async {
         js.get_stream(IN_STREAM).await.is_ok()
     })
@@ -89,7 +91,7 @@ async fn kill_9_at_random_moments_loses_nothing_and_publishes_nothing_twice() {
         if !publisher.is_finished() {
             kills_while_publishing += 1;
         }
-        ventanad = spawn_ventanad(&nats.url(), &data);
+        ventanad = spawn();
     }
     publisher.await.unwrap();
     assert!(
@@ -105,6 +107,8 @@ async fn kill_9_at_random_moments_loses_nothing_and_publishes_nothing_twice() {
         .iter()
         .map(snapshot_to_json)
         .collect();
+    let copies = assert_protobuf_copies(&js).await;
+    assert_eq!(copies, outputs.len());
     // Graceful stop (SIGTERM) flushes and releases the store.
     std::process::Command::new("kill")
         .args(["-TERM", &ventanad.id().to_string()])
@@ -175,7 +179,8 @@ async fn sigterm_stops_ventanad_even_when_nats_is_gone() {
     let data = dir.path().join("data");
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let mut ventanad = spawn_ventanad(&nats.url(), &data);
+    let spawn = || spawn_ventanad_with(&nats.url(), &data, &["--protobuf-outputs"]);
+    let mut ventanad = spawn();
     eventually("the streams", Duration::from_secs(20), || async {
         js.get_stream(IN_STREAM).await.is_ok()
     })

@@ -1,12 +1,14 @@
-//! ventana's three streams, declared idempotently: `VENTANA_IN` (the input log),
-//! `VENTANA_OUT` (outputs) and `VENTANA_DLQ` (bad input with its reason).
+//! ventana's streams, declared idempotently: `VENTANA_IN` (the input log), `VENTANA_OUT`
+//! (outputs), `VENTANA_DLQ` (bad input with its reason) and, when asked for,
+//! `VENTANA_OUT_PROTOBUF` (the outputs' protobuf copies).
 
 use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::jetstream::{self, stream};
 use ventana_wire::subjects::{
-    DLQ_STREAM, DLQ_SUBJECTS, IN_STREAM, IN_SUBJECTS, OUT_STREAM, OUT_SUBJECTS,
+    DLQ_STREAM, DLQ_SUBJECTS, IN_STREAM, IN_SUBJECTS, OUT_PROTOBUF_STREAM, OUT_PROTOBUF_SUBJECTS,
+    OUT_STREAM, OUT_SUBJECTS,
 };
 
 /// How the streams are declared.
@@ -21,6 +23,8 @@ pub struct StreamSettings {
     /// Input partitions: recorded in `VENTANA_IN` when it is created, and fixed from then on
     /// (events are placed by it: `ventana.in.<token mod partitions>.<token>`).
     pub partitions: u32,
+    /// Whether `VENTANA_OUT_PROTOBUF` (the outputs' protobuf copies) is declared too.
+    pub protobuf_outputs: bool,
 }
 
 /// The key of `VENTANA_IN`'s metadata that records its partition count.
@@ -34,6 +38,7 @@ impl Default for StreamSettings {
             out_duplicate_window: Duration::from_secs(7200),
             replicas: 1,
             partitions: ventana_wire::subjects::DEFAULT_PARTITIONS,
+            protobuf_outputs: false,
         }
     }
 }
@@ -123,6 +128,16 @@ pub async fn declare_streams(
         js.create_or_update_stream(config)
             .await
             .with_context(|| format!("cannot declare stream {name}"))?;
+    }
+    if settings.protobuf_outputs {
+        js.create_or_update_stream(stream_config(
+            OUT_PROTOBUF_STREAM,
+            OUT_PROTOBUF_SUBJECTS,
+            settings.out_duplicate_window,
+            replicas,
+        ))
+        .await
+        .with_context(|| format!("cannot declare stream {OUT_PROTOBUF_STREAM}"))?;
     }
     Ok(())
 }

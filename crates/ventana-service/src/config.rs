@@ -48,6 +48,10 @@ pub struct Config {
     /// How long `send` waits for its decision.
     #[arg(long, env = "VENTANA_SEND_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub send_timeout: Duration,
+    /// Also publish every output as protobuf (`OutputEvent`) on `ventana.pb.out.<type>.<token>`,
+    /// in the stream VENTANA_OUT_PROTOBUF, for subscribers that read protobuf.
+    #[arg(long, env = "VENTANA_PROTOBUF_OUTPUTS")]
+    pub protobuf_outputs: bool,
     /// Address of the HTTP endpoint with /healthz and /metrics.
     #[arg(long, env = "VENTANA_HTTP", default_value = "127.0.0.1:9464")]
     pub http: SocketAddr,
@@ -61,6 +65,7 @@ impl Config {
             out_duplicate_window: self.out_duplicate_window,
             replicas: self.replicas,
             partitions: self.partitions,
+            protobuf_outputs: self.protobuf_outputs,
         }
     }
 }

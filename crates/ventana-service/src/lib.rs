@@ -15,6 +15,7 @@ pub mod micro;
 pub mod nats;
 pub mod outbox;
 pub mod pipeline;
+pub mod protobuf_outputs;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -315,6 +316,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         http::run(shared.clone(), client.clone(), listener, stopped.clone())
             .instrument(info_span!("http")),
     );
+    if config.protobuf_outputs {
+        tasks.spawn(
+            protobuf_outputs::run(shared.clone(), js.clone(), stopped.clone())
+                .instrument(info_span!("protobuf_outputs")),
+        );
+    }
     tasks.spawn(watch_lag(shared.clone(), consumer, stopped.clone()).instrument(info_span!("lag")));
 
     let mut failure = None;

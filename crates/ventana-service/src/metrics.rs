@@ -22,6 +22,7 @@ pub struct Metrics {
     pub dlq_refused: Counter,
     pub outputs_published: Counter,
     pub outbox_resyncs: Counter,
+    pub protobuf_outputs: Counter,
     pub outbox_depth: Gauge,
     pub consumer_lag: Gauge,
     pub batch_seconds: Histogram,
@@ -39,6 +40,7 @@ impl Default for Metrics {
             dlq_refused: Counter::default(),
             outputs_published: Counter::default(),
             outbox_resyncs: Counter::default(),
+            protobuf_outputs: Counter::default(),
             outbox_depth: Gauge::default(),
             consumer_lag: Gauge::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
@@ -74,6 +76,11 @@ impl Default for Metrics {
             "outputs_published",
             "Outputs published to VENTANA_OUT",
             metrics.outputs_published.clone(),
+        );
+        registry.register(
+            "protobuf_outputs",
+            "Outputs copied as protobuf to VENTANA_OUT_PROTOBUF (with --protobuf-outputs)",
+            metrics.protobuf_outputs.clone(),
         );
         registry.register(
             "outbox_resyncs",

@@ -14,6 +14,12 @@ pub const IN_SUBJECTS: &str = "ventana.in.>";
 pub const OUT_SUBJECTS: &str = "ventana.out.>";
 /// The subjects of [`DLQ_STREAM`].
 pub const DLQ_SUBJECTS: &str = "ventana.dlq.>";
+/// The protobuf copies of VENTANA_OUT's outputs (`OutputEvent`), when ventanad makes them.
+pub const OUT_PROTOBUF_STREAM: &str = "VENTANA_OUT_PROTOBUF";
+/// Subjects of [`OUT_PROTOBUF_STREAM`]: `ventana.pb.out.<type>.<token>`.
+pub const OUT_PROTOBUF_SUBJECTS: &str = "ventana.pb.out.>";
+/// On a protobuf copy: the VENTANA_OUT sequence of the output it copies.
+pub const OUT_SEQUENCE_HEADER: &str = "Ventana-Out-Sequence";
 /// The durable consumer ventanad folds `VENTANA_IN` with.
 pub const CONSUMER: &str = "ventanad";
 
@@ -91,6 +97,12 @@ pub fn token_of_input_subject(subject: &str) -> Option<ConversationToken> {
 /// `ventana.out.<type>.<token>`.
 pub fn output_subject(output_type: &str, token: ConversationToken) -> String {
     format!("ventana.out.{output_type}.{token}")
+}
+
+/// `ventana.pb.out.<type>.<token>`: the protobuf copy of an output (stream
+/// [`OUT_PROTOBUF_STREAM`]).
+pub fn protobuf_output_subject(output_type: &str, token: ConversationToken) -> String {
+    format!("ventana.pb.out.{output_type}.{token}")
 }
 
 /// `ventana.dlq.<reason>`.

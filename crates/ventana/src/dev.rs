@@ -171,6 +171,8 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         out_duplicate_window: Duration::from_secs(7200),
         batch: 1000,
         send_timeout: Duration::from_secs(5),
+        // Both encodings of the outputs, so clients of either can be tried against it.
+        protobuf_outputs: true,
         http: args.http,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
