@@ -206,10 +206,17 @@ pub struct Live {
 /// Starts nats-server and ventanad (with `policy`, a TOML text, if given) and waits until
 /// ventanad answers its API, which it serves once its streams and consumer are declared.
 pub async fn live(policy: Option<&str>) -> Live {
+    live_with(policy, |_| {}).await
+}
+
+/// [`live`], with the configuration changed by `change` first.
+pub async fn live_with(policy: Option<&str>, change: impl FnOnce(&mut Config)) -> Live {
     let nats = crate::nats::NatsServer::start();
     let dir = tempfile::tempdir().unwrap();
     let policy = policy.map(|text| policy_file(dir.path(), text));
-    let service = start(config(&nats.url(), &dir.path().join("data"), policy));
+    let mut config = config(&nats.url(), &dir.path().join("data"), policy);
+    change(&mut config);
+    let service = start(config);
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
     let ping = format!("$SRV.PING.{}", ventana_wire::subjects::SERVICE_NAME);
