@@ -12,7 +12,9 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::{Semaphore, watch};
-use ventana_core::{Conversation, ConversationToken, EventBody, Origin, Timestamp};
+use ventana_core::{
+    Conversation, ConversationKey, ConversationToken, EventBody, Origin, Timestamp,
+};
 use ventana_notifier::{advance_to, fold_event};
 use ventana_wire::api::{
     ApiError, ApiErrorCode, ConversationRef, DecisionRequest, Expiring, ExpiringRequest,
@@ -137,8 +139,9 @@ fn check_id(payload: &[u8]) -> String {
 fn outbound_event(
     request: OutboundRequest,
     default_id: Option<&str>,
+    conversation: Option<&ConversationKey>,
 ) -> Result<ventana_core::Event, ApiError> {
-    let event = request.into_event(now(), default_id)?;
+    let event = request.into_event(now(), default_id, conversation)?;
     let EventBody::OutboundMessage(out) = &event.body else {
         return Err(ApiError::bad_request("not an outbound message"));
     };
@@ -158,7 +161,7 @@ fn outbound_event(
 async fn check(shared: &Shared, payload: &[u8]) -> Reply {
     let request = OutboundRequest::parse(payload)?;
     let conversation = conversation_of(shared, request.conversation()?).await?;
-    let mut event = outbound_event(request, Some(&check_id(payload)))?;
+    let mut event = outbound_event(request, Some(&check_id(payload)), Some(conversation.key()))?;
     event.logged_at = Some(now());
     ventana_core::validate(&event, &shared.policy).map_err(ApiError::bad_request)?;
     let mut copy = conversation;
@@ -187,7 +190,7 @@ async fn send(
     if !request.has_id() {
         return Err(ApiError::bad_request("`id` (the message id) is required"));
     }
-    let event = outbound_event(request, None)?;
+    let event = outbound_event(request, None, None)?;
     // What would never be folded (an `occurred_at` past the clock skew) is refused now, as
     // `check` refuses it, not logged to the DLQ while the caller waits.
     let mut judged = event.clone();

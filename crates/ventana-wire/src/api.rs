@@ -214,14 +214,21 @@ impl OutboundRequest {
     }
 
     /// The `outbound_message` event the request stands for, occurring at `now` unless it
-    /// says otherwise, with `default_id` when it has no `id`.
+    /// says otherwise, with `default_id` when it has no `id`, in `conversation` when it
+    /// names none (a `check` by `token`: the conversation the token was found to be).
     pub fn into_event(
         mut self,
         now: Timestamp,
         default_id: Option<&str>,
+        conversation: Option<&ConversationKey>,
     ) -> Result<Event, ApiError> {
         let fields = &mut self.fields;
         fields.insert("type".into(), "outbound_message".into());
+        if let Some(key) = conversation {
+            fields
+                .entry("conversation")
+                .or_insert_with(|| conversation_value(key));
+        }
         fields
             .entry("occurred_at")
             .or_insert_with(|| now.to_string().into());
@@ -447,7 +454,7 @@ mod tests {
         .unwrap();
         assert!(!request.has_id());
         let now = Timestamp::parse_rfc3339("2026-03-02T10:00:00Z").unwrap();
-        let event = request.into_event(now, Some("check")).unwrap();
+        let event = request.into_event(now, Some("check"), None).unwrap();
         assert_eq!(event.id, "check");
         assert_eq!(event.occurred_at, now);
         assert_eq!(event.logged_at, None);

@@ -63,7 +63,7 @@ pub fn api(input: &[u8]) {
         Ok(_) => {}
         Err(error) => quiet(error),
     }
-    match OutboundRequest::parse(input).and_then(|r| r.into_event(now, None)) {
+    match OutboundRequest::parse(input).and_then(|r| r.into_event(now, None, None)) {
         Ok(event) => event.check_ids().expect("a request's event has valid ids"),
         Err(error) => quiet(error),
     }
