@@ -108,3 +108,104 @@ impl Drop for NatsServer {
         self.kill();
     }
 }
+
+/// The users of `deploy/nats-users.conf` and the passwords the tests give them (as
+/// environment variables of nats-server).
+pub const USERS: [(&str, &str, &str); 6] = [
+    ("ventanad", "VENTANAD_PASSWORD", "pw-ventanad"),
+    ("adapter", "ADAPTER_PASSWORD", "pw-adapter"),
+    ("meta-adapter", "META_ADAPTER_PASSWORD", "pw-meta"),
+    ("api-client", "API_CLIENT_PASSWORD", "pw-api-client"),
+    ("sender", "SENDER_PASSWORD", "pw-sender"),
+    ("subscriber", "SUBSCRIBER_PASSWORD", "pw-subscriber"),
+];
+
+/// `count` distinct ports nobody listens on right now.
+fn free_ports(count: usize) -> Vec<u16> {
+    let mut ports = Vec::with_capacity(count);
+    while ports.len() < count {
+        let port = free_port();
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports
+}
+
+/// Three nats-servers clustered on loopback, each started from the shipped
+/// `deploy/nats-cluster.conf` (with `deploy/nats-users.conf`'s users) on its own client
+/// port, cluster port and temporary store. Node `i` is named `ventana-<i + 1>`.
+#[derive(Debug)]
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    pub fn start() -> Self {
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats-cluster.conf");
+        let ports = free_ports(6);
+        let (client_ports, cluster_ports) = ports.split_at(3);
+        let routes: Vec<(String, String)> = cluster_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                (
+                    format!("NATS_ROUTE_{}", i + 1),
+                    format!("nats-route://127.0.0.1:{port}"),
+                )
+            })
+            .collect();
+        let nodes = (0..3)
+            .map(|i| {
+                let mut env: Vec<(String, String)> = routes.clone();
+                env.push(("NATS_SERVER_NAME".into(), format!("ventana-{}", i + 1)));
+                env.push((
+                    "NATS_CLUSTER_LISTEN".into(),
+                    format!("127.0.0.1:{}", cluster_ports[i]),
+                ));
+                env.extend(
+                    USERS
+                        .iter()
+                        .map(|(_, var, password)| ((*var).to_owned(), (*password).to_owned())),
+                );
+                let mut node = NatsServer {
+                    child: None,
+                    port: client_ports[i],
+                    store: tempfile::tempdir().unwrap(),
+                    config: Some((config.clone(), env)),
+                };
+                node.spawn();
+                node
+            })
+            .collect();
+        Self { nodes }
+    }
+
+    /// Every node's client URL, comma-separated (as `--nats` takes them).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// How `user` connects to the cluster.
+    pub fn options(&self, user: &str) -> ventana_bus::NatsOptions {
+        let (_, _, password) = USERS.iter().find(|(name, _, _)| *name == user).unwrap();
+        ventana_bus::NatsOptions {
+            url: self.urls(),
+            nats_user: Some(user.into()),
+            nats_password: Some((*password).into()),
+            ..Default::default()
+        }
+    }
+
+    /// The index of the node named `name` (`ventana-<i + 1>`).
+    pub fn index_of(name: &str) -> Option<usize> {
+        name.strip_prefix("ventana-")?
+            .parse::<usize>()
+            .ok()?
+            .checked_sub(1)
+    }
+}

@@ -47,7 +47,7 @@ pub fn digest(text: &str) -> String {
     data_encoding::HEXLOWER.encode(&Sha256::digest(text.as_bytes()))[..12].to_owned()
 }
 
-async fn bucket(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
+async fn bucket(js: &jetstream::Context, replicas: usize) -> anyhow::Result<kv::Store> {
     crate::streams::key_value_bucket(
         js,
         kv::Config {
@@ -57,15 +57,17 @@ async fn bucket(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
                     .into(),
             history: HISTORY,
             storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas.max(1),
             ..Default::default()
         },
     )
     .await
 }
 
-/// Publishes `text` as the policy ventanad runs with.
-pub async fn publish(js: &jetstream::Context, text: &str) -> anyhow::Result<u64> {
-    bucket(js)
+/// Publishes `text` as the policy ventanad runs with (the bucket, when this makes it, gets
+/// `replicas` copies).
+pub async fn publish(js: &jetstream::Context, text: &str, replicas: usize) -> anyhow::Result<u64> {
+    bucket(js, replicas)
         .await?
         .put(ACTIVE, text.to_owned().into_bytes().into())
         .await

@@ -252,7 +252,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     };
     let consumer = nats::declare(&js, &config, checkpoint).await?;
     // The tools (explain, replay --from-stream, what-if) read the policy decided with.
-    let revision = ventana_bus::policy::publish(&js, &policy_text).await?;
+    let revision = ventana_bus::policy::publish(&js, &policy_text, config.replicas).await?;
     info!(
         digest = ventana_bus::policy::digest(&policy_text),
         revision,
