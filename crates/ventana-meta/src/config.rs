@@ -70,6 +70,9 @@ pub struct Config {
     /// Input partitions (as configured in ventanad).
     #[arg(long, env = "VENTANA_PARTITIONS", default_value_t = ventana_wire::subjects::DEFAULT_PARTITIONS)]
     pub partitions: u32,
+    /// Replicas of its key-value buckets when it creates them (3 on a three-node cluster).
+    #[arg(long, env = "VENTANA_REPLICAS", default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=5))]
+    pub replicas: usize,
     /// Largest webhook or send body accepted (bytes); larger ones get 413.
     #[arg(long, env = "VENTANA_META_MAX_BODY", default_value_t = 1 << 20)]
     pub max_body: usize,

@@ -65,7 +65,7 @@ fn record_key(space: &str, business_phone: &str, id: &str) -> String {
 }
 
 impl Contacts {
-    pub(crate) async fn open(js: &jetstream::Context) -> anyhow::Result<Self> {
+    pub(crate) async fn open(js: &jetstream::Context, replicas: usize) -> anyhow::Result<Self> {
         let bucket = ventana_bus::streams::key_value_bucket(
             js,
             kv::Config {
@@ -73,6 +73,7 @@ impl Contacts {
                 description: "ventana-meta: the contact of each WhatsApp customer (by BSUID and phone number digests)".into(),
                 history: 1,
                 storage: jetstream::stream::StorageType::File,
+                num_replicas: replicas,
                 ..Default::default()
             },
         )

@@ -19,7 +19,7 @@ pub use crate::config::{Config, GRAPH_URL, INSTAGRAM_GRAPH_URL, SENT_BUCKET};
 use crate::metrics::{Code, Metrics};
 use crate::{gateway, webhook};
 
-async fn sent_bucket(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
+async fn sent_bucket(js: &jetstream::Context, replicas: usize) -> anyhow::Result<kv::Store> {
     ventana_bus::streams::key_value_bucket(
         js,
         kv::Config {
@@ -28,6 +28,7 @@ async fn sent_bucket(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
             history: 1,
             max_age: SENT_MEMORY,
             storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas,
             ..Default::default()
         },
     )
@@ -93,8 +94,8 @@ pub async fn run(
         .context("cannot build the Graph API client")?;
     let client = ventana_bus::connect(&config.nats, "ventana-meta").await?;
     let js = jetstream::new(client.clone());
-    let sent = sent_bucket(&js).await?;
-    let contacts = crate::contacts::Contacts::open(&js).await?;
+    let sent = sent_bucket(&js, config.replicas).await?;
+    let contacts = crate::contacts::Contacts::open(&js, config.replicas).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

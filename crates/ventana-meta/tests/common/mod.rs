@@ -68,6 +68,7 @@ pub fn config(nats: &NatsServer, graph_url: Option<String>) -> ventana_meta::Con
         decide_timeout: Duration::from_secs(5),
         account: "acme".into(),
         partitions: 16,
+        replicas: 1,
         max_body: 64 * 1024,
         max_connections: 64,
         header_timeout: Duration::from_secs(1),
