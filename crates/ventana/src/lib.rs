@@ -24,6 +24,7 @@ pub mod live;
 pub mod log;
 pub mod rebuild;
 pub mod replay;
+pub mod status;
 mod table;
 pub mod timeline;
 pub mod whatif;

@@ -88,6 +88,11 @@ enum Command {
     /// VENTANA_OUT, its state, timers and outbox rows from the projection (ventanad stopped).
     /// Without --yes, only reports what would be removed.
     Erase(ventana::erase::EraseArgs),
+    /// Report what runs: the ventanad instances that answer (requests, errors), the
+    /// partition count, ventanad's consumer (folded through, waiting), the policy it
+    /// published, and every stream (messages, replicas, leader, replicas not current).
+    /// Exit status 1 when no ventanad answers.
+    Status(ventana::status::StatusArgs),
     /// Print outputs as ventanad publishes them (until Ctrl-C).
     Tail {
         /// Start with the oldest output kept, not the next one.
@@ -301,6 +306,7 @@ fn run_live(command: Command) -> anyhow::Result<ExitCode> {
             } => ventana::live::import(&nats, &input, partitions, shift_to_now.then_some(speed))
                 .await
                 .map(exit),
+            Command::Status(args) => ventana::status::status(&args).await.map(exit_verified),
             Command::Tail {
                 from_start,
                 output_type,

@@ -114,7 +114,50 @@ async fn import_state_check_and_tail_work_against_the_live_service() {
     let output: serde_json::Value = serde_json::from_str(&first).unwrap();
     assert_eq!(output["type"], "delivery_failed");
     tail.kill().await.unwrap();
+
+    // status: one instance, everything folded, the streams and the policy.
+    let status = ventana(&["status", "--json", "--nats", &url]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let instances = report["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 1, "{report}");
+    assert_eq!(
+        (
+            instances[0]["requests"].clone(),
+            instances[0]["errors"].clone()
+        ),
+        (serde_json::json!(3), serde_json::json!(0)),
+        "a state and two checks: {report}"
+    );
+    assert_eq!(report["partitions"], 16);
+    assert_eq!(report["consumer"]["pending"], 0);
+    assert_eq!(report["consumer"]["folded_through"], 9);
+    assert_eq!(report["streams"][0]["name"], "VENTANA_IN");
+    assert_eq!(report["streams"][0]["messages"], 9);
+    assert!(report["streams"][1]["messages"].as_u64().unwrap() > 0);
+    assert!(
+        report["streams"][3].is_null(),
+        "no protobuf outputs asked for"
+    );
+    assert_eq!(report["policy"]["digest"], "defaults");
+    let people = ventana(&["status", "--nats", &url]);
+    assert!(people.status.success());
+    let printed = text(&people.stdout);
+    for expected in [
+        "ventanad: 1 instance(s)",
+        "partitions: 16",
+        "consumer ventanad: folded through sequence 9, 0 waiting",
+        "policy: revision",
+        "VENTANA_IN",
+        "VENTANA_OUT_PROTOBUF   absent",
+    ] {
+        assert!(printed.contains(expected), "{expected}:\n{printed}");
+    }
+
     service.stop().await.unwrap();
+    let alone = ventana(&["status", "--nats", &url]);
+    assert_eq!(alone.status.code(), Some(1), "no ventanad answers");
+    assert!(text(&alone.stdout).contains("ventanad: none answered"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
