@@ -20,9 +20,9 @@ use ventana_core::{Conversation, Event, Policy};
 use ventana_notifier::Fold;
 use ventana_store::{Commit, Indexed, Store};
 use ventana_tests::nats::NatsServer;
-use ventana_tests::service::{caught_up, spawn_ventanad_with, stream_len};
+use ventana_tests::service::{caught_up, outputs_len, spawn_ventanad_with};
 use ventana_tests::traffic::{build_log, key, seeded_steps};
-use ventana_wire::subjects::{API_CHECK, OUT_STREAM, input_subject};
+use ventana_wire::subjects::{API_CHECK, input_subject};
 use ventana_wire::{event_to_json, parse_event};
 
 fn peak_rss_mib(pid: u32) -> f64 {
@@ -182,7 +182,7 @@ async fn main() {
         "the expected outputs were computed"
     );
     let finished = wait_for(Duration::from_secs(900), || async {
-        caught_up(&js).await && stream_len(&js, OUT_STREAM).await >= expected.len() as u64
+        caught_up(&js).await && outputs_len(&js).await >= expected.len() as u64
     })
     .await;
     let elapsed = started.elapsed().as_secs_f64();

@@ -35,6 +35,7 @@ pub fn config(nats_url: &str, data: &Path, policy: Option<PathBuf>) -> Config {
             url: nats_url.to_owned(),
             ..Default::default()
         },
+        instance: "test".to_owned(),
         data: data.to_owned(),
         policy,
         cache_mb: 64,
@@ -117,23 +118,47 @@ pub async fn stream_len(js: &async_nats::jetstream::Context, stream: &str) -> u6
     }
 }
 
-/// Whether ventanad's consumer has folded and acked everything in VENTANA_IN.
+/// How many outputs VENTANA_OUT holds (its messages on `ventana.out.>`; not the fences the
+/// instances publish beside them).
+pub async fn outputs_len(js: &async_nats::jetstream::Context) -> u64 {
+    use futures::TryStreamExt;
+    let Ok(mut stream) = js.get_stream(ventana_wire::subjects::OUT_STREAM).await else {
+        return 0;
+    };
+    let Ok(messages) = stream.info().await.map(|info| info.state.messages) else {
+        return 0;
+    };
+    let fences: u64 = match stream
+        .info_with_subjects(ventana_wire::subjects::FENCE_SUBJECTS)
+        .await
+    {
+        Ok(subjects) => subjects
+            .try_collect::<Vec<(String, usize)>>()
+            .await
+            .map(|counts| counts.iter().map(|(_, n)| *n as u64).sum())
+            .unwrap_or(0),
+        Err(_) => 0,
+    };
+    messages - fences
+}
+
+/// Whether every ventanad instance's consumer has folded and acked everything in VENTANA_IN
+/// (and there is one).
 pub async fn caught_up(js: &async_nats::jetstream::Context) -> bool {
+    use futures::TryStreamExt;
     let Ok(stream) = js.get_stream(ventana_wire::subjects::IN_STREAM).await else {
         return false;
     };
-    let Ok(mut consumer) = stream
-        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(
-            ventana_wire::subjects::CONSUMER,
-        )
-        .await
-    else {
+    let Ok(consumers) = stream.consumers().try_collect::<Vec<_>>().await else {
         return false;
     };
-    match consumer.info().await {
-        Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
-        Err(_) => false,
-    }
+    let prefix = format!("{}-", ventana_wire::subjects::CONSUMER);
+    let mut instances = consumers
+        .iter()
+        .filter(|c| c.name.starts_with(&prefix))
+        .peekable();
+    instances.peek().is_some()
+        && instances.all(|info| info.num_pending == 0 && info.num_ack_pending == 0)
 }
 
 /// The `ventanad` binary of this build profile, brought up to date once per process (a
@@ -235,12 +260,16 @@ pub async fn live_with(policy: Option<&str>, change: impl FnOnce(&mut Config)) -
 
 /// Every output on VENTANA_OUT, as published.
 pub async fn published_outputs(js: &async_nats::jetstream::Context) -> Vec<String> {
-    ventana_bus::client::read_stream(js, ventana_wire::subjects::OUT_STREAM, None)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
-        .collect()
+    ventana_bus::client::read_stream(
+        js,
+        ventana_wire::subjects::OUT_STREAM,
+        Some(ventana_wire::subjects::OUT_SUBJECTS.to_owned()),
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
+    .collect()
 }
 
 /// Waits until VENTANA_OUT_PROTOBUF has a copy of every output on VENTANA_OUT, and checks
@@ -248,8 +277,12 @@ pub async fn published_outputs(js: &async_nats::jetstream::Context) -> Vec<Strin
 /// naming its original's sequence. Returns how many there are.
 pub async fn assert_protobuf_copies(js: &async_nats::jetstream::Context) -> usize {
     use ventana_bus::client::read_stream;
-    use ventana_wire::subjects::{OUT_PROTOBUF_STREAM, OUT_SEQUENCE_HEADER, OUT_STREAM};
-    let outputs = read_stream(js, OUT_STREAM, None).await.unwrap();
+    use ventana_wire::subjects::{
+        OUT_PROTOBUF_STREAM, OUT_SEQUENCE_HEADER, OUT_STREAM, OUT_SUBJECTS,
+    };
+    let outputs = read_stream(js, OUT_STREAM, Some(OUT_SUBJECTS.to_owned()))
+        .await
+        .unwrap();
     eventually(
         "every output copied as protobuf",
         Duration::from_secs(60),
@@ -337,7 +370,7 @@ pub async fn settle(
     let logged = ventana_bus::client::logged_events(&stored);
     let (outputs, fold) = replay_outputs(policy, &logged);
     eventually("every output to be published", limit, || async {
-        stream_len(js, ventana_wire::subjects::OUT_STREAM).await >= outputs.len() as u64
+        outputs_len(js).await >= outputs.len() as u64
     })
     .await;
     Settled {

@@ -9,7 +9,8 @@ use ventana_bus::now;
 use ventana_core::{Event, Policy};
 use ventana_tests::nats::NatsServer;
 use ventana_tests::service::{
-    Live, api_request, caught_up, eventually, live, published_outputs, settle, stream_len,
+    Live, api_request, caught_up, eventually, live, outputs_len, published_outputs, settle,
+    stream_len,
 };
 use ventana_tests::traffic::{build_log, seeded_steps, stamp_live};
 use ventana_wire::subjects::{self, API_SEND, DLQ_STREAM, IN_STREAM};
@@ -333,10 +334,7 @@ async fn another_publisher_on_the_output_subjects_loses_no_output() {
         || async { ventanads_outputs(&js).await.len() >= settled.outputs.len() },
     )
     .await;
-    assert_eq!(
-        stream_len(&js, subjects::OUT_STREAM).await as usize,
-        settled.outputs.len() + 300
-    );
+    assert_eq!(outputs_len(&js).await as usize, settled.outputs.len() + 300);
     let published = ventanads_outputs(&js).await;
     let differing = settled
         .outputs

@@ -352,6 +352,7 @@ fn the_asyncapi_document_is_valid_and_names_what_the_code_uses() {
         subjects::output_subject("state_changed", token),
         subjects::protobuf_output_subject("state_changed", token),
         subjects::dlq_subject("clock_skew"),
+        subjects::OUTPUTS_FENCE.to_owned(),
     ]);
     let filled: BTreeSet<String> = addresses.iter().map(|a| filled(a)).collect();
     assert_eq!(filled, expected);

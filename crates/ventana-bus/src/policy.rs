@@ -65,13 +65,24 @@ async fn bucket(js: &jetstream::Context, replicas: usize) -> anyhow::Result<kv::
 }
 
 /// Publishes `text` as the policy ventanad runs with (the bucket, when this makes it, gets
-/// `replicas` copies).
+/// `replicas` copies). On a cluster a bucket just made may not take writes for a moment
+/// (its stream is still being placed): the put is tried for up to 10 s.
 pub async fn publish(js: &jetstream::Context, text: &str, replicas: usize) -> anyhow::Result<u64> {
-    bucket(js, replicas)
-        .await?
-        .put(ACTIVE, text.to_owned().into_bytes().into())
-        .await
-        .with_context(|| format!("cannot publish the policy to {POLICY_BUCKET}"))
+    let store = bucket(js, replicas).await?;
+    let mut attempts = 0;
+    loop {
+        match store.put(ACTIVE, text.to_owned().into_bytes().into()).await {
+            Ok(revision) => return Ok(revision),
+            Err(_) if attempts < 20 => {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("cannot publish the policy to {POLICY_BUCKET}"));
+            }
+        }
+    }
 }
 
 /// The policy ventanad last published, if any.

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use async_nats::jetstream::{self, stream};
 use ventana_wire::subjects::{
-    DLQ_STREAM, DLQ_SUBJECTS, IN_STREAM, IN_SUBJECTS, OUT_PROTOBUF_STREAM, OUT_PROTOBUF_SUBJECTS,
-    OUT_STREAM, OUT_SUBJECTS,
+    DLQ_STREAM, DLQ_SUBJECTS, FENCE_SUBJECTS, IN_STREAM, IN_SUBJECTS, OUT_PROTOBUF_STREAM,
+    OUT_PROTOBUF_SUBJECTS, OUT_STREAM, OUT_SUBJECTS,
 };
 
 /// How the streams are declared.
@@ -45,13 +45,13 @@ impl Default for StreamSettings {
 
 fn stream_config(
     name: &str,
-    subjects: &str,
+    subjects: &[&str],
     duplicate_window: Duration,
     replicas: usize,
 ) -> stream::Config {
     stream::Config {
         name: name.to_owned(),
-        subjects: vec![subjects.to_owned()],
+        subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
         storage: stream::StorageType::File,
         num_replicas: replicas,
         duplicate_window,
@@ -114,9 +114,19 @@ pub async fn declare_streams(
     }
     let replicas = settings.replicas.max(1);
     for (name, subjects, window) in [
-        (IN_STREAM, IN_SUBJECTS, settings.in_duplicate_window),
-        (OUT_STREAM, OUT_SUBJECTS, settings.out_duplicate_window),
-        (DLQ_STREAM, DLQ_SUBJECTS, settings.in_duplicate_window),
+        (IN_STREAM, &[IN_SUBJECTS][..], settings.in_duplicate_window),
+        // The fences share the outputs' stream: an output's publish can then expect the
+        // fence of the instance that publishes it (`OUTPUTS_FENCE`).
+        (
+            OUT_STREAM,
+            &[OUT_SUBJECTS, FENCE_SUBJECTS][..],
+            settings.out_duplicate_window,
+        ),
+        (
+            DLQ_STREAM,
+            &[DLQ_SUBJECTS][..],
+            settings.in_duplicate_window,
+        ),
     ] {
         let mut config = stream_config(name, subjects, window, replicas);
         if name == IN_STREAM {
@@ -132,7 +142,7 @@ pub async fn declare_streams(
     if settings.protobuf_outputs {
         js.create_or_update_stream(stream_config(
             OUT_PROTOBUF_STREAM,
-            OUT_PROTOBUF_SUBJECTS,
+            &[OUT_PROTOBUF_SUBJECTS],
             settings.out_duplicate_window,
             replicas,
         ))

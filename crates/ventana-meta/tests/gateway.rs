@@ -876,7 +876,7 @@ async fn the_shipped_nats_permissions_run_the_whole_flow_and_refuse_the_rest() {
         "r-3 released, read by a subscriber",
         Duration::from_secs(10),
         || async {
-            read_stream(&subscriber_js, OUT_STREAM, None)
+            read_stream(&subscriber_js, OUT_STREAM, Some("ventana.out.>".to_owned()))
                 .await
                 .unwrap()
                 .iter()
@@ -912,7 +912,7 @@ async fn the_shipped_nats_permissions_run_the_whole_flow_and_refuse_the_rest() {
     );
 
     // What each user must not do: nothing of it is stored or answered.
-    let out_before = ventana_tests::service::stream_len(&ventanad_js, OUT_STREAM).await;
+    let out_before = ventana_tests::service::outputs_len(&ventanad_js).await;
     let in_before = ventana_tests::service::stream_len(&ventanad_js, IN_STREAM).await;
     let (adapter_client, adapter_js) = client_of(&nats, "adapter").await;
     let (_, meta_js) = client_of(&nats, "meta-adapter").await;
@@ -957,7 +957,7 @@ async fn the_shipped_nats_permissions_run_the_whole_flow_and_refuse_the_rest() {
         "an adapter read VENTANA_OUT"
     );
     assert_eq!(
-        ventana_tests::service::stream_len(&ventanad_js, OUT_STREAM).await,
+        ventana_tests::service::outputs_len(&ventanad_js).await,
         out_before
     );
     assert_eq!(

@@ -1,5 +1,5 @@
-//! The one place that reads the clock: when a conversation's deadline passes, it logs a
-//! `tick` for it to VENTANA_IN (id `tick:<token>:<instant>`, so a repeat is dropped), and the
+//! The one place that reads the clock: when a conversation's deadline passes, the instance
+//! holding the lease logs a `tick` for it to VENTANA_IN (id `tick:<token>:<instant>`, so a repeat is dropped), and the
 //! tick is folded like any other event. The log alone determines every state.
 
 use std::collections::HashSet;
@@ -22,11 +22,20 @@ pub async fn run(
     shared: Arc<Shared>,
     js: jetstream::Context,
     partitions: u32,
+    mut holding: crate::lease::Holding,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     // Deadlines already logged and not yet folded away.
     let mut logged: HashSet<(ConversationToken, Timestamp)> = HashSet::new();
     loop {
+        // Only the instance holding the lease logs ticks (another would log the same ids,
+        // dropped as duplicates, for nothing).
+        if holding.borrow_and_update().is_none() {
+            tokio::select! {
+                _ = holding.changed() => continue,
+                _ = shutdown.changed() => return Ok(()),
+            }
+        }
         let store = shared.store.clone();
         let at = now();
         let due = tokio::task::spawn_blocking(move || {

@@ -14,11 +14,52 @@ fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::new().range(1..)
 }
 
+/// The host name, as an instance name (`ventanad` when there is none to read).
+pub fn default_instance() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| {
+            name.trim()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .take(64)
+                .collect::<String>()
+        })
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "ventanad".to_owned())
+}
+
+/// An instance name: it becomes a consumer name and a header.
+pub fn parse_instance(text: &str) -> Result<String, String> {
+    let valid = (1..=64).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err("an instance name is 1 to 64 letters, digits, `-` or `_`".to_owned())
+    }
+}
+
 /// ventanad's configuration.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Config {
     #[command(flatten)]
     pub nats: NatsOptions,
+    /// This instance's name (letters, digits, `-`, `_`; at most 64): every instance
+    /// started against the same NATS folds the whole log into its own store and answers
+    /// the API; the one holding the lease publishes outputs and logs ticks, and another
+    /// takes over within seconds when it dies. The host name when not given.
+    #[arg(long, env = "VENTANA_INSTANCE", default_value_t = default_instance(), value_parser = parse_instance)]
+    pub instance: String,
     /// Where the sled store lives.
     #[arg(long, env = "VENTANA_DATA", default_value = "./ventana-data")]
     pub data: PathBuf,

@@ -10,6 +10,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod lease;
 pub mod metrics;
 pub mod micro;
 pub mod nats;
@@ -268,15 +269,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let (committed, to_publish) = tokio::sync::mpsc::channel::<outbox::Rows>(64);
-    let recover_before = outbox::first_position_after(checkpoint);
+    // Whether this instance holds the lease (publishes outputs, logs ticks): lease.rs.
+    let lease = Arc::new(lease::Lease::default());
+    let (holds, holding) = watch::channel(None);
     tasks.spawn(
         pipeline::Consumer::new(
             shared.clone(),
             js.clone(),
             consumer.clone(),
             committed,
-            config.replicas,
-            config.batch,
+            &config,
             stopped.clone(),
         )
         .run()
@@ -285,9 +287,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     tasks.spawn(
         outbox::run(
             shared.clone(),
+            lease.clone(),
             js.clone(),
+            config.instance.clone(),
             to_publish,
-            recover_before,
+            holding.clone(),
             stopped.clone(),
         )
         .instrument(info_span!("outbox")),
@@ -297,9 +301,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             shared.clone(),
             js.clone(),
             config.partitions,
+            holding.clone(),
             stopped.clone(),
         )
         .instrument(info_span!("clock")),
+    );
+    tasks.spawn(
+        lease::run(
+            shared.clone(),
+            lease,
+            js.clone(),
+            config.instance.clone(),
+            config.replicas,
+            holds,
+            stopped.clone(),
+        )
+        .instrument(info_span!("lease")),
     );
     tasks.spawn(
         api::run(

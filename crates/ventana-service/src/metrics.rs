@@ -23,6 +23,11 @@ pub struct Metrics {
     pub outputs_published: Counter,
     pub outbox_resyncs: Counter,
     pub protobuf_outputs: Counter,
+    pub lease_held: Gauge,
+    pub lease_renewals: Counter,
+    pub takeovers: Counter,
+    pub handoffs: Counter,
+    pub fenced: Counter,
     pub outbox_depth: Gauge,
     pub consumer_lag: Gauge,
     pub batch_seconds: Histogram,
@@ -41,6 +46,11 @@ impl Default for Metrics {
             outputs_published: Counter::default(),
             outbox_resyncs: Counter::default(),
             protobuf_outputs: Counter::default(),
+            lease_held: Gauge::default(),
+            lease_renewals: Counter::default(),
+            takeovers: Counter::default(),
+            handoffs: Counter::default(),
+            fenced: Counter::default(),
             outbox_depth: Gauge::default(),
             consumer_lag: Gauge::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
@@ -81,6 +91,31 @@ impl Default for Metrics {
             "protobuf_outputs",
             "Outputs copied as protobuf to VENTANA_OUT_PROTOBUF (with --protobuf-outputs)",
             metrics.protobuf_outputs.clone(),
+        );
+        registry.register(
+            "lease_held",
+            "1 while this instance holds the lease (publishes outputs and logs ticks), 0 while it stands by",
+            metrics.lease_held.clone(),
+        );
+        registry.register(
+            "lease_renewals",
+            "Renewals of the lease by this instance",
+            metrics.lease_renewals.clone(),
+        );
+        registry.register(
+            "takeovers",
+            "Times this instance took the lease (fenced and began publishing)",
+            metrics.takeovers.clone(),
+        );
+        registry.register(
+            "handoffs",
+            "Times this instance handed the lease over as it stopped",
+            metrics.handoffs.clone(),
+        );
+        registry.register(
+            "fenced",
+            "Times the server refused this instance's outputs because another had fenced them (it stood by)",
+            metrics.fenced.clone(),
         );
         registry.register(
             "outbox_resyncs",

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer::pull};
 use ventana_bus::streams::declare_streams;
-use ventana_wire::subjects::{CONSUMER, IN_STREAM};
+use ventana_wire::subjects::{CONSUMER, IN_STREAM, consumer_name};
 
 use crate::config::Config;
 
@@ -22,12 +22,13 @@ pub async fn declare(
     checkpoint: u64,
 ) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
     declare_streams(js, &config.streams()).await?;
-    consumer_after(js, checkpoint, config.replicas).await
+    consumer_after(js, &config.instance, checkpoint, config.replicas).await
 }
 
 /// (Re)creates the durable consumer to deliver from `checkpoint + 1` on.
 pub async fn consumer_after(
     js: &jetstream::Context,
+    instance: &str,
     checkpoint: u64,
     replicas: usize,
 ) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
@@ -35,11 +36,14 @@ pub async fn consumer_after(
         .get_stream(IN_STREAM)
         .await
         .context("cannot open VENTANA_IN")?;
-    // Absent on a first start; any other failure shows when creating it.
+    let name = consumer_name(instance);
+    // Absent on a first start; any other failure shows when creating it. The one consumer
+    // of versions before instances goes too: this instance folds in its place.
+    let _ = stream.delete_consumer(&name).await;
     let _ = stream.delete_consumer(CONSUMER).await;
     stream
         .create_consumer(pull::Config {
-            durable_name: Some(CONSUMER.to_owned()),
+            durable_name: Some(name),
             deliver_policy: if checkpoint == 0 {
                 jetstream::consumer::DeliverPolicy::All
             } else {

@@ -1,18 +1,24 @@
 //! Publishes outputs to VENTANA_OUT in order, with `Nats-Msg-Id` = output id, and deletes
 //! their outbox rows only after the server acknowledged them (stored, or dropped as a
-//! duplicate: it has it already). The pipeline hands each committed batch's rows over in
-//! memory; rows left in sled by an earlier run (a crash between commit and ack) are
-//! published first, at start, and only those: the two paths never publish the same row. A
-//! crash between publish and delete makes the next run publish them again, which the server
-//! drops as duplicates.
+//! duplicate: it has it already). Only the instance holding the lease publishes, each
+//! output fenced (lease.rs); the others keep their rows and forget those the holder has
+//! published.
+//!
+//! On taking the lease, the rows the store holds past VENTANA_OUT's last output are
+//! published first (an earlier run's, left by a crash between commit and ack, or those the
+//! previous holder had not published yet; every instance computes the same rows at the
+//! same positions); then the rows the pipeline hands over in memory, but those already
+//! published from the store. A crash between publish and delete makes the next run publish
+//! them again, which the server drops as duplicates.
 //!
 //! Rows go out pipelined, each expecting the one before it on the stream
 //! (`Nats-Expected-Last-Msg-Id`), so the server stores a prefix of them, in order. When that
 //! fails (a reconnect, a duplicate, another publisher on `ventana.out.>`), the rows whose
 //! acks came back are done, and so is every row up to the stream's last output (each carries
 //! its outbox position, `Ventana-Position`); the rest go one at a time, each awaited, without
-//! expectations, so duplicates are dropped and nothing is retried blindly or lost. The same
-//! position lets a store rolled back by an OS crash fold again without publishing twice.
+//! expectations but the fence, so duplicates are dropped and nothing is retried blindly or
+//! lost. The same position lets a store rolled back by an OS crash fold again without
+//! publishing twice.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,82 +29,162 @@ use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 use ventana_store::OutboxRow;
-use ventana_wire::subjects::{MSG_ID, OUT_STREAM, OUT_SUBJECTS, POSITION_HEADER};
+use ventana_wire::subjects::{
+    INSTANCE_HEADER, MSG_ID, OUT_STREAM, OUT_SUBJECTS, OUTPUTS_FENCE, POSITION_HEADER,
+};
 
 use crate::Shared;
+use crate::lease::{self, Holding, Lease};
 
 /// Rows of one committed batch, in outbox order.
 pub type Rows = Vec<(u64, OutboxRow)>;
 
 const ROWS_PER_ROUND: usize = 4096;
 
-/// The first outbox position the pipeline of this run can commit, given the checkpoint it
-/// starts from: rows below it are an earlier run's.
-pub fn first_position_after(checkpoint: u64) -> u64 {
-    (checkpoint + 1) << 16
+/// How often an instance standing by forgets the rows the holder has published.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
+
+/// Who publishes, as what.
+#[derive(Clone, Copy, Debug)]
+struct Publisher<'a> {
+    instance: &'a str,
+    /// The VENTANA_OUT sequence of this instance's fence.
+    fence: u64,
+}
+
+/// How holding the lease ended.
+enum Held {
+    /// The service is stopping.
+    Stopped,
+    /// The lease task gave it up (not renewed in time).
+    Lost,
+    /// The server refused an output: another instance has fenced the outputs.
+    Fenced,
+}
+
+/// What became of a batch of rows.
+enum Delivered {
+    /// Stored, and removed from the outbox.
+    Done,
+    /// The service is stopping; the rows stay in the outbox.
+    Stopped,
+    /// Another instance fenced the outputs; the rows stay in the outbox.
+    Fenced,
 }
 
 pub async fn run(
     shared: Arc<Shared>,
+    lease: Arc<Lease>,
     js: jetstream::Context,
+    instance: String,
     mut committed: mpsc::Receiver<Rows>,
-    recover_before: u64,
+    mut holding: Holding,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    // Rows an earlier run committed but did not see acknowledged: those below
-    // `recover_before`. The pipeline of this run commits at or above it and hands those over
-    // itself, so the two never publish the same row.
-    let mut recovered = 0;
     let store = shared.store.clone();
     let waiting = tokio::task::spawn_blocking(move || store.outbox_len()).await?;
     shared.metrics.outbox_depth.set(waiting as i64);
-    // What VENTANA_OUT holds already. Past an OS crash sled may come back older than the
-    // outputs it had published: the events after its checkpoint are folded again into the
-    // same outputs at the same positions, and those are not published twice.
-    let through = loop {
-        match published_through(&js).await {
+    loop {
+        // Standing by: the rows stay in the store (they are read from there on taking the
+        // lease), and those the holder has published are forgotten.
+        let fence = loop {
+            if let Some(fence) = *holding.borrow_and_update() {
+                break fence;
+            }
+            tokio::select! {
+                rows = committed.recv() => if rows.is_none() {
+                    return Ok(());
+                },
+                _ = holding.changed() => {}
+                _ = tokio::time::sleep(PRUNE_EVERY) => {
+                    if let Err(error) = prune(&shared, &js).await {
+                        warn!(%error, "cannot forget published outbox rows");
+                    }
+                }
+                _ = shutdown.changed() => return Ok(()),
+            }
+        };
+        let publisher = Publisher {
+            instance: &instance,
+            fence,
+        };
+        match hold(
+            &shared,
+            &js,
+            publisher,
+            &mut committed,
+            &mut holding,
+            &mut shutdown,
+        )
+        .await?
+        {
+            Held::Stopped => return Ok(()),
+            Held::Lost => {}
+            Held::Fenced => {
+                shared.metrics.fenced.inc();
+                lease.step_down(fence);
+            }
+        }
+    }
+}
+
+/// Publishes while this instance holds the lease: first what the store holds past the last
+/// output stored (this instance's earlier run, or the previous holder, published up to it),
+/// then what the pipeline commits.
+async fn hold(
+    shared: &Shared,
+    js: &jetstream::Context,
+    publisher: Publisher<'_>,
+    committed: &mut mpsc::Receiver<Rows>,
+    holding: &mut Holding,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<Held> {
+    let mut through = loop {
+        match published_through(js).await {
             Ok(through) => break through,
             Err(error) => warn!(%error, "cannot read VENTANA_OUT's last output; retrying"),
         }
-        if crate::pause_or_stop(&mut shutdown, Duration::from_secs(1)).await {
-            return Ok(());
+        if crate::pause_or_stop(shutdown, Duration::from_secs(1)).await {
+            return Ok(Held::Stopped);
         }
     };
-    if let Some(through) = through.filter(|p| *p >= recover_before) {
-        warn!(
-            behind = (through >> 16) - (recover_before >> 16) + 1,
-            "the store is behind VENTANA_OUT (rolled back by an OS crash?): folding those input events again; their outputs are published already and are not published twice"
-        );
-    }
+    let mut recovered = 0;
     loop {
         let store = shared.store.clone();
-        let mut rows = tokio::task::spawn_blocking(move || store.outbox(ROWS_PER_ROUND)).await??;
-        let full_round = rows.len() == ROWS_PER_ROUND;
-        rows.retain(|(position, _)| *position < recover_before);
-        if rows.is_empty() {
+        let rows = tokio::task::spawn_blocking(move || store.outbox(ROWS_PER_ROUND)).await??;
+        let Some(last) = rows.last().map(|(position, _)| *position) else {
             break;
-        }
-        if !deliver(&shared, &js, &rows, through, &mut shutdown).await? {
-            return Ok(());
+        };
+        match deliver(shared, js, publisher, &rows, through, shutdown).await? {
+            Delivered::Done => {}
+            Delivered::Stopped => return Ok(Held::Stopped),
+            Delivered::Fenced => return Ok(Held::Fenced),
         }
         recovered += rows.len();
-        if !full_round {
+        through = through.max(Some(last));
+        if rows.len() < ROWS_PER_ROUND {
             break;
         }
     }
     if recovered > 0 {
         info!(
             recovered,
-            "published outputs left in the outbox by an earlier run"
+            "published the outputs the store held on taking the lease"
         );
     }
     loop {
         let mut rows = tokio::select! {
             rows = committed.recv() => match rows {
                 Some(rows) => rows,
-                None => return Ok(()),
+                None => return Ok(Held::Stopped),
             },
-            _ = shutdown.changed() => return Ok(()),
+            _ = holding.changed() => {
+                if holding.borrow_and_update().is_none() {
+                    return Ok(Held::Lost);
+                }
+                continue;
+            }
+            _ = shutdown.changed() => return Ok(Held::Stopped),
         };
         while rows.len() < ROWS_PER_ROUND {
             match committed.try_recv() {
@@ -106,7 +192,39 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        if !deliver(&shared, &js, &rows, through, &mut shutdown).await? {
+        // Rows read from the store above may come again from the pipeline.
+        rows.retain(|(position, _)| through.is_none_or(|through| *position > through));
+        let Some(last) = rows.last().map(|(position, _)| *position) else {
+            continue;
+        };
+        match deliver(shared, js, publisher, &rows, through, shutdown).await? {
+            Delivered::Done => through = Some(last),
+            Delivered::Stopped => return Ok(Held::Stopped),
+            Delivered::Fenced => return Ok(Held::Fenced),
+        }
+    }
+}
+
+/// Forgets the outbox rows the holder has published (standing by).
+async fn prune(shared: &Shared, js: &jetstream::Context) -> anyhow::Result<()> {
+    let Some(through) = published_through(js).await? else {
+        return Ok(());
+    };
+    loop {
+        let store = shared.store.clone();
+        let forgotten = tokio::task::spawn_blocking(move || {
+            let rows = store.outbox(ROWS_PER_ROUND)?;
+            let published: Vec<u64> = rows
+                .iter()
+                .map(|(position, _)| *position)
+                .take_while(|position| *position <= through)
+                .collect();
+            store.remove_outbox(&published)?;
+            Ok::<_, ventana_store::StoreError>(published.len())
+        })
+        .await??;
+        shared.metrics.outbox_depth.dec_by(forgotten as i64);
+        if forgotten < ROWS_PER_ROUND {
             return Ok(());
         }
     }
@@ -130,20 +248,24 @@ enum Mode {
 async fn deliver(
     shared: &Shared,
     js: &jetstream::Context,
+    publisher: Publisher<'_>,
     rows: &Rows,
     through: Option<u64>,
     shutdown: &mut watch::Receiver<bool>,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Delivered> {
     let began = std::time::Instant::now();
     shared.outbox_progress.start();
     let mut mode = Mode::Pipelined;
     let mut done = stored(rows, through);
     while done < rows.len() {
         let attempt = match mode {
-            Mode::OneByOne => publish(js, &rows[done]).await.map(|()| done += 1),
+            Mode::OneByOne => publish(js, publisher, &rows[done])
+                .await
+                .map(|()| done += 1),
             Mode::Pipelined => match last_sequence(js).await {
                 Ok(last) => {
-                    let (acked, result) = publish_pipelined(js, &rows[done..], last).await;
+                    let (acked, result) =
+                        publish_pipelined(js, publisher, &rows[done..], last).await;
                     done += acked;
                     if result.is_err() {
                         // Whatever went wrong, go on one row at a time from what is known to
@@ -162,9 +284,22 @@ async fn deliver(
         match attempt {
             Ok(()) => shared.outbox_progress.advance(),
             Err(error) => {
+                // Refused because another instance fenced the outputs: it publishes them now.
+                if lease::last_fence(js)
+                    .await
+                    .is_ok_and(|fence| fence != Some(publisher.fence))
+                {
+                    warn!(
+                        done,
+                        rows = rows.len(),
+                        "another instance fenced the outputs"
+                    );
+                    shared.outbox_progress.idle();
+                    return Ok(Delivered::Fenced);
+                }
                 warn!(%error, done, rows = rows.len(), "publishing outputs failed; going on one by one");
                 if crate::pause_or_stop(shutdown, Duration::from_millis(500)).await {
-                    return Ok(false);
+                    return Ok(Delivered::Stopped);
                 }
             }
         }
@@ -182,7 +317,7 @@ async fn deliver(
     );
     shared.metrics.outputs_published.inc_by(rows.len() as u64);
     shared.metrics.outbox_depth.dec_by(rows.len() as i64);
-    Ok(true)
+    Ok(Delivered::Done)
 }
 
 /// How many of `rows`, from the first, the stream holds: those at or before `through`.
@@ -235,11 +370,22 @@ enum After<'a> {
     Output(&'a str),
 }
 
-fn headers((position, row): &(u64, OutboxRow), after: After<'_>) -> HeaderMap {
+fn headers(
+    publisher: Publisher<'_>,
+    (position, row): &(u64, OutboxRow),
+    after: After<'_>,
+) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(MSG_ID, row.id.as_str());
     headers.insert(POSITION_HEADER, position.to_string().as_str());
     headers.insert("Content-Type", "application/json");
+    headers.insert(INSTANCE_HEADER, publisher.instance);
+    // Stored only while this instance's fence is the last one (lease.rs).
+    headers.insert(
+        "Nats-Expected-Last-Subject-Sequence",
+        publisher.fence.to_string().as_str(),
+    );
+    headers.insert("Nats-Expected-Last-Subject-Sequence-Subject", OUTPUTS_FENCE);
     match after {
         After::Anything => {}
         After::Sequence(last) => {
@@ -250,11 +396,15 @@ fn headers((position, row): &(u64, OutboxRow), after: After<'_>) -> HeaderMap {
     headers
 }
 
-async fn publish(js: &jetstream::Context, entry: &(u64, OutboxRow)) -> anyhow::Result<()> {
+async fn publish(
+    js: &jetstream::Context,
+    publisher: Publisher<'_>,
+    entry: &(u64, OutboxRow),
+) -> anyhow::Result<()> {
     let row = &entry.1;
     js.publish_with_headers(
         row.subject.clone(),
-        headers(entry, After::Anything),
+        headers(publisher, entry, After::Anything),
         row.payload.clone().into(),
     )
     .await?
@@ -266,6 +416,7 @@ async fn publish(js: &jetstream::Context, entry: &(u64, OutboxRow)) -> anyhow::R
 /// how many rows, from the first, the server acknowledged before anything failed.
 async fn publish_pipelined(
     js: &jetstream::Context,
+    publisher: Publisher<'_>,
     rows: &[(u64, OutboxRow)],
     last: u64,
 ) -> (usize, anyhow::Result<()>) {
@@ -278,7 +429,7 @@ async fn publish_pipelined(
         match js
             .publish_with_headers(
                 entry.1.subject.clone(),
-                headers(entry, after),
+                headers(publisher, entry, after),
                 entry.1.payload.clone().into(),
             )
             .await

@@ -314,6 +314,8 @@ pub struct Consumer {
     consumer: jetstream::consumer::Consumer<pull::Config>,
     /// Where committed outbox rows go.
     committed: tokio::sync::mpsc::Sender<crate::outbox::Rows>,
+    /// This instance's name (its consumer is `ventanad-<instance>`).
+    instance: String,
     replicas: usize,
     batch: usize,
     shutdown: watch::Receiver<bool>,
@@ -340,8 +342,7 @@ impl Consumer {
         js: jetstream::Context,
         consumer: jetstream::consumer::Consumer<pull::Config>,
         committed: tokio::sync::mpsc::Sender<crate::outbox::Rows>,
-        replicas: usize,
-        batch: usize,
+        config: &crate::Config,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
@@ -349,8 +350,9 @@ impl Consumer {
             js,
             consumer,
             committed,
-            replicas,
-            batch,
+            instance: config.instance.clone(),
+            replicas: config.replicas,
+            batch: config.batch,
             shutdown,
             checkpoint: 0,
             fresh_consumer: true,
@@ -415,7 +417,14 @@ impl Consumer {
     /// Recreates the consumer at `checkpoint + 1`, retrying; false when stopping first.
     async fn recreate(&mut self) -> bool {
         loop {
-            match crate::nats::consumer_after(&self.js, self.checkpoint, self.replicas).await {
+            match crate::nats::consumer_after(
+                &self.js,
+                &self.instance,
+                self.checkpoint,
+                self.replicas,
+            )
+            .await
+            {
                 Ok(fresh) => {
                     self.consumer = fresh;
                     self.fresh_consumer = true;

@@ -20,8 +20,26 @@ pub const OUT_PROTOBUF_STREAM: &str = "VENTANA_OUT_PROTOBUF";
 pub const OUT_PROTOBUF_SUBJECTS: &str = "ventana.pb.out.>";
 /// On a protobuf copy: the VENTANA_OUT sequence of the output it copies.
 pub const OUT_SEQUENCE_HEADER: &str = "Ventana-Out-Sequence";
-/// The durable consumer ventanad folds `VENTANA_IN` with.
+/// The prefix of the durable consumers ventanad instances fold `VENTANA_IN` with (and the
+/// name of the one consumer of versions before instances).
 pub const CONSUMER: &str = "ventanad";
+
+/// The durable consumer of VENTANA_IN of the ventanad instance `instance`: every instance
+/// folds the whole log into its own store.
+pub fn consumer_name(instance: &str) -> String {
+    format!("{CONSUMER}-{instance}")
+}
+
+/// The key-value bucket of leases: which ventanad instance publishes outputs.
+pub const LEASE_BUCKET: &str = "VENTANA_LEASES";
+/// The subjects of fences, in VENTANA_OUT (outside `ventana.out.>`).
+pub const FENCE_SUBJECTS: &str = "ventana.fence.>";
+/// The fence of the outputs: the instance that takes the lease publishes here first, and
+/// every output it publishes expects this subject's last message to be its fence
+/// (`Nats-Expected-Last-Subject-Sequence`), so the server refuses any other's.
+pub const OUTPUTS_FENCE: &str = "ventana.fence.outputs";
+/// On an output: the ventanad instance that published it.
+pub const INSTANCE_HEADER: &str = "Ventana-Instance";
 
 /// The header JetStream deduplicates publishes by.
 pub const MSG_ID: &str = "Nats-Msg-Id";

@@ -162,6 +162,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
             url: url.clone(),
             ..Default::default()
         },
+        instance: "dev".to_owned(),
         data: data.clone(),
         policy: Some(policy.clone()),
         cache_mb: 128,

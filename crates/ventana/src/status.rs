@@ -1,7 +1,8 @@
 //! `ventana status`: what runs and how far behind it is. The ventanad instances that answer
-//! the services framework (with their requests and errors), the streams (messages,
-//! replicas, leader, replicas not current), ventanad's consumer (what it has still to fold),
-//! the partition count and the policy ventanad published. A report for people, or `--json`.
+//! the services framework (with their requests and errors), which one publishes (holds the
+//! lease), what each has folded and has still to fold, the streams (messages, replicas,
+//! leader, replicas not current), the partition count and the policy ventanad published. A
+//! report for people, or `--json`.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use ventana_bus::NatsOptions;
 use ventana_wire::subjects::{
-    CONSUMER, DLQ_STREAM, IN_STREAM, OUT_PROTOBUF_STREAM, OUT_STREAM, SERVICE_NAME,
+    CONSUMER, DLQ_STREAM, IN_STREAM, LEASE_BUCKET, OUT_PROTOBUF_STREAM, OUT_STREAM, SERVICE_NAME,
 };
 
 /// How long instances have to answer `$SRV.INFO` / `$SRV.STATS`: discovery has no count to
@@ -111,24 +112,42 @@ async fn stream(js: &jetstream::Context, name: &str) -> anyhow::Result<Value> {
     }))
 }
 
-/// ventanad's consumer of VENTANA_IN: what it has folded and what waits.
-async fn consumer(js: &jetstream::Context) -> anyhow::Result<Value> {
+/// The ventanad instances' consumers of VENTANA_IN: what each has folded and what waits.
+async fn consumers(js: &jetstream::Context) -> anyhow::Result<Vec<Value>> {
+    use futures::TryStreamExt;
     let Ok(stream) = js.get_stream(IN_STREAM).await else {
-        return Ok(Value::Null);
+        return Ok(Vec::new());
     };
-    let Ok(mut consumer) = stream
-        .get_consumer::<jetstream::consumer::pull::Config>(CONSUMER)
-        .await
-    else {
-        return Ok(Value::Null);
+    let prefix = format!("{CONSUMER}-");
+    let mut found: Vec<Value> = stream
+        .consumers()
+        .try_collect::<Vec<_>>()
+        .await?
+        .into_iter()
+        .filter_map(|info| {
+            let instance = info.name.strip_prefix(&prefix)?.to_owned();
+            Some(json!({
+                "instance": instance,
+                "pending": info.num_pending,
+                "in_flight": info.num_ack_pending,
+                "folded_through": info.ack_floor.stream_sequence,
+            }))
+        })
+        .collect();
+    found.sort_by(|a, b| a["instance"].as_str().cmp(&b["instance"].as_str()));
+    Ok(found)
+}
+
+/// The instance holding the lease (publishing outputs), if any.
+async fn lease_holder(js: &jetstream::Context) -> anyhow::Result<Option<String>> {
+    let Ok(bucket) = js.get_key_value(LEASE_BUCKET).await else {
+        return Ok(None);
     };
-    let info = consumer.info().await?;
-    Ok(json!({
-        "name": CONSUMER,
-        "pending": info.num_pending,
-        "in_flight": info.num_ack_pending,
-        "folded_through": info.ack_floor.stream_sequence,
-    }))
+    Ok(bucket
+        .entry("outputs")
+        .await?
+        .filter(|e| e.operation == jetstream::kv::Operation::Put)
+        .map(|e| String::from_utf8_lossy(&e.value).into_owned()))
 }
 
 /// The report, as JSON.
@@ -156,7 +175,8 @@ pub async fn report(nats: &NatsOptions) -> anyhow::Result<Value> {
         "instances": instances,
         "partitions": ventana_bus::streams::input_partitions(&js).await?,
         "streams": streams,
-        "consumer": consumer(&js).await?,
+        "consumers": consumers(&js).await?,
+        "publishing": lease_holder(&js).await?,
         "policy": policy,
     }))
 }
@@ -192,14 +212,26 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<bool> {
             .as_u64()
             .map_or("unknown (no VENTANA_IN)".to_owned(), |p| p.to_string())
     )?;
-    match &report["consumer"] {
-        Value::Null => outln!("consumer {CONSUMER}: absent (ventanad has not started)")?,
-        consumer => outln!(
-            "consumer {CONSUMER}: folded through sequence {}, {} waiting, {} in flight",
+    outln!(
+        "publishing: {}",
+        report["publishing"]
+            .as_str()
+            .unwrap_or("nobody (no instance holds the lease)")
+    )?;
+    let consumers = report["consumers"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    if consumers.is_empty() {
+        outln!("folding: nobody (no ventanad has started)")?;
+    }
+    for consumer in consumers {
+        outln!(
+            "folding: {} through sequence {}, {} waiting, {} in flight",
+            text(&consumer["instance"]),
             consumer["folded_through"],
             consumer["pending"],
             consumer["in_flight"]
-        )?,
+        )?;
     }
     match &report["policy"] {
         Value::Null => outln!("policy: none published")?,

@@ -130,8 +130,10 @@ async fn import_state_check_and_tail_work_against_the_live_service() {
         "a state and two checks: {report}"
     );
     assert_eq!(report["partitions"], 16);
-    assert_eq!(report["consumer"]["pending"], 0);
-    assert_eq!(report["consumer"]["folded_through"], 9);
+    assert_eq!(report["publishing"], "test");
+    assert_eq!(report["consumers"][0]["instance"], "test");
+    assert_eq!(report["consumers"][0]["pending"], 0);
+    assert_eq!(report["consumers"][0]["folded_through"], 9);
     assert_eq!(report["streams"][0]["name"], "VENTANA_IN");
     assert_eq!(report["streams"][0]["messages"], 9);
     assert!(report["streams"][1]["messages"].as_u64().unwrap() > 0);
@@ -146,7 +148,8 @@ async fn import_state_check_and_tail_work_against_the_live_service() {
     for expected in [
         "ventanad: 1 instance(s)",
         "partitions: 16",
-        "consumer ventanad: folded through sequence 9, 0 waiting",
+        "publishing: test",
+        "folding: test through sequence 9, 0 waiting",
         "policy: revision",
         "VENTANA_IN",
         "VENTANA_OUT_PROTOBUF   absent",
