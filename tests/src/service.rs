@@ -119,27 +119,27 @@ pub async fn stream_len(js: &async_nats::jetstream::Context, stream: &str) -> u6
 }
 
 /// How many outputs VENTANA_OUT holds (its messages on `ventana.out.>`; not the fences the
-/// instances publish beside them).
+/// instances publish beside them): what a consumer of them all would have pending.
 pub async fn outputs_len(js: &async_nats::jetstream::Context) -> u64 {
-    use futures::TryStreamExt;
-    let Ok(mut stream) = js.get_stream(ventana_wire::subjects::OUT_STREAM).await else {
+    let Ok(stream) = js.get_stream(ventana_wire::subjects::OUT_STREAM).await else {
         return 0;
     };
-    let Ok(messages) = stream.info().await.map(|info| info.state.messages) else {
-        return 0;
-    };
-    let fences: u64 = match stream
-        .info_with_subjects(ventana_wire::subjects::FENCE_SUBJECTS)
+    let Ok(mut consumer) = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            filter_subject: ventana_wire::subjects::OUT_SUBJECTS.to_owned(),
+            inactive_threshold: Duration::from_secs(5),
+            memory_storage: true,
+            num_replicas: 1,
+            ..Default::default()
+        })
         .await
-    {
-        Ok(subjects) => subjects
-            .try_collect::<Vec<(String, usize)>>()
-            .await
-            .map(|counts| counts.iter().map(|(_, n)| *n as u64).sum())
-            .unwrap_or(0),
-        Err(_) => 0,
+    else {
+        return 0;
     };
-    messages - fences
+    let pending = consumer.info().await.map_or(0, |info| info.num_pending);
+    let name = consumer.cached_info().name.clone();
+    let _ = stream.delete_consumer(&name).await;
+    pending
 }
 
 /// Whether every ventanad instance's consumer has folded and acked everything in VENTANA_IN

@@ -22,6 +22,18 @@ async fn publish_all(js: async_nats::jetstream::Context, events: Vec<Event>) {
     }
 }
 
+/// ventanad, killed if the test fails before stopping it.
+struct Ventanad(std::process::Child);
+
+impl Drop for Ventanad {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// The node that leads `stream` now.
 async fn leader_of(js: &async_nats::jetstream::Context, stream: &str) -> Option<usize> {
     let mut stream = js.get_stream(stream).await.ok()?;
@@ -46,7 +58,7 @@ async fn killing_the_nats_node_that_leads_the_streams_loses_nothing() {
     let data = dir.path().join("data");
     let (_, _, password) = ventana_tests::nats::USERS[0];
     let urls = cluster.urls();
-    let mut ventanad = spawn_ventanad_with(
+    let mut ventanad = Ventanad(spawn_ventanad_with(
         &urls,
         &data,
         &[
@@ -57,7 +69,7 @@ async fn killing_the_nats_node_that_leads_the_streams_loses_nothing() {
             "--replicas",
             "3",
         ],
-    );
+    ));
     eventually("the streams", Duration::from_secs(30), || async {
         leader_of(&js, IN_STREAM).await.is_some() && leader_of(&js, OUT_STREAM).await.is_some()
     })
@@ -108,8 +120,11 @@ async fn killing_the_nats_node_that_leads_the_streams_loses_nothing() {
     );
 
     std::process::Command::new("kill")
-        .args(["-TERM", &ventanad.id().to_string()])
+        .args(["-TERM", &ventanad.0.id().to_string()])
         .status()
         .unwrap();
-    assert!(ventanad.wait().unwrap().success(), "ventanad stops cleanly");
+    assert!(
+        ventanad.0.wait().unwrap().success(),
+        "ventanad stops cleanly"
+    );
 }

@@ -7,10 +7,11 @@
 //!   try to create it every [`TRY_EVERY`], which succeeds only once it is gone: expired
 //!   (the holder died or is cut off), or deleted (the holder stopped and handed over).
 //! - **Safety**: a lease alone cannot stop a holder that was paused past its TTL. So the new
-//!   holder first publishes a *fence* to `ventana.fence.outputs` (in VENTANA_OUT), and every
-//!   output carries `Nats-Expected-Last-Subject-Sequence` = its holder's fence: the server
-//!   refuses the outputs of any instance but the last to fence. The outbox, refused, reads
-//!   the fence, and steps down ([`Lease::step_down`]).
+//!   holder first publishes a *fence* to `ventana.fence.outputs` (in VENTANA_OUT, with its
+//!   own `Nats-Msg-Id`), and every output either carries `Nats-Expected-Last-Subject-Sequence`
+//!   = its holder's fence or expects the output before it as the stream's last message id
+//!   (outbox.rs): the server refuses the outputs of any instance but the last to fence. The
+//!   outbox, refused, reads the fence, and steps down ([`Lease::step_down`]).
 //!
 //! A holder's outputs and the next holder's are one ordered sequence: the next holder
 //! fences first, then reads the last output stored, and publishes what follows it from its
@@ -100,6 +101,10 @@ async fn try_take(bucket: &kv::Store, instance: &str) -> anyhow::Result<Option<u
 async fn fence(js: &jetstream::Context, instance: &str, revision: u64) -> anyhow::Result<u64> {
     let mut headers = HeaderMap::new();
     headers.insert(INSTANCE_HEADER, instance);
+    // Its own id: an output chained to the one before it (`Nats-Expected-Last-Msg-Id`) is
+    // refused once a fence has come between them.
+    let id = format!("fence:{instance}:{revision}");
+    headers.insert(ventana_wire::subjects::MSG_ID, id.as_str());
     let ack = js
         .publish_with_headers(
             OUTPUTS_FENCE,
@@ -139,7 +144,19 @@ pub async fn run(
     holding: watch::Sender<Option<u64>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let bucket = bucket(&js, replicas).await?;
+    // On a busy cluster making a replicated bucket can time out: keep trying.
+    let bucket = loop {
+        match bucket(&js, replicas).await {
+            Ok(bucket) => break bucket,
+            Err(error) => warn!(
+                error = format!("{error:#}"),
+                "cannot open the lease bucket; retrying"
+            ),
+        }
+        if crate::pause_or_stop(&mut shutdown, Duration::from_secs(1)).await {
+            return Ok(());
+        }
+    };
     loop {
         // Standing by.
         let revision = loop {

@@ -380,17 +380,24 @@ fn headers(
     headers.insert(POSITION_HEADER, position.to_string().as_str());
     headers.insert("Content-Type", "application/json");
     headers.insert(INSTANCE_HEADER, publisher.instance);
-    // Stored only while this instance's fence is the last one (lease.rs).
-    headers.insert(
-        "Nats-Expected-Last-Subject-Sequence",
-        publisher.fence.to_string().as_str(),
-    );
-    headers.insert("Nats-Expected-Last-Subject-Sequence-Subject", OUTPUTS_FENCE);
+    let fenced = |headers: &mut HeaderMap| {
+        // Stored only while this instance's fence is the last one (lease.rs). A clustered
+        // stream refuses this check while another message with it is in flight, so it is
+        // on the rows published alone: the first of a pipelined run, and each one-by-one.
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            publisher.fence.to_string().as_str(),
+        );
+        headers.insert("Nats-Expected-Last-Subject-Sequence-Subject", OUTPUTS_FENCE);
+    };
     match after {
-        After::Anything => {}
+        After::Anything => fenced(&mut headers),
         After::Sequence(last) => {
-            headers.insert("Nats-Expected-Last-Sequence", last.to_string().as_str())
+            fenced(&mut headers);
+            headers.insert("Nats-Expected-Last-Sequence", last.to_string().as_str());
         }
+        // Fenced through the chain: the row before it was, and a fence published since
+        // (with its own id) would be the last message instead.
         After::Output(id) => headers.insert("Nats-Expected-Last-Msg-Id", id),
     }
     headers
