@@ -127,18 +127,24 @@ fn traffic(events: usize, seed: u64) -> Vec<Event> {
     ventana_tests::traffic::build_log(&ventana_tests::traffic::seeded_steps(seed, events, 500, 1))
 }
 
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    sorted[(sorted.len() - 1) * p / 100]
+/// Two instances, `a` and `b`, on their own nats-server, one holding the lease, and live
+/// traffic flowing to them at 1 000 events/s.
+struct Pair {
+    nats: NatsServer,
+    dir: tempfile::TempDir,
+    client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    instances: [Instance; 2],
+    publisher: tokio::task::JoinHandle<()>,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_the_publishing_instance_hands_the_outputs_over_without_loss() {
+async fn pair(events: usize, seed: u64) -> Pair {
     let nats = NatsServer::start();
     let url = nats.url();
     let dir = tempfile::tempdir().unwrap();
     let client = async_nats::connect(&url).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());
-    let mut instances = [
+    let instances = [
         Instance::start(&url, dir.path(), "a"),
         Instance::start(&url, dir.path(), "b"),
     ];
@@ -146,11 +152,35 @@ async fn killing_the_publishing_instance_hands_the_outputs_over_without_loss() {
         holder(&js).await.is_some()
     })
     .await;
-
     let publisher = {
         let js = js.clone();
-        tokio::spawn(async move { publish_live(&js, &traffic(40_000, 3), 1_000).await })
+        tokio::spawn(async move { publish_live(&js, &traffic(events, seed), 1_000).await })
     };
+    Pair {
+        nats,
+        dir,
+        client,
+        js,
+        instances,
+        publisher,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() - 1) * p / 100]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_publishing_instance_hands_the_outputs_over_without_loss() {
+    let Pair {
+        nats,
+        dir: _dir,
+        client,
+        js,
+        mut instances,
+        publisher,
+    } = pair(40_000, 3).await;
+    let url = nats.url();
     let mut failovers = Vec::new();
     for _ in 0..10 {
         // Outputs flow from the holder; kill it without warning.
@@ -223,23 +253,15 @@ async fn killing_the_publishing_instance_hands_the_outputs_over_without_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_holder_stores_nothing_after_the_takeover_and_a_stop_hands_over() {
-    let nats = NatsServer::start();
+    let Pair {
+        nats,
+        dir: _dir,
+        client: _client,
+        js,
+        mut instances,
+        publisher,
+    } = pair(20_000, 4).await;
     let url = nats.url();
-    let dir = tempfile::tempdir().unwrap();
-    let client = async_nats::connect(&url).await.unwrap();
-    let js = async_nats::jetstream::new(client.clone());
-    let mut instances = [
-        Instance::start(&url, dir.path(), "a"),
-        Instance::start(&url, dir.path(), "b"),
-    ];
-    eventually("a holder", Duration::from_secs(30), || async {
-        holder(&js).await.is_some()
-    })
-    .await;
-    let publisher = {
-        let js = js.clone();
-        tokio::spawn(async move { publish_live(&js, &traffic(20_000, 4), 1_000).await })
-    };
 
     // Pause the holder past its lease; the other takes over and fences.
     let paused = holder(&js).await.unwrap();

@@ -14,7 +14,7 @@ use common::{Adapter, GRAPH_TOKEN};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use ventana_bus::client::read_stream;
-use ventana_tests::nats::{NatsServer, free_port};
+use ventana_tests::nats::{NatsServer, USERS, free_port};
 use ventana_tests::service::{Live, eventually, live, published_outputs};
 use ventana_wire::subjects::{API_STATE, DLQ_STREAM, IN_STREAM, OUT_STREAM};
 
@@ -751,16 +751,6 @@ async fn only_known_clients_send_and_only_to_meta_ids() {
     adapter.stop().await;
     ventanad.stop().await.unwrap();
 }
-
-/// The users of `deploy/nats-server.conf` and the passwords this test gives them.
-const USERS: [(&str, &str, &str); 6] = [
-    ("ventanad", "VENTANAD_PASSWORD", "pw-ventanad"),
-    ("adapter", "ADAPTER_PASSWORD", "pw-adapter"),
-    ("meta-adapter", "META_ADAPTER_PASSWORD", "pw-meta"),
-    ("api-client", "API_CLIENT_PASSWORD", "pw-api-client"),
-    ("sender", "SENDER_PASSWORD", "pw-sender"),
-    ("subscriber", "SUBSCRIBER_PASSWORD", "pw-subscriber"),
-];
 
 fn as_user(nats: &NatsServer, user: &str) -> ventana_bus::NatsOptions {
     let (_, _, password) = USERS.iter().find(|(name, _, _)| *name == user).unwrap();

@@ -8,10 +8,14 @@
 //!   (the holder died or is cut off), or deleted (the holder stopped and handed over).
 //! - **Safety**: a lease alone cannot stop a holder that was paused past its TTL. So the new
 //!   holder first publishes a *fence* to `ventana.fence.outputs` (in VENTANA_OUT, with its
-//!   own `Nats-Msg-Id`), and every output either carries `Nats-Expected-Last-Subject-Sequence`
-//!   = its holder's fence or expects the output before it as the stream's last message id
-//!   (outbox.rs): the server refuses the outputs of any instance but the last to fence. The
-//!   outbox, refused, reads the fence, and steps down ([`Lease::step_down`]).
+//!   own `Nats-Msg-Id`). The outbox (outbox.rs) reads the stream's last sequence, then the
+//!   last fence, and publishes only if that fence is its own, expecting that sequence
+//!   (`Nats-Expected-Last-Sequence`); the rows after it in a pipelined run expect the row
+//!   before them (`Nats-Expected-Last-Msg-Id`). A fence published after the read, by
+//!   anyone, makes the server refuse the rest: only the last to fence gets outputs stored.
+//!   The outbox, finding another's fence, steps down ([`Lease::step_down`]). (The server's
+//!   `Nats-Expected-Last-Subject-Sequence` on the fence subject would say it in one header,
+//!   but a clustered stream stops answering such publishes after a leader change.)
 //!
 //! A holder's outputs and the next holder's are one ordered sequence: the next holder
 //! fences first, then reads the last output stored, and publishes what follows it from its

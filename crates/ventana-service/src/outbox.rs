@@ -15,9 +15,9 @@
 //! (`Nats-Expected-Last-Msg-Id`), so the server stores a prefix of them, in order. When that
 //! fails (a reconnect, a duplicate, another publisher on `ventana.out.>`), the rows whose
 //! acks came back are done, and so is every row up to the stream's last output (each carries
-//! its outbox position, `Ventana-Position`); the rest go one at a time, each awaited, without
-//! expectations but the fence, so duplicates are dropped and nothing is retried blindly or
-//! lost. The same position lets a store rolled back by an OS crash fold again without
+//! its outbox position, `Ventana-Position`); the rest go one at a time, each awaited and
+//! expecting the stream's last sequence as just read, so duplicates are dropped and nothing
+//! is retried blindly or lost. The same position lets a store rolled back by an OS crash fold again without
 //! publishing twice.
 
 use std::sync::Arc;
@@ -29,9 +29,7 @@ use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 use ventana_store::OutboxRow;
-use ventana_wire::subjects::{
-    INSTANCE_HEADER, MSG_ID, OUT_STREAM, OUT_SUBJECTS, OUTPUTS_FENCE, POSITION_HEADER,
-};
+use ventana_wire::subjects::{INSTANCE_HEADER, MSG_ID, OUT_STREAM, OUT_SUBJECTS, POSITION_HEADER};
 
 use crate::Shared;
 use crate::lease::{self, Holding, Lease};
@@ -258,12 +256,25 @@ async fn deliver(
     let mut mode = Mode::Pipelined;
     let mut done = stored(rows, through);
     while done < rows.len() {
-        let attempt = match mode {
-            Mode::OneByOne => publish(js, publisher, &rows[done])
-                .await
-                .map(|()| done += 1),
-            Mode::Pipelined => match last_sequence(js).await {
-                Ok(last) => {
+        // Each attempt starts from the stream as it is, and only while this instance's fence
+        // is the last: a fence published after the read makes the publish expecting that
+        // read's last sequence fail.
+        let attempt = match fenced_last_sequence(js, publisher).await {
+            Ok(None) => {
+                warn!(
+                    done,
+                    rows = rows.len(),
+                    "another instance fenced the outputs"
+                );
+                shared.outbox_progress.idle();
+                return Ok(Delivered::Fenced);
+            }
+            Err(error) => Err(error),
+            Ok(Some(last)) => match mode {
+                Mode::OneByOne => publish(js, publisher, &rows[done], last)
+                    .await
+                    .map(|()| done += 1),
+                Mode::Pipelined => {
                     let (acked, result) =
                         publish_pipelined(js, publisher, &rows[done..], last).await;
                     done += acked;
@@ -278,25 +289,11 @@ async fn deliver(
                     }
                     result
                 }
-                Err(error) => Err(error),
             },
         };
         match attempt {
             Ok(()) => shared.outbox_progress.advance(),
             Err(error) => {
-                // Refused because another instance fenced the outputs: it publishes them now.
-                if lease::last_fence(js)
-                    .await
-                    .is_ok_and(|fence| fence != Some(publisher.fence))
-                {
-                    warn!(
-                        done,
-                        rows = rows.len(),
-                        "another instance fenced the outputs"
-                    );
-                    shared.outbox_progress.idle();
-                    return Ok(Delivered::Fenced);
-                }
                 warn!(%error, done, rows = rows.len(), "publishing outputs failed; going on one by one");
                 if crate::pause_or_stop(shutdown, Duration::from_millis(500)).await {
                     return Ok(Delivered::Stopped);
@@ -352,21 +349,28 @@ async fn published_through(js: &jetstream::Context) -> anyhow::Result<Option<u64
     Ok(position)
 }
 
-async fn last_sequence(js: &jetstream::Context) -> anyhow::Result<u64> {
+/// VENTANA_OUT's last sequence, read before its last fence: `None` when that fence is not
+/// this instance's. A publish expecting the sequence is then stored only if no other fence
+/// came since (lease.rs).
+async fn fenced_last_sequence(
+    js: &jetstream::Context,
+    publisher: Publisher<'_>,
+) -> anyhow::Result<Option<u64>> {
     let mut stream = js.get_stream(OUT_STREAM).await?;
-    Ok(stream.info().await?.state.last_sequence)
+    let last = stream.info().await?.state.last_sequence;
+    let fence = lease::last_fence(js).await?;
+    Ok((fence == Some(publisher.fence)).then_some(last))
 }
 
 /// What the stream must hold last for a row to be stored after it.
 #[derive(Clone, Copy, Debug)]
 enum After<'a> {
-    /// Anything: the row is published on its own, awaited (duplicates are dropped).
-    Anything,
-    /// The message at this sequence (the first row of a pipelined run).
+    /// The message at this sequence (a row published alone, or the first of a pipelined
+    /// run): read after the fence was found to be this instance's.
     Sequence(u64),
-    /// The output with this id (every later row: the row before it). Ids are unique, so
-    /// once a row is refused every later one is too, and what the stream holds of a run is
-    /// always a prefix of it, whoever else publishes.
+    /// The output with this id (every later row: the row before it). Ids are unique, and a
+    /// fence has its own, so once a row is refused every later one is too, and what the
+    /// stream holds of a run is always a prefix of it, whoever else publishes.
     Output(&'a str),
 }
 
@@ -380,38 +384,26 @@ fn headers(
     headers.insert(POSITION_HEADER, position.to_string().as_str());
     headers.insert("Content-Type", "application/json");
     headers.insert(INSTANCE_HEADER, publisher.instance);
-    let fenced = |headers: &mut HeaderMap| {
-        // Stored only while this instance's fence is the last one (lease.rs). A clustered
-        // stream refuses this check while another message with it is in flight, so it is
-        // on the rows published alone: the first of a pipelined run, and each one-by-one.
-        headers.insert(
-            "Nats-Expected-Last-Subject-Sequence",
-            publisher.fence.to_string().as_str(),
-        );
-        headers.insert("Nats-Expected-Last-Subject-Sequence-Subject", OUTPUTS_FENCE);
-    };
     match after {
-        After::Anything => fenced(&mut headers),
         After::Sequence(last) => {
-            fenced(&mut headers);
-            headers.insert("Nats-Expected-Last-Sequence", last.to_string().as_str());
+            headers.insert("Nats-Expected-Last-Sequence", last.to_string().as_str())
         }
-        // Fenced through the chain: the row before it was, and a fence published since
-        // (with its own id) would be the last message instead.
         After::Output(id) => headers.insert("Nats-Expected-Last-Msg-Id", id),
     }
     headers
 }
 
+/// Publishes one row after the stream's message `last`, awaited (a duplicate is dropped).
 async fn publish(
     js: &jetstream::Context,
     publisher: Publisher<'_>,
     entry: &(u64, OutboxRow),
+    last: u64,
 ) -> anyhow::Result<()> {
     let row = &entry.1;
     js.publish_with_headers(
         row.subject.clone(),
-        headers(publisher, entry, After::Anything),
+        headers(publisher, entry, After::Sequence(last)),
         row.payload.clone().into(),
     )
     .await?
