@@ -90,25 +90,51 @@ async fn decision_of(
     )
     .await
     .map_err(ApiError::internal)?;
-    Ok(outputs.iter().rev().find_map(|stored| {
-        let text = std::str::from_utf8(&stored.payload).ok()?;
-        let output = ventana_wire::parse_output(text).ok()?;
-        let decided = output.body.decision()?;
-        (decided.message_id() == message_id).then(|| text.to_owned())
-    }))
+    Ok(outputs
+        .iter()
+        .rev()
+        .find_map(|stored| decision_in(&stored.payload, message_id)))
 }
 
-/// `decision`: what was decided for a message id (for a caller who lost the answer).
-async fn decision(js: &jetstream::Context, payload: &[u8]) -> Reply {
+/// The output's JSON, if `payload` is the decision on `message_id`.
+fn decision_in(payload: &[u8], message_id: &str) -> Option<String> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let output = ventana_wire::parse_output(text).ok()?;
+    let decided = output.body.decision()?;
+    (decided.message_id() == message_id).then(|| text.to_owned())
+}
+
+/// Outbox rows `decision` looks through for a decision made but not yet published.
+const OUTBOX_LOOKUP: usize = 100_000;
+
+/// `decision`: what was decided for a message id (for a caller who lost the answer): as
+/// published on VENTANA_OUT, or, decided but not published yet (the outbox publishes right
+/// after the fold), as it waits in this instance's outbox.
+async fn decision(shared: &Shared, js: &jetstream::Context, payload: &[u8]) -> Reply {
     let request = DecisionRequest::parse(payload)?;
-    decision_of(js, request.conversation.token(), &request.id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                ApiErrorCode::NotFound,
-                format!("no decision on message {} is published", request.id),
-            )
-        })
+    let token = request.conversation.token();
+    // The outbox first: a row leaves it only once published, so read in this order nothing
+    // decided falls between the two.
+    let store = shared.store.clone();
+    let pending = tokio::task::spawn_blocking(move || store.outbox(OUTBOX_LOOKUP))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let subject_end = format!(".{token}");
+    if let Some(waiting) = pending
+        .iter()
+        .rev()
+        .filter(|(_, row)| row.subject.ends_with(&subject_end))
+        .find_map(|(_, row)| decision_in(&row.payload, &request.id))
+    {
+        return Ok(waiting);
+    }
+    decision_of(js, token, &request.id).await?.ok_or_else(|| {
+        ApiError::new(
+            ApiErrorCode::NotFound,
+            format!("no decision on message {} is known", request.id),
+        )
+    })
 }
 
 /// `resolve`: where a conversation's events go (its token, partition and input subject),
@@ -444,7 +470,7 @@ pub async fn run(
                 subjects::API_CHECK => check(&shared, payload).await,
                 subjects::API_SEND => send(&shared, &js, partitions, send_timeout, payload).await,
                 subjects::API_RESOLVE => resolve(&shared, payload),
-                subjects::API_DECISION => decision(&js, payload).await,
+                subjects::API_DECISION => decision(&shared, &js, payload).await,
                 _ => match paging.acquire().await {
                     Ok(_page) => expiring(&shared, payload).await,
                     Err(_) => Err(ApiError::internal("stopping")),
