@@ -901,7 +901,11 @@ async fn the_shipped_nats_permissions_run_the_whole_flow_and_refuse_the_rest() {
         ["ventana.dlq.webhook_unsupported"]
     );
 
-    // What each user must not do: nothing of it is stored or answered.
+    // Everything so far folded and published: then what each user must not do, of which
+    // nothing is stored or answered.
+    let policy =
+        ventana_wire::parse_policy("[channels.messenger]\nhold_until_accepted = true\n").unwrap();
+    ventana_tests::service::settle(&ventanad_js, &policy, Duration::from_secs(20)).await;
     let out_before = ventana_tests::service::outputs_len(&ventanad_js).await;
     let in_before = ventana_tests::service::stream_len(&ventanad_js, IN_STREAM).await;
     let (adapter_client, adapter_js) = client_of(&nats, "adapter").await;
