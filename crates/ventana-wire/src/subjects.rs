@@ -35,8 +35,8 @@ pub const LEASE_BUCKET: &str = "VENTANA_LEASES";
 /// The subjects of fences, in VENTANA_OUT (outside `ventana.out.>`).
 pub const FENCE_SUBJECTS: &str = "ventana.fence.>";
 /// The fence of the outputs: the instance that takes the lease publishes here first, and
-/// every output it publishes expects this subject's last message to be its fence
-/// (`Nats-Expected-Last-Subject-Sequence`), so the server refuses any other's.
+/// publishes outputs only while the last fence is its own, each expecting the stream as it
+/// was when it found that so; a later fence makes the server refuse them.
 pub const OUTPUTS_FENCE: &str = "ventana.fence.outputs";
 /// On an output: the ventanad instance that published it.
 pub const INSTANCE_HEADER: &str = "Ventana-Instance";
