@@ -380,6 +380,26 @@ pub async fn settle(
     }
 }
 
+/// Waits for ventanad to fold and publish everything, then checks that VENTANA_OUT is a
+/// replay of VENTANA_IN under `policy`: every output once, none lost, in order.
+pub async fn assert_outputs_replay_the_log(
+    js: &async_nats::jetstream::Context,
+    policy: &ventana_core::Policy,
+    limit: Duration,
+) {
+    let settled = settle(js, policy, limit).await;
+    let live = published_outputs(js).await;
+    assert_eq!(
+        live.len(),
+        settled.outputs.len(),
+        "no output lost, none twice"
+    );
+    assert!(
+        live == settled.outputs,
+        "outputs equal the replay, in order"
+    );
+}
+
 /// Publishes `events` as live traffic: each stamped with the time it is published at (a
 /// few of the customer messages late), paced at about `per_second`.
 pub async fn publish_live(

@@ -8,7 +8,7 @@ use ventana_bus::client::publish_events;
 use ventana_core::{Event, Policy};
 use ventana_tests::nats::NatsCluster;
 use ventana_tests::service::{
-    eventually, published_outputs, settle, spawn_ventanad_with, stream_len,
+    assert_outputs_replay_the_log, eventually, spawn_ventanad_with, stream_len,
 };
 use ventana_wire::subjects::{IN_STREAM, OUT_STREAM};
 
@@ -107,17 +107,7 @@ async fn killing_the_nats_node_that_leads_the_streams_loses_nothing() {
         total,
         "every event logged once"
     );
-    let settled = settle(&js, &Policy::default(), Duration::from_secs(120)).await;
-    let live = published_outputs(&js).await;
-    assert_eq!(
-        live.len(),
-        settled.outputs.len(),
-        "no output lost, none twice"
-    );
-    assert!(
-        live == settled.outputs,
-        "outputs equal the replay, in order"
-    );
+    assert_outputs_replay_the_log(&js, &Policy::default(), Duration::from_secs(120)).await;
 
     std::process::Command::new("kill")
         .args(["-TERM", &ventanad.0.id().to_string()])

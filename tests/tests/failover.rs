@@ -13,7 +13,7 @@ use serde_json::json;
 use ventana_core::{Event, Policy};
 use ventana_tests::nats::NatsServer;
 use ventana_tests::service::{
-    eventually, publish_live, published_outputs, settle, spawn_ventanad_with,
+    assert_outputs_replay_the_log, eventually, publish_live, spawn_ventanad_with,
 };
 use ventana_wire::subjects::{
     API_STATE, INSTANCE_HEADER, LEASE_BUCKET, OUT_STREAM, OUT_SUBJECTS, OUTPUTS_FENCE,
@@ -235,17 +235,7 @@ async fn killing_the_publishing_instance_hands_the_outputs_over_without_loss() {
         failovers.last().unwrap().as_secs_f64()
     );
 
-    let settled = settle(&js, &Policy::default(), Duration::from_secs(120)).await;
-    let live = published_outputs(&js).await;
-    assert_eq!(
-        live.len(),
-        settled.outputs.len(),
-        "no output lost, none twice"
-    );
-    assert!(
-        live == settled.outputs,
-        "outputs equal the replay, in order"
-    );
+    assert_outputs_replay_the_log(&js, &Policy::default(), Duration::from_secs(120)).await;
     for instance in &mut instances {
         assert!(instance.stop(), "{} stops cleanly", instance.name);
     }
@@ -323,7 +313,6 @@ async fn a_paused_holder_stores_nothing_after_the_takeover_and_a_stop_hands_over
     assert!(handed_over > fence);
     instances[other].restart(&url);
     publisher.await.unwrap();
-    let settled = settle(&js, &Policy::default(), Duration::from_secs(120)).await;
 
     // Between the takeover's fence and the handover's, only the new holder stored outputs.
     let consumer = js
@@ -359,16 +348,7 @@ async fn a_paused_holder_stores_nothing_after_the_takeover_and_a_stop_hands_over
         checked += 1;
     }
     assert!(checked > 100, "{checked} outputs checked");
-    let live = published_outputs(&js).await;
-    assert_eq!(
-        live.len(),
-        settled.outputs.len(),
-        "no output lost, none twice"
-    );
-    assert!(
-        live == settled.outputs,
-        "outputs equal the replay, in order"
-    );
+    assert_outputs_replay_the_log(&js, &Policy::default(), Duration::from_secs(120)).await;
     for instance in &mut instances {
         assert!(instance.stop(), "{} stops cleanly", instance.name);
     }
