@@ -18,6 +18,10 @@ use ventana_notifier::Fold;
 use ventana_tests::traffic::{build_log, seeded_steps};
 use ventana_wire::codec::encode_state;
 
+// The allocator ventanad and the CLI run with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EVENTS: usize = 1_000_000;
 const CONVERSATIONS: u32 = 100_000;
 const DAYS: u32 = 14;

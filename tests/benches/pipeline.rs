@@ -267,18 +267,27 @@ async fn main() {
         );
     }
     ventana_tests::service::ventanad_binary();
-    let started = Instant::now();
-    let mut restarted = spawn_ventanad_with(&nats.url(), &big, &[]);
-    let ready = wait_for(Duration::from_secs(120), || api_ready(&client)).await;
-    assert!(ready, "ventanad did not come up");
-    println!(
-        "(d) restart with 1 000 000 conversations: ready (answering the API) in {:.2} s",
-        started.elapsed().as_secs_f64()
-    );
-    println!(
-        "(e) ventanad peak RSS with 1 000 000 conversations: {:.0} MiB",
-        peak_rss_mib(restarted.id())
-    );
-    restarted.kill().unwrap();
-    restarted.wait().unwrap();
+    // sled 0.34 writes its page-table snapshot only when it opens a store, so the first start
+    // after the million states were written replays all of sled's log; a second start has
+    // the snapshot the first one wrote (the usual restart of a ventanad that ran for a while
+    // replays what it wrote since it started).
+    for (label, start) in [
+        ("first start after the states were written", "d"),
+        ("started again (kill -9 of the first)", "d'"),
+    ] {
+        let started = Instant::now();
+        let mut restarted = spawn_ventanad_with(&nats.url(), &big, &[]);
+        let ready = wait_for(Duration::from_secs(120), || api_ready(&client)).await;
+        assert!(ready, "ventanad did not come up");
+        println!(
+            "({start}) restart with 1 000 000 conversations, {label}: ready (answering the API) in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+        println!(
+            "    ventanad peak RSS with 1 000 000 conversations: {:.0} MiB",
+            peak_rss_mib(restarted.id())
+        );
+        restarted.kill().unwrap();
+        restarted.wait().unwrap();
+    }
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::Xxh3Default;
+use xxhash_rust::xxh3::xxh3_128;
 
 /// The channel a conversation runs on.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -86,21 +86,37 @@ impl ConversationKey {
     /// The key's token. Fields are joined with a separator no field may contain
     /// ambiguously (each is length-prefixed), so distinct keys never share an input.
     pub fn token(&self) -> ConversationToken {
-        let mut hasher = Xxh3Default::new();
         let (prefix, name) = match &self.channel {
             Channel::WhatsApp => ("whatsapp", ""),
             Channel::Messenger => ("messenger", ""),
             Channel::Instagram => ("instagram", ""),
             Channel::Custom(name) => ("custom:", name.as_str()),
         };
-        hasher.update(&((prefix.len() + name.len()) as u64).to_le_bytes());
-        hasher.update(prefix.as_bytes());
-        hasher.update(name.as_bytes());
-        for part in [&self.account, &self.channel_id, &self.contact_id] {
-            hasher.update(&(part.len() as u64).to_le_bytes());
-            hasher.update(part.as_bytes());
+        let parts = [&self.account, &self.channel_id, &self.contact_id];
+        let len = 32 + prefix.len() + name.len() + parts.iter().map(|p| p.len()).sum::<usize>();
+        // One-shot hashing of the joined input equals streaming it, and skips the streaming
+        // state's buffer; almost every key fits on the stack.
+        let mut stack = [0u8; 256];
+        let mut heap = Vec::new();
+        let input: &mut [u8] = if len <= stack.len() {
+            &mut stack[..len]
+        } else {
+            heap.resize(len, 0);
+            &mut heap
+        };
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            input[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        put(&((prefix.len() + name.len()) as u64).to_le_bytes());
+        put(prefix.as_bytes());
+        put(name.as_bytes());
+        for part in parts {
+            put(&(part.len() as u64).to_le_bytes());
+            put(part.as_bytes());
         }
-        ConversationToken(hasher.digest128())
+        ConversationToken(xxh3_128(input))
     }
 }
 
@@ -171,6 +187,24 @@ mod tests {
         assert_eq!(token.to_string().len(), 26);
         assert_eq!(ConversationToken::parse(&token.to_string()), Some(token));
         assert!(token.partition(16) < 16);
+    }
+
+    #[test]
+    fn long_keys_hash_as_short_ones_do() {
+        // Keys past the stack buffer take the heap path; both hash the same joined input.
+        let long = "x".repeat(600);
+        let key = ConversationKey::new(Channel::Custom("sms".into()), "acme", &long, "c");
+        let mut streamed = xxhash_rust::xxh3::Xxh3Default::new();
+        for part in [b"sms".len() + 7, 4, long.len(), 1].iter().zip([
+            "custom:sms",
+            "acme",
+            long.as_str(),
+            "c",
+        ]) {
+            streamed.update(&(*part.0 as u64).to_le_bytes());
+            streamed.update(part.1.as_bytes());
+        }
+        assert_eq!(key.token().as_u128(), streamed.digest128());
     }
 
     #[test]

@@ -15,6 +15,10 @@ use ventana_store::Store;
 use ventana_tests::nats::NatsServer;
 use ventana_tests::traffic::{build_log, seeded_steps};
 
+// The allocator the `ventana` binary runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()

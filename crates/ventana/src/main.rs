@@ -349,6 +349,12 @@ fn run_live(command: Command) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// mimalloc: the fold allocates many small, short-lived values (states decoded from sled,
+/// outputs rendered); it folds a third faster than with the system allocator (README,
+/// "Performance").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Dev(_)) {

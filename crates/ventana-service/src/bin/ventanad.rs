@@ -14,6 +14,12 @@ struct Cli {
     log_json: bool,
 }
 
+/// mimalloc: the fold allocates many small, short-lived values (states decoded from sled,
+/// outputs rendered); it folds a third faster than with the system allocator (README,
+/// "Performance").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
