@@ -39,6 +39,8 @@ pub fn config(nats_url: &str, data: &Path, policy: Option<PathBuf>) -> Config {
         data: data.to_owned(),
         policy,
         cache_mb: 64,
+        // Small, so that tests with many conversations fold both from memory and from sled.
+        states_cached: 64,
         partitions: 16,
         replicas: 1,
         in_duplicate_window: Duration::from_secs(600),

@@ -46,11 +46,16 @@ async fn conversation_of(
     named: ConversationRef,
 ) -> Result<Conversation, ApiError> {
     let token = named.token();
-    let store = shared.store.clone();
-    let stored = tokio::task::spawn_blocking(move || store.load(token))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let stored = match shared.states.get(token) {
+        Some(cached) => Some(cached),
+        None => {
+            let store = shared.store.clone();
+            tokio::task::spawn_blocking(move || store.load(token))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?
+        }
+    };
     match (stored, named) {
         (Some(conversation), _) => Ok(conversation),
         (None, ConversationRef::Key(key)) => Ok(Conversation::new(key)),

@@ -69,6 +69,10 @@ pub struct Config {
     /// sled's page cache, in MiB: bounds memory, whatever the number of conversations.
     #[arg(long, env = "VENTANA_CACHE_MB", default_value_t = 256)]
     pub cache_mb: u64,
+    /// Conversation states kept decoded in memory, the most recently folded, in front of
+    /// sled (about 1 KiB each on ordinary traffic; 0 turns the cache off).
+    #[arg(long, env = "VENTANA_STATES_CACHED", default_value_t = 100_000)]
+    pub states_cached: usize,
     /// Input partitions (the `<partition>` of `ventana.in.<partition>.<conv>`).
     #[arg(long, env = "VENTANA_PARTITIONS", default_value_t = ventana_wire::subjects::DEFAULT_PARTITIONS)]
     pub partitions: u32,

@@ -17,6 +17,7 @@ pub mod nats;
 pub mod outbox;
 pub mod pipeline;
 pub mod protobuf_outputs;
+pub mod states;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -39,6 +40,8 @@ const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Shared {
     pub store: Store,
+    /// Decoded states as committed, read before `store` (states.rs).
+    pub states: states::States,
     pub policy: Policy,
     /// Input partitions (as `VENTANA_IN` records them).
     pub partitions: u32,
@@ -93,9 +96,10 @@ impl Progress {
 }
 
 impl Shared {
-    fn new(store: Store, policy: Policy, partitions: u32) -> Self {
+    fn new(store: Store, states_cached: usize, policy: Policy, partitions: u32) -> Self {
         Self {
             store,
+            states: states::States::new(states_cached),
             policy,
             partitions,
             metrics: metrics::Metrics::default(),
@@ -265,7 +269,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .with_context(|| format!("cannot listen on {}", config.http))?;
     info!(http = %listener.local_addr()?, data = %config.data.display(), "ventanad started");
 
-    let shared = Arc::new(Shared::new(store, policy, config.partitions));
+    let shared = Arc::new(Shared::new(
+        store,
+        config.states_cached,
+        policy,
+        config.partitions,
+    ));
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let (committed, to_publish) = tokio::sync::mpsc::channel::<outbox::Rows>(64);

@@ -29,6 +29,7 @@ pub struct Metrics {
     pub handoffs: Counter,
     pub fenced: Counter,
     pub outbox_depth: Gauge,
+    pub states_cached: Gauge,
     pub consumer_lag: Gauge,
     pub batch_seconds: Histogram,
     pub ticks_logged: Counter,
@@ -52,6 +53,7 @@ impl Default for Metrics {
             handoffs: Counter::default(),
             fenced: Counter::default(),
             outbox_depth: Gauge::default(),
+            states_cached: Gauge::default(),
             consumer_lag: Gauge::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             ticks_logged: Counter::default(),
@@ -126,6 +128,11 @@ impl Default for Metrics {
             "outbox_depth",
             "Outputs waiting in the outbox",
             metrics.outbox_depth.clone(),
+        );
+        registry.register(
+            "states_cached",
+            "Conversation states held decoded in memory in front of sled (--states-cached)",
+            metrics.states_cached.clone(),
         );
         registry.register(
             "consumer_lag",

@@ -71,9 +71,12 @@ fn fold_batch(
         let (conversation, _) = match touched.entry(token) {
             std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
             std::collections::hash_map::Entry::Vacant(entry) => {
-                let conversation = store
-                    .load(token)?
-                    .unwrap_or_else(|| Conversation::new(event.conversation.clone()));
+                let stored = match shared.states.take(token) {
+                    Some(cached) => Some(cached),
+                    None => store.load(token)?,
+                };
+                let conversation =
+                    stored.unwrap_or_else(|| Conversation::new(event.conversation.clone()));
                 let before = Indexed::of(&conversation, &shared.policy);
                 entry.insert((conversation, before))
             }
@@ -126,9 +129,14 @@ fn fold_batch(
     store.commit(commit)?;
     let committed_at = Instant::now();
     store.flush()?;
+    let conversations = touched.len();
+    shared
+        .states
+        .committed(touched.into_values().map(|(conversation, _)| conversation));
+    shared.metrics.states_cached.set(shared.states.len() as i64);
     debug!(
         events = events.len(),
-        conversations = touched.len(),
+        conversations,
         outputs = rows.len(),
         fold_ms = (folded_at - started).as_secs_f64() * 1e3,
         commit_ms = (committed_at - folded_at).as_secs_f64() * 1e3,

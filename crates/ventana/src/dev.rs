@@ -166,6 +166,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         data: data.clone(),
         policy: Some(policy.clone()),
         cache_mb: 128,
+        states_cached: 10_000,
         partitions: ventana_wire::subjects::DEFAULT_PARTITIONS,
         replicas: 1,
         in_duplicate_window: Duration::from_secs(600),
