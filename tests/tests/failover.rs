@@ -2,7 +2,8 @@
 //! every one folds the log and answers the API, the one holding the lease publishes. When it
 //! is killed (kill -9), paused (SIGSTOP) or stopped (SIGTERM), another takes over, and
 //! VENTANA_OUT still equals a replay of VENTANA_IN: nothing lost, twice or out of order.
-//! A paused holder, resumed after the takeover, stores nothing.
+//! A paused holder, resumed after the takeover, stores nothing. A rolling restart of three
+//! instances, then a fourth joining while the others leave, loses nothing either.
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -16,7 +17,8 @@ use ventana_tests::service::{
     assert_outputs_replay_the_log, eventually, publish_live, spawn_ventanad_with,
 };
 use ventana_wire::subjects::{
-    API_STATE, INSTANCE_HEADER, LEASE_BUCKET, OUT_STREAM, OUT_SUBJECTS, OUTPUTS_FENCE,
+    API_STATE, CONSUMER, IN_STREAM, INSTANCE_HEADER, LEASE_BUCKET, OUT_STREAM, OUT_SUBJECTS,
+    OUTPUTS_FENCE,
 };
 
 /// One ventanad instance: its name, store and process.
@@ -348,6 +350,87 @@ async fn a_paused_holder_stores_nothing_after_the_takeover_and_a_stop_hands_over
         checked += 1;
     }
     assert!(checked > 100, "{checked} outputs checked");
+    assert_outputs_replay_the_log(&js, &Policy::default(), Duration::from_secs(120)).await;
+    for instance in &mut instances {
+        assert!(instance.stop(), "{} stops cleanly", instance.name);
+    }
+}
+
+/// Input events instance `name` has yet to be delivered (its consumer's pending count).
+async fn pending_for(js: &async_nats::jetstream::Context, name: &str) -> Option<u64> {
+    let stream = js.get_stream(IN_STREAM).await.ok()?;
+    let mut consumer = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&format!(
+            "{CONSUMER}-{name}"
+        ))
+        .await
+        .ok()?;
+    Some(consumer.info().await.ok()?.num_pending)
+}
+
+/// Waits until instance `name` is within a second of traffic of the log's end.
+async fn near_the_end(js: &async_nats::jetstream::Context, name: &str) {
+    eventually(
+        &format!("{name} catching up with the log"),
+        Duration::from_secs(60),
+        || async { pending_for(js, name).await.is_some_and(|p| p < 1_000) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_and_a_fourth_instance_joining_lose_nothing() {
+    let Pair {
+        nats,
+        dir,
+        client: _client,
+        js,
+        instances,
+        publisher,
+    } = pair(50_000, 5).await;
+    let url = nats.url();
+    let [a, b] = instances;
+    let mut instances = vec![a, b, Instance::start(&url, dir.path(), "c")];
+    near_the_end(&js, "c").await;
+
+    // Each instance in turn stopped, started again and caught up before the next, with
+    // outputs flowing all along.
+    for index in 0..instances.len() {
+        let before = last_output(&js).await;
+        assert!(
+            instances[index].stop(),
+            "{} stops cleanly",
+            instances[index].name
+        );
+        instances[index].restart(&url);
+        near_the_end(&js, instances[index].name).await;
+        eventually(
+            "outputs after the restart",
+            Duration::from_secs(30),
+            || async { last_output(&js).await > before + 100 },
+        )
+        .await;
+    }
+    assert!(
+        !publisher.is_finished(),
+        "the traffic outlasts the restarts"
+    );
+
+    // A fourth joins under traffic; then the first three leave and it carries on alone.
+    instances.push(Instance::start(&url, dir.path(), "d"));
+    near_the_end(&js, "d").await;
+    for instance in &mut instances[..3] {
+        assert!(instance.stop(), "{} stops cleanly", instance.name);
+    }
+    eventually("outputs from d", Duration::from_secs(30), || async {
+        last_publisher(&js).await.as_deref() == Some("d")
+    })
+    .await;
+    // Back, they catch up (a stopped instance's consumer keeps its place in the log).
+    for instance in &mut instances[..3] {
+        instance.restart(&url);
+    }
+    publisher.await.unwrap();
     assert_outputs_replay_the_log(&js, &Policy::default(), Duration::from_secs(120)).await;
     for instance in &mut instances {
         assert!(instance.stop(), "{} stops cleanly", instance.name);
