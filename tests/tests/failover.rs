@@ -395,15 +395,11 @@ async fn a_rolling_restart_and_a_fourth_instance_joining_lose_nothing() {
 
     // Each instance in turn stopped, started again and caught up before the next, with
     // outputs flowing all along.
-    for index in 0..instances.len() {
+    for instance in &mut instances {
         let before = last_output(&js).await;
-        assert!(
-            instances[index].stop(),
-            "{} stops cleanly",
-            instances[index].name
-        );
-        instances[index].restart(&url);
-        near_the_end(&js, instances[index].name).await;
+        assert!(instance.stop(), "{} stops cleanly", instance.name);
+        instance.restart(&url);
+        near_the_end(&js, instance.name).await;
         eventually(
             "outputs after the restart",
             Duration::from_secs(30),

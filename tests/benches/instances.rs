@@ -1,0 +1,127 @@
+//! Several ventanad instances on one backlog (README "Performance", "Several instances").
+//!
+//! For 1, 2 and 4 instances, each on a fresh nats-server holding the same backlog of
+//! generated traffic: the wall time until every instance has folded the whole log and the
+//! lease holder has published every output, and the CPU seconds ventanad (all instances
+//! together) and nats-server spent, per event. Every instance folds every event (that is what
+//! lets any of them take over at once), so ventanad's CPU per event grows with the number of
+//! instances: the figures say by how much, and what the lease and the fence add on top.
+//!
+//! Run: `cargo bench -p ventana-tests --bench instances` (EVENTS=200000 by default).
+
+use std::time::{Duration, Instant};
+
+use ventana_bus::client::publish_events;
+use ventana_bus::now;
+use ventana_core::{Event, Policy};
+use ventana_notifier::Fold;
+use ventana_tests::nats::NatsServer;
+use ventana_tests::service::{caught_up, outputs_len, spawn_ventanad_with};
+use ventana_tests::traffic::{build_log, seeded_steps};
+
+/// CPU seconds (user + system) process `pid` has used so far.
+fn cpu_seconds(pid: u32, ticks_per_second: f64) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name (in parentheses): state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / ticks_per_second
+}
+
+fn ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` lists benchmarks; there is nothing to list here.
+    }
+    let count: usize = std::env::var("EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let at = now();
+    let events: Vec<Event> = build_log(&seeded_steps(11, count, 50_000, 14))
+        .into_iter()
+        .map(|mut e| {
+            e.occurred_at = at;
+            e.logged_at = None;
+            e
+        })
+        .collect();
+    let mut fold = Fold::new(Policy::default());
+    let mut expected = Vec::new();
+    for event in &events {
+        let _ = fold.apply(event, &mut expected);
+    }
+    println!(
+        "backlog: {count} events over 50 000 conversations, {} outputs",
+        expected.len()
+    );
+    ventana_tests::service::ventanad_binary(); // built before any clock starts
+    let ticks = ticks_per_second();
+    let mut alone = None;
+    for instances in [1, 2, 4] {
+        let nats = NatsServer::start();
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        ventana_bus::streams::declare_streams(&js, &Default::default())
+            .await
+            .unwrap();
+        for chunk in events.chunks(5_000) {
+            publish_events(&js, chunk, 16).await.unwrap();
+        }
+        let nats_pid = nats.pid().unwrap();
+        let nats_before = cpu_seconds(nats_pid, ticks);
+        let dir = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let mut running: Vec<_> = (0..instances)
+            .map(|i| {
+                let name = format!("i{i}");
+                spawn_ventanad_with(
+                    &nats.url(),
+                    &dir.path().join(&name),
+                    &["--instance", &name, "--batch", "2000"],
+                )
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(900);
+        while !(caught_up(&js).await && outputs_len(&js).await >= expected.len() as u64) {
+            assert!(Instant::now() < deadline, "the instances did not finish");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let ventanad_cpu: f64 = running.iter().map(|p| cpu_seconds(p.id(), ticks)).sum();
+        let nats_cpu = cpu_seconds(nats_pid, ticks) - nats_before;
+        for process in &mut running {
+            process.kill().unwrap();
+            process.wait().unwrap();
+        }
+        let per_event = ventanad_cpu / count as f64 * 1e6;
+        let per_instance = per_event / instances as f64;
+        let base = *alone.get_or_insert(per_instance);
+        println!(
+            "{instances} instance(s): {:.0} events/s ({elapsed:.1} s until every instance folded \
+             the log and every output was published); ventanad CPU {ventanad_cpu:.1} s = \
+             {per_event:.1} µs per event, {per_instance:.1} µs per event per instance \
+             ({:+.0} % against one instance); nats-server CPU {nats_cpu:.1} s",
+            count as f64 / elapsed,
+            (per_instance / base - 1.0) * 100.0,
+        );
+    }
+}
