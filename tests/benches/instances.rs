@@ -12,12 +12,10 @@
 use std::time::{Duration, Instant};
 
 use ventana_bus::client::publish_events;
-use ventana_bus::now;
 use ventana_core::{Event, Policy};
 use ventana_notifier::Fold;
 use ventana_tests::nats::NatsServer;
 use ventana_tests::service::{caught_up, outputs_len, spawn_ventanad_with};
-use ventana_tests::traffic::{build_log, seeded_steps};
 
 /// CPU seconds (user + system) process `pid` has used so far.
 fn cpu_seconds(pid: u32, ticks_per_second: f64) -> f64 {
@@ -51,19 +49,8 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` lists benchmarks; there is nothing to list here.
     }
-    let count: usize = std::env::var("EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
-    let at = now();
-    let events: Vec<Event> = build_log(&seeded_steps(11, count, 50_000, 14))
-        .into_iter()
-        .map(|mut e| {
-            e.occurred_at = at;
-            e.logged_at = None;
-            e
-        })
-        .collect();
+    let count = ventana_tests::bench::env_count("EVENTS", 200_000);
+    let events: Vec<Event> = ventana_tests::bench::backlog_stamped_now(11, count, 50_000);
     let mut fold = Fold::new(Policy::default());
     let mut expected = Vec::new();
     for event in &events {

@@ -21,7 +21,7 @@ use ventana_notifier::Fold;
 use ventana_store::{Commit, Indexed, Store};
 use ventana_tests::nats::NatsServer;
 use ventana_tests::service::{caught_up, outputs_len, spawn_ventanad_with};
-use ventana_tests::traffic::{build_log, key, seeded_steps};
+use ventana_tests::traffic::key;
 use ventana_wire::subjects::{API_CHECK, input_subject};
 use ventana_wire::{event_to_json, parse_event};
 
@@ -134,22 +134,13 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` lists benchmarks; there is nothing to list here.
     }
-    let count: usize = std::env::var("EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(500_000);
+    let count = ventana_tests::bench::env_count("EVENTS", 500_000);
     let nats = NatsServer::start();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = jetstream::new(client.clone());
+    let events: Vec<Event> = ventana_tests::bench::backlog_stamped_now(9, count, 100_000);
+    // The instant (d)'s conversations are written at.
     let at = now();
-    let events: Vec<Event> = build_log(&seeded_steps(9, count, 100_000, 14))
-        .into_iter()
-        .map(|mut e| {
-            e.occurred_at = at;
-            e.logged_at = None;
-            e
-        })
-        .collect();
     println!(
         "backlog: {count} events over 100 000 conversations, {:.0} bytes each on average",
         events.iter().map(|e| event_to_json(e).len()).sum::<usize>() as f64 / count as f64

@@ -1,6 +1,7 @@
 //! Helpers for ventana's integration tests.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod fuzz;
 pub mod nats;
 pub mod scenario;
