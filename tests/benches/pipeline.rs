@@ -224,6 +224,25 @@ async fn main() {
         "(e) ventanad peak RSS after (b) and (c): {:.0} MiB (sled cache 256 MiB)",
         peak_rss_mib(ventanad.id())
     );
+    // (f) a restart after the run: stopped with SIGTERM (ventanad has sled snapshot its
+    // store as it stops), then started again on the same store.
+    let stopping = Instant::now();
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &ventanad.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    assert!(ventanad.wait().unwrap().success(), "ventanad stops cleanly");
+    let stopped = stopping.elapsed();
+    let starting = Instant::now();
+    let mut ventanad = spawn_ventanad_with(&nats.url(), &data, &["--batch", "2000"]);
+    let ready = wait_for(Duration::from_secs(120), || api_ready(&client)).await;
+    assert!(ready, "ventanad did not come up again");
+    println!(
+        "(f) restart after (b) and (c): stopped with SIGTERM in {:.2} s, ready again in {:.2} s",
+        stopped.as_secs_f64(),
+        starting.elapsed().as_secs_f64()
+    );
     ventanad.kill().unwrap();
     ventanad.wait().unwrap();
 

@@ -252,6 +252,19 @@ impl Store {
         Ok(Self { db, tree })
     }
 
+    /// Opens the store in `path` once more and closes it (no other handle may be open).
+    /// sled 0.34 writes the snapshot of its page table only when it opens a store, and
+    /// opening replays everything written since the last snapshot; ventanad does this as it
+    /// stops, so that its next start finds a fresh snapshot instead of this run's writes.
+    pub fn snapshot(path: &Path) -> Result<()> {
+        sled::Config::new()
+            .path(path)
+            .cache_capacity(16 << 20)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        Ok(())
+    }
+
     /// The bad inputs the DLQ refused to store (see [`Commit::dlq_refused`]): stream sequence
     /// in `VENTANA_IN` and reason, oldest first.
     pub fn dlq_refused(&self) -> Result<Vec<(u64, String)>> {
