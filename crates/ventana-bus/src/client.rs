@@ -204,15 +204,22 @@ pub async fn read_log(
     let last = handle.info().await?.state.last_sequence;
     let mut read = 0;
     let mut from = start;
+    let mut behind = 0;
     loop {
         let failure =
-            match read_segment(&handle, filter.clone(), from, last, &sink, &mut read).await {
+            match read_segment(js, &handle, filter.clone(), from, last, &sink, &mut read).await {
                 Ok(()) => return Ok(read),
                 Err(failure) => failure,
             };
         let Some(next) = failure.next else {
             return Err(failure.error);
         };
+        if failure.behind && behind < 20 {
+            behind += 1;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            from = Start::Sequence(next);
+            continue;
+        }
         match first_unreadable(js, stream, filter.as_deref(), next, last).await {
             Some(sequence) if sequence >= last => return Ok(read),
             Some(sequence) => from = Start::Sequence(sequence + 1),
@@ -226,10 +233,47 @@ pub async fn read_log(
 struct Interrupted {
     error: anyhow::Error,
     next: Option<u64>,
+    /// The reading consumer ran on a replica behind the stream's leader (one just back on a
+    /// cluster): read again from `next`.
+    behind: bool,
+}
+
+impl Interrupted {
+    fn behind(stream: &str, next: Option<u64>) -> Self {
+        Self {
+            error: anyhow::anyhow!("the replica reading {stream} is behind the stream's leader"),
+            next,
+            behind: true,
+        }
+    }
+}
+
+/// Whether the stream's leader holds a message of `filter` after `after`, up to `last`.
+async fn more_after(
+    js: &jetstream::Context,
+    stream: &str,
+    filter: Option<&str>,
+    after: u64,
+    last: u64,
+) -> bool {
+    let reply: Result<serde_json::Value, _> = js
+        .request(
+            format!("STREAM.MSG.GET.{stream}"),
+            &serde_json::json!({ "seq": after + 1, "next_by_subj": filter.unwrap_or(">") }),
+        )
+        .await;
+    reply
+        .ok()
+        .and_then(|r| {
+            r.pointer("/message/seq")
+                .and_then(serde_json::Value::as_u64)
+        })
+        .is_some_and(|sequence| sequence <= last)
 }
 
 /// Reads from `start` to `last` with one consumer: the fast way.
 async fn read_segment(
+    js: &jetstream::Context,
     stream: &jetstream::stream::Stream,
     filter: Option<String>,
     start: Start,
@@ -242,7 +286,12 @@ async fn read_segment(
         Start::Sequence(sequence) => Some(sequence.max(1)),
         Start::Time(_) => None,
     };
-    let fail = |error: anyhow::Error, next: Option<u64>| Interrupted { error, next };
+    let fail = |error: anyhow::Error, next: Option<u64>| Interrupted {
+        error,
+        next,
+        behind: false,
+    };
+    let name = stream.cached_info().config.name.clone();
     let deliver_policy = match start {
         Start::First => DeliverPolicy::All,
         Start::Sequence(sequence) => DeliverPolicy::ByStartSequence {
@@ -258,7 +307,7 @@ async fn read_segment(
     // the way (a slow-consumer drop) is detected rather than skipped.
     let mut consumer = stream
         .create_consumer(pull::Config {
-            filter_subject: filter.unwrap_or_default(),
+            filter_subject: filter.clone().unwrap_or_default(),
             deliver_policy,
             ack_policy: AckPolicy::None,
             memory_storage: true,
@@ -278,6 +327,13 @@ async fn read_segment(
         .map_err(|e| fail(e.into(), None))?
         .num_pending;
     if pending == 0 {
+        let after = next.map_or(0, |n| n - 1);
+        if next.is_some()
+            && after < last
+            && more_after(js, &name, filter.as_deref(), after, last).await
+        {
+            return Err(Interrupted::behind(&name, next));
+        }
         return Ok(());
     }
     let mut chunks = consumer
@@ -334,6 +390,10 @@ async fn read_segment(
             .await
             .map_err(|_| fail(anyhow::anyhow!("the reader of the stream stopped"), None))?;
         if done {
+            let at = next.map_or(0, |n| n - 1);
+            if at < last && more_after(js, &name, filter.as_deref(), at, last).await {
+                return Err(Interrupted::behind(&name, next));
+            }
             return Ok(());
         }
     }
