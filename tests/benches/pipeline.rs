@@ -19,20 +19,12 @@ use ventana_bus::now;
 use ventana_core::{Conversation, Event, Policy};
 use ventana_notifier::Fold;
 use ventana_store::{Commit, Indexed, Store};
+use ventana_tests::bench::peak_rss_mib;
 use ventana_tests::nats::NatsServer;
 use ventana_tests::service::{caught_up, outputs_len, spawn_ventanad_with};
 use ventana_tests::traffic::key;
 use ventana_wire::subjects::{API_CHECK, input_subject};
 use ventana_wire::{event_to_json, parse_event};
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 async fn bare_pipe(js: &jetstream::Context, events: &[Event]) -> f64 {
     for (name, subjects) in [("BENCH_IN", "bench.in.>"), ("BENCH_OUT", "bench.out.>")] {
@@ -278,9 +270,9 @@ async fn main() {
     }
     ventana_tests::service::ventanad_binary();
     // sled 0.34 writes its page-table snapshot only when it opens a store, so the first start
-    // after the million states were written replays all of sled's log; a second start has
-    // the snapshot the first one wrote (the usual restart of a ventanad that ran for a while
-    // replays what it wrote since it started).
+    // after the million states were written replays all of sled's log (as a start after a
+    // crash replays what was written since the previous start); a second start has the
+    // snapshot the first one wrote.
     for (label, start) in [
         ("first start after the states were written", "d"),
         ("started again (kill -9 of the first)", "d'"),

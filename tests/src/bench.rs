@@ -1,4 +1,5 @@
-//! What the live benches share: their size from the environment, and a backlog stamped now.
+//! What the live benches share: their size from the environment, a backlog stamped now, and
+//! a process's peak memory.
 
 use ventana_core::Event;
 
@@ -25,4 +26,14 @@ pub fn backlog_stamped_now(seed: u64, events: usize, conversations: u32) -> Vec<
             e
         })
         .collect()
+}
+
+/// The peak resident memory of process `pid` (`VmHWM`), in MiB (0 when unknown).
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
 }

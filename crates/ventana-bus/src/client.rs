@@ -248,27 +248,37 @@ impl Interrupted {
     }
 }
 
-/// Whether the stream's leader holds a message of `filter` after `after`, up to `last`.
-async fn more_after(
+/// A read whose consumer has nothing more to deliver from `next` on: complete, unless the
+/// stream's leader holds a message of `filter` from `next` up to `last` (the consumer ran
+/// on a replica still behind it).
+async fn read_to_the_end(
     js: &jetstream::Context,
     stream: &str,
     filter: Option<&str>,
-    after: u64,
+    next: Option<u64>,
     last: u64,
-) -> bool {
+) -> Result<(), Interrupted> {
+    let Some(from) = next.filter(|n| *n <= last) else {
+        return Ok(());
+    };
     let reply: Result<serde_json::Value, _> = js
         .request(
             format!("STREAM.MSG.GET.{stream}"),
-            &serde_json::json!({ "seq": after + 1, "next_by_subj": filter.unwrap_or(">") }),
+            &serde_json::json!({ "seq": from, "next_by_subj": filter.unwrap_or(">") }),
         )
         .await;
-    reply
+    let more = reply
         .ok()
         .and_then(|r| {
             r.pointer("/message/seq")
                 .and_then(serde_json::Value::as_u64)
         })
-        .is_some_and(|sequence| sequence <= last)
+        .is_some_and(|sequence| sequence <= last);
+    if more {
+        Err(Interrupted::behind(stream, next))
+    } else {
+        Ok(())
+    }
 }
 
 /// Reads from `start` to `last` with one consumer: the fast way.
@@ -327,14 +337,7 @@ async fn read_segment(
         .map_err(|e| fail(e.into(), None))?
         .num_pending;
     if pending == 0 {
-        let after = next.map_or(0, |n| n - 1);
-        if next.is_some()
-            && after < last
-            && more_after(js, &name, filter.as_deref(), after, last).await
-        {
-            return Err(Interrupted::behind(&name, next));
-        }
-        return Ok(());
+        return read_to_the_end(js, &name, filter.as_deref(), next, last).await;
     }
     let mut chunks = consumer
         .stream()
@@ -390,11 +393,7 @@ async fn read_segment(
             .await
             .map_err(|_| fail(anyhow::anyhow!("the reader of the stream stopped"), None))?;
         if done {
-            let at = next.map_or(0, |n| n - 1);
-            if at < last && more_after(js, &name, filter.as_deref(), at, last).await {
-                return Err(Interrupted::behind(&name, next));
-            }
-            return Ok(());
+            return read_to_the_end(js, &name, filter.as_deref(), next, last).await;
         }
     }
 }

@@ -75,15 +75,14 @@ async fn snapshot_for_next_start(shared: Arc<Shared>, data: std::path::PathBuf) 
         drop(shared);
         Store::snapshot(&data)
     })
-    .await;
+    .await
+    .map_err(anyhow::Error::from)
+    .and_then(|stored| stored.map_err(anyhow::Error::from));
     match snapshotted {
-        Ok(Ok(())) => info!(
+        Ok(()) => info!(
             seconds = started.elapsed().as_secs_f64(),
             "store snapshotted for the next start"
         ),
-        Ok(Err(error)) => {
-            warn!(%error, "cannot snapshot the store; the next start replays sled's log")
-        }
         Err(error) => warn!(%error, "cannot snapshot the store; the next start replays sled's log"),
     }
 }

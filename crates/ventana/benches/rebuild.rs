@@ -12,6 +12,7 @@ use ventana_bus::NatsOptions;
 use ventana_bus::client::{Start, publish_events};
 use ventana_core::Policy;
 use ventana_store::Store;
+use ventana_tests::bench::{env_count, peak_rss_mib};
 use ventana_tests::nats::NatsServer;
 use ventana_tests::traffic::{build_log, seeded_steps};
 
@@ -19,29 +20,13 @@ use ventana_tests::traffic::{build_log, seeded_steps};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn per_second(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64()
 }
 
 fn main() {
-    let total = env_or("EVENTS", 1_000_000);
-    let conversations = env_or("CONVERSATIONS", 100_000) as u32;
+    let total = env_count("EVENTS", 1_000_000);
+    let conversations = env_count("CONVERSATIONS", 100_000) as u32;
     let nats = NatsServer::start();
     let options = NatsOptions {
         url: nats.url(),
@@ -58,7 +43,7 @@ fn main() {
         }
     });
     println!("backlog: {total} events over {conversations} conversations in VENTANA_IN");
-    let rss_before = peak_rss_mib();
+    let rss_before = peak_rss_mib(std::process::id());
 
     let started = Instant::now();
     let messages: Vec<_> = log.input(None, Start::First).map(|m| m.unwrap()).collect();
@@ -110,6 +95,6 @@ fn main() {
     println!(
         "projection on disk:  {:.0} MiB; peak RSS {:.0} MiB (before the rebuild: {rss_before:.0} MiB, which holds the generated backlog)",
         store.size_on_disk().unwrap() as f64 / (1 << 20) as f64,
-        peak_rss_mib()
+        peak_rss_mib(std::process::id())
     );
 }
