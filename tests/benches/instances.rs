@@ -1,11 +1,16 @@
 //! Several ventanad instances on one backlog (README "Performance", "Several instances").
 //!
 //! For 1, 2 and 4 instances, each on a fresh nats-server holding the same backlog of
-//! generated traffic: the wall time until every instance has folded the whole log and the
-//! lease holder has published every output, and the CPU seconds ventanad (all instances
-//! together) and nats-server spent, per event. Every instance folds every event (that is what
-//! lets any of them take over at once), so ventanad's CPU per event grows with the number of
-//! instances: the figures say by how much, and what the lease and the fence add on top.
+//! generated traffic: the wall time until every instance has folded the whole log and every
+//! output is published (by the owners of the partitions), and the CPU seconds ventanad (all
+//! instances together) and nats-server spent, per event. Every instance folds every event
+//! (that is what lets any of them take over at once), so ventanad's CPU per event grows with
+//! the number of instances: the figures say by how much, and what the leases, fences and
+//! batches add on top.
+//!
+//! Then one partition holding 100 000 conversations (`--partitions 1`), two instances, live
+//! traffic: the takeover time (kill -9 of the owner to the first output stored by the
+//! other) and the handover time (SIGTERM of the owner to the first output of the next).
 //!
 //! Run: `cargo bench -p ventana-tests --bench instances` (EVENTS=200000 by default).
 
@@ -14,8 +19,9 @@ use std::time::{Duration, Instant};
 use ventana_bus::client::publish_events;
 use ventana_core::{Event, Policy};
 use ventana_notifier::Fold;
+use ventana_tests::instances::{Instance, last_on_fence, owned_by};
 use ventana_tests::nats::NatsServer;
-use ventana_tests::service::{caught_up, outputs_len, spawn_ventanad_with};
+use ventana_tests::service::{caught_up, outputs_len, publish_live_on, spawn_ventanad_with};
 
 /// CPU seconds (user + system) process `pid` has used so far.
 fn cpu_seconds(pid: u32, ticks_per_second: f64) -> f64 {
@@ -63,7 +69,12 @@ async fn main() {
     ventana_tests::service::ventanad_binary(); // built before any clock starts
     let ticks = ticks_per_second();
     let mut alone = None;
-    for instances in [1, 2, 4] {
+    // INSTANCES=2 measures that count alone (against one instance's cost measured first).
+    let counts: Vec<usize> = match std::env::var("INSTANCES") {
+        Ok(n) => vec![1, n.parse().expect("INSTANCES is a number")],
+        Err(_) => vec![1, 2, 4],
+    };
+    for instances in counts {
         let nats = NatsServer::start();
         let client = async_nats::connect(nats.url()).await.unwrap();
         let js = async_nats::jetstream::new(client);
@@ -111,4 +122,97 @@ async fn main() {
             (per_instance / base - 1.0) * 100.0,
         );
     }
+    takeover_of_a_partition().await;
+}
+
+/// Waits (polling every 5 ms) until the last message on partition 0's fence subject is a
+/// mark by `name`: its first output stored. Returns how long that took from `since`.
+async fn first_output_from(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+    since: Instant,
+) -> Duration {
+    let deadline = since + Duration::from_secs(60);
+    loop {
+        if let Some((_, by, true)) = last_on_fence(js, 0).await
+            && by == name
+        {
+            return since.elapsed();
+        }
+        assert!(Instant::now() < deadline, "no output from {name}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// One partition with 100 000 conversations, two instances, live traffic: kill -9 of the
+/// owner, then SIGTERM of the next.
+async fn takeover_of_a_partition() {
+    let conversations = 100_000;
+    let count = ventana_tests::bench::env_count("TAKEOVER_EVENTS", 200_000);
+    let backlog = ventana_tests::bench::backlog_stamped_now(12, count, conversations);
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let settings = ventana_bus::streams::StreamSettings {
+        partitions: 1,
+        ..Default::default()
+    };
+    ventana_bus::streams::declare_streams(&js, &settings)
+        .await
+        .unwrap();
+    for chunk in backlog.chunks(5_000) {
+        publish_events(&js, chunk, 1).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--partitions", "1", "--batch", "2000"];
+    let mut instances = [
+        Instance::start(&nats.url(), dir.path(), "a", &args),
+        Instance::start(&nats.url(), dir.path(), "b", &args),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !(caught_up(&js).await
+        && owned_by(&js, "a").await.len() + owned_by(&js, "b").await.len() == 1)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the instances did not fold the backlog"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // More traffic, stamped as it is published (ids of their own: the backlog's generator
+    // numbers ids alike, and JetStream would drop them as duplicates).
+    let live: Vec<Event> = ventana_tests::traffic::build_log(
+        &ventana_tests::traffic::seeded_steps(13, 60_000, 1_000, 1),
+    )
+    .into_iter()
+    .map(|mut event| {
+        event.id = format!("live-{}", event.id);
+        event
+    })
+    .collect();
+    let publisher = {
+        let js = js.clone();
+        tokio::spawn(async move { publish_live_on(&js, &live, 1_000, 1).await })
+    };
+    let owner = |owned_by_a: bool| if owned_by_a { (0, 1) } else { (1, 0) };
+    let (dead, next) = owner(!owned_by(&js, "a").await.is_empty());
+    first_output_from(&js, instances[dead].name, Instant::now()).await;
+    instances[dead].kill();
+    let takeover = first_output_from(&js, instances[next].name, Instant::now()).await;
+    instances[dead].restart();
+    // Back and caught up, it takes the partition back or stands by; then the owner stops.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (stopping, next) = owner(!owned_by(&js, "a").await.is_empty());
+    first_output_from(&js, instances[stopping].name, Instant::now()).await;
+    let since = Instant::now();
+    instances[stopping].signal("-TERM");
+    let handover = first_output_from(&js, instances[next].name, since).await;
+    assert!(instances[stopping].wait(), "the owner stops cleanly");
+    println!(
+        "one partition of {conversations} conversations ({count} events folded by both), 1 000 events/s: \
+         takeover after kill -9 of its owner {:.2} s (the lease lives 3 s); handover on SIGTERM {:.2} s",
+        takeover.as_secs_f64(),
+        handover.as_secs_f64()
+    );
+    publisher.abort();
 }

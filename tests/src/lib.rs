@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod fuzz;
+pub mod instances;
 pub mod nats;
 pub mod scenario;
 pub mod service;

@@ -150,24 +150,9 @@ impl NatsCluster {
         let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats-cluster.conf");
         let ports = free_ports(6);
         let (client_ports, cluster_ports) = ports.split_at(3);
-        let routes: Vec<(String, String)> = cluster_ports
-            .iter()
-            .enumerate()
-            .map(|(i, port)| {
-                (
-                    format!("NATS_ROUTE_{}", i + 1),
-                    format!("nats-route://127.0.0.1:{port}"),
-                )
-            })
-            .collect();
         let nodes = (0..3)
             .map(|i| {
-                let mut env: Vec<(String, String)> = routes.clone();
-                env.push(("NATS_SERVER_NAME".into(), format!("ventana-{}", i + 1)));
-                env.push((
-                    "NATS_CLUSTER_LISTEN".into(),
-                    format!("127.0.0.1:{}", cluster_ports[i]),
-                ));
+                let mut env = ventana_bus::local_nats::cluster_node_env(i, cluster_ports);
                 env.extend(
                     USERS
                         .iter()

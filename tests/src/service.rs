@@ -220,6 +220,29 @@ pub fn spawn_ventanad_with(nats_url: &str, data: &Path, extra: &[&str]) -> std::
         .expect("ventanad starts")
 }
 
+/// The snapshots of every conversation in the store at `data` (ventanad stopped), as JSON
+/// lines in the order of `Fold::snapshots`, to compare with a replay.
+pub fn stored_snapshots(data: &std::path::Path) -> Vec<String> {
+    let store = ventana_store::Store::open(data, 16 << 20).unwrap();
+    let policy = ventana_core::Policy::default();
+    let mut snapshots: Vec<_> = store
+        .conversations()
+        .map(|c| c.unwrap().snapshot(&policy))
+        .collect();
+    snapshots.sort_by_key(|s| {
+        (
+            s.conversation.channel.to_string(),
+            s.conversation.account.clone(),
+            s.conversation.channel_id.clone(),
+            s.conversation.contact_id.clone(),
+        )
+    });
+    snapshots
+        .iter()
+        .map(ventana_wire::snapshot_to_json)
+        .collect()
+}
+
 /// A running ventanad (in-process) on its own nats-server, with a client.
 #[derive(Debug)]
 pub struct Live {
@@ -260,18 +283,36 @@ pub async fn live_with(policy: Option<&str>, change: impl FnOnce(&mut Config)) -
     }
 }
 
-/// Every output on VENTANA_OUT, as published.
+/// Every output on VENTANA_OUT, in outbox order (the log's), after checking that each
+/// conversation's outputs are stored in that order; messages of another publisher last.
 pub async fn published_outputs(js: &async_nats::jetstream::Context) -> Vec<String> {
-    ventana_bus::client::read_stream(
+    let messages = ventana_bus::client::read_stream(
         js,
         ventana_wire::subjects::OUT_STREAM,
         Some(ventana_wire::subjects::OUT_SUBJECTS.to_owned()),
     )
     .await
-    .unwrap()
-    .iter()
-    .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
-    .collect()
+    .unwrap();
+    // Partitions are published side by side, each in order: every conversation's outputs
+    // must come in outbox order, and in that order they are the log's.
+    let mut last: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for message in &messages {
+        if let Some(position) = message.position {
+            let conversation = message.subject.rsplit('.').next().unwrap_or("");
+            if let Some(before) = last.insert(conversation, position) {
+                assert!(
+                    before < position,
+                    "conversation {conversation}: output at position {position} stored after {before}"
+                );
+            }
+        }
+    }
+    let mut ordered: Vec<&ventana_bus::client::Stored> = messages.iter().collect();
+    ordered.sort_by_key(|m| m.position.unwrap_or(u64::MAX));
+    ordered
+        .into_iter()
+        .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
+        .collect()
 }
 
 /// Waits until VENTANA_OUT_PROTOBUF has a copy of every output on VENTANA_OUT, and checks
@@ -383,7 +424,8 @@ pub async fn settle(
 }
 
 /// Waits for ventanad to fold and publish everything, then checks that VENTANA_OUT is a
-/// replay of VENTANA_IN under `policy`: every output once, none lost, in order.
+/// replay of VENTANA_IN under `policy`: every output once, none lost, in order (each
+/// conversation's in the stream, all of them by outbox position).
 pub async fn assert_outputs_replay_the_log(
     js: &async_nats::jetstream::Context,
     policy: &ventana_core::Policy,
@@ -409,6 +451,16 @@ pub async fn publish_live(
     events: &[ventana_core::Event],
     per_second: usize,
 ) {
+    publish_live_on(js, events, per_second, 16).await;
+}
+
+/// [`publish_live`] to a `VENTANA_IN` of `partitions` partitions.
+pub async fn publish_live_on(
+    js: &async_nats::jetstream::Context,
+    events: &[ventana_core::Event],
+    per_second: usize,
+    partitions: u32,
+) {
     let chunk = (per_second / 20).max(1);
     let mut pace = tokio::time::interval(Duration::from_millis(50));
     for (n, window) in events.chunks(chunk).enumerate() {
@@ -428,7 +480,7 @@ pub async fn publish_live(
                 e
             })
             .collect();
-        ventana_bus::client::publish_events(js, &live, 16)
+        ventana_bus::client::publish_events(js, &live, partitions)
             .await
             .unwrap();
     }

@@ -11,7 +11,7 @@ use ventana_store::Store;
 use ventana_tests::nats::NatsServer;
 use ventana_tests::service::{
     assert_protobuf_copies, caught_up, config, eventually, published_outputs, settle,
-    spawn_ventanad_with, start, stream_len,
+    spawn_ventanad_with, start, stored_snapshots, stream_len,
 };
 use ventana_tests::traffic::{SplitMix, build_log, seeded_steps};
 use ventana_wire::snapshot_to_json;
@@ -41,24 +41,6 @@ async fn publish_all(url: String, events: Vec<Event>) {
             tokio::task::yield_now().await;
         }
     }
-}
-
-fn stored_snapshots(data: &std::path::Path) -> Vec<String> {
-    let store = Store::open(data, 16 << 20).unwrap();
-    let policy = Policy::default();
-    let mut snapshots: Vec<_> = store
-        .conversations()
-        .map(|c| c.unwrap().snapshot(&policy))
-        .collect();
-    snapshots.sort_by_key(|s| {
-        (
-            s.conversation.channel.to_string(),
-            s.conversation.account.clone(),
-            s.conversation.channel_id.clone(),
-            s.conversation.contact_id.clone(),
-        )
-    });
-    snapshots.iter().map(snapshot_to_json).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -352,7 +352,7 @@ fn the_asyncapi_document_is_valid_and_names_what_the_code_uses() {
         subjects::output_subject("state_changed", token),
         subjects::protobuf_output_subject("state_changed", token),
         subjects::dlq_subject("clock_skew"),
-        subjects::OUTPUTS_FENCE.to_owned(),
+        subjects::partition_fence(token.partition(16)),
     ]);
     let filled: BTreeSet<String> = addresses.iter().map(|a| filled(a)).collect();
     assert_eq!(filled, expected);
@@ -503,4 +503,25 @@ async fn a_live_ventanads_replies_and_outputs_match_their_schemas() {
             "VENTANA_OUT",
         );
     }
+    // The partitions' fences and marks beside the outputs.
+    let fences = ventana_bus::client::read_stream(
+        &js,
+        subjects::OUT_STREAM,
+        Some(subjects::FENCE_SUBJECTS.to_owned()),
+    )
+    .await
+    .unwrap();
+    let (fence, mark) = (contract.validator("Fence"), contract.validator("Mark"));
+    let mut marks = 0;
+    for message in &fences {
+        let value: Value = serde_json::from_slice(&message.payload).unwrap();
+        if value.get("through").is_some() {
+            marks += 1;
+            assert_valid(&mark, &value, "a mark");
+        } else {
+            assert_valid(&fence, &value, "a fence");
+        }
+    }
+    assert_eq!(fences.len() - marks, 16, "one fence per partition");
+    assert!(marks >= 1, "the outputs' batches are marked");
 }

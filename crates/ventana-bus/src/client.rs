@@ -107,6 +107,9 @@ pub struct Stored {
     pub payload: bytes::Bytes,
     /// Sent as `Content-Type: application/protobuf`.
     pub protobuf: bool,
+    /// An output's outbox position (`Ventana-Position`): outputs of one partition are
+    /// stored in its order, and in its order all outputs are the log's.
+    pub position: Option<u64>,
 }
 
 impl Stored {
@@ -125,6 +128,11 @@ impl Stored {
             subject: message.subject.to_string(),
             payload: message.payload.clone(),
             protobuf: is_protobuf(message.headers.as_ref()),
+            position: message
+                .headers
+                .as_ref()
+                .and_then(|headers| headers.get(ventana_wire::subjects::POSITION_HEADER))
+                .and_then(|value| value.as_str().parse().ok()),
         }
     }
 }

@@ -77,3 +77,26 @@ pub fn start_server_with(
     }
     Ok(child)
 }
+
+/// The environment `deploy/nats-cluster.conf` reads for node `index` (0, 1 or 2) of a
+/// three-node cluster on loopback whose nodes talk on `cluster_ports`: its name
+/// (`ventana-<index + 1>`), its cluster address and the three routes. The passwords of the
+/// users file are the caller's to add.
+pub fn cluster_node_env(index: usize, cluster_ports: &[u16]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = cluster_ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            (
+                format!("NATS_ROUTE_{}", i + 1),
+                format!("nats-route://127.0.0.1:{port}"),
+            )
+        })
+        .collect();
+    env.push(("NATS_SERVER_NAME".into(), format!("ventana-{}", index + 1)));
+    env.push((
+        "NATS_CLUSTER_LISTEN".into(),
+        format!("127.0.0.1:{}", cluster_ports[index]),
+    ));
+    env
+}

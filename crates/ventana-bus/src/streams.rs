@@ -115,8 +115,8 @@ pub async fn declare_streams(
     let replicas = settings.replicas.max(1);
     for (name, subjects, window) in [
         (IN_STREAM, &[IN_SUBJECTS][..], settings.in_duplicate_window),
-        // The fences share the outputs' stream: an output's publish can then expect the
-        // fence of the instance that publishes it (`OUTPUTS_FENCE`).
+        // The fences share the outputs' stream: a batch of a partition's outputs can then
+        // expect the partition's fence to be its publisher's (`subjects::partition_fence`).
         (
             OUT_STREAM,
             &[OUT_SUBJECTS, FENCE_SUBJECTS][..],
@@ -129,6 +129,10 @@ pub async fn declare_streams(
         ),
     ] {
         let mut config = stream_config(name, subjects, window, replicas);
+        if name == OUT_STREAM {
+            // Outputs go as atomic batches, each ending with its partition's mark.
+            config.allow_atomic_publish = true;
+        }
         if name == IN_STREAM {
             config.metadata.insert(
                 PARTITIONS_METADATA.to_owned(),

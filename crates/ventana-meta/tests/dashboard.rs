@@ -144,7 +144,7 @@ async fn every_metric_the_dashboard_queries_exists() {
         "ventana_outbox_depth",
         "ventana_batch_seconds_bucket",
         "ventana_meta_webhooks_total",
-        "ventana_lease_held",
+        "ventana_partitions_owned",
     ] {
         assert!(queried.contains(wanted), "{wanted}");
     }

@@ -411,6 +411,7 @@ pub async fn run(
     shared: Arc<Shared>,
     client: async_nats::Client,
     js: jetstream::Context,
+    instance: String,
     partitions: u32,
     send_timeout: Duration,
     shutdown: watch::Receiver<bool>,
@@ -424,6 +425,7 @@ pub async fn run(
     // What a client needs to publish and subscribe without reading ventana's code
     // (docs/api.md): the partition count and the subject layout.
     let partition_count = partitions.to_string();
+    let owner = shared.clone();
     let metadata = text(&[
         ("partitions", &partition_count),
         ("input_subject", "ventana.in.<partition>.<token>"),
@@ -453,6 +455,14 @@ pub async fn run(
         subjects::SERVICE_NAME,
         "ventana: what may still be sent in every conversation, and until when",
         metadata,
+        micro::LiveMetadata(Box::new(move || {
+            let owned = owner.owned.lock().expect("owned lock");
+            let owned: Vec<String> = owned.iter().map(u32::to_string).collect();
+            text(&[
+                ("instance", &instance),
+                ("owned_partitions", &owned.join(" ")),
+            ])
+        })),
         endpoints,
         shutdown,
     )

@@ -1,6 +1,7 @@
 //! The one place that reads the clock: when a conversation's deadline passes, the instance
-//! holding the lease logs a `tick` for it to VENTANA_IN (id `tick:<token>:<instant>`, so a repeat is dropped), and the
-//! tick is folded like any other event. The log alone determines every state.
+//! owning the conversation's partition logs a `tick` for it to VENTANA_IN (id
+//! `tick:<token>:<instant>`, so a repeat is dropped), and the tick is folded like any other
+//! event. The log alone determines every state.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,9 +29,10 @@ pub async fn run(
     // Deadlines already logged and not yet folded away.
     let mut logged: HashSet<(ConversationToken, Timestamp)> = HashSet::new();
     loop {
-        // Only the instance holding the lease logs ticks (another would log the same ids,
+        // Only the owner of a partition logs its ticks (another would log the same ids,
         // dropped as duplicates, for nothing).
-        if holding.borrow_and_update().is_none() {
+        let owned = holding.borrow_and_update().clone();
+        if owned.is_empty() {
             tokio::select! {
                 _ = holding.changed() => continue,
                 _ = shutdown.changed() => return Ok(()),
@@ -41,6 +43,7 @@ pub async fn run(
         let due = tokio::task::spawn_blocking(move || {
             let due = store.due(at, 10_000)?;
             due.into_iter()
+                .filter(|(_, token)| owned.contains_key(&token.partition(partitions)))
                 .map(|(deadline, token)| Ok((deadline, token, store.load(token)?)))
                 .collect::<Result<Vec<_>, ventana_store::StoreError>>()
         })

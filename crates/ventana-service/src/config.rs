@@ -56,8 +56,9 @@ pub struct Config {
     pub nats: NatsOptions,
     /// This instance's name (letters, digits, `-`, `_`; at most 64): every instance
     /// started against the same NATS folds the whole log into its own store and answers
-    /// the API; the one holding the lease publishes outputs and logs ticks, and another
-    /// takes over within seconds when it dies. The host name when not given.
+    /// the API; the input partitions are shared out among the live instances, each
+    /// partition's outputs and ticks published by its owner, and the others take a dead
+    /// owner's partitions over within seconds. The host name when not given.
     #[arg(long, env = "VENTANA_INSTANCE", default_value_t = default_instance(), value_parser = parse_instance)]
     pub instance: String,
     /// Where the sled store lives.

@@ -45,6 +45,8 @@ pub struct Shared {
     pub policy: Policy,
     /// Input partitions (as `VENTANA_IN` records them).
     pub partitions: u32,
+    /// The partitions whose outputs this instance publishes now (lease.rs), for `$SRV.INFO`.
+    pub owned: Mutex<Vec<u32>>,
     pub metrics: metrics::Metrics,
     clock_wake: Notify,
     /// `send` callers waiting for a decision, several per message id (a retry while the
@@ -63,8 +65,8 @@ type Waiter = (u64, oneshot::Sender<SendAnswer>);
 
 /// After a clean stop: closes the store and opens it once more, so that sled writes the
 /// snapshot of its page table now instead of replaying this run's writes when ventanad next
-/// starts (sled 0.34 snapshots only as it opens a store). The lease is already handed over,
-/// so this costs no one a decision. Skipped while anything still holds the store.
+/// starts (sled 0.34 snapshots only as it opens a store). The partitions are already handed
+/// over, so this costs no one a decision. Skipped while anything still holds the store.
 async fn snapshot_for_next_start(shared: Arc<Shared>, data: std::path::PathBuf) {
     let Ok(shared) = Arc::try_unwrap(shared) else {
         info!("the store is still in use; the next start replays sled's log");
@@ -128,6 +130,7 @@ impl Shared {
             states: states::States::new(states_cached),
             policy,
             partitions,
+            owned: Mutex::new(Vec::new()),
             metrics: metrics::Metrics::default(),
             clock_wake: Notify::new(),
             waiters: Mutex::new(HashMap::new()),
@@ -304,9 +307,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let (committed, to_publish) = tokio::sync::mpsc::channel::<outbox::Rows>(64);
-    // Whether this instance holds the lease (publishes outputs, logs ticks): lease.rs.
+    // The partitions whose outputs and ticks this instance publishes: lease.rs.
     let lease = Arc::new(lease::Lease::default());
-    let (holds, holding) = watch::channel(None);
+    let (holds, holding) = watch::channel(lease::Owned::default());
     tasks.spawn(
         pipeline::Consumer::new(
             shared.clone(),
@@ -358,6 +361,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             shared.clone(),
             client.clone(),
             js.clone(),
+            config.instance.clone(),
             config.partitions,
             config.send_timeout,
             stopped.clone(),

@@ -23,7 +23,7 @@ pub struct Metrics {
     pub outputs_published: Counter,
     pub outbox_resyncs: Counter,
     pub protobuf_outputs: Counter,
-    pub lease_held: Gauge,
+    pub partitions_owned: Gauge,
     pub lease_renewals: Counter,
     pub takeovers: Counter,
     pub handoffs: Counter,
@@ -47,7 +47,7 @@ impl Default for Metrics {
             outputs_published: Counter::default(),
             outbox_resyncs: Counter::default(),
             protobuf_outputs: Counter::default(),
-            lease_held: Gauge::default(),
+            partitions_owned: Gauge::default(),
             lease_renewals: Counter::default(),
             takeovers: Counter::default(),
             handoffs: Counter::default(),
@@ -95,33 +95,33 @@ impl Default for Metrics {
             metrics.protobuf_outputs.clone(),
         );
         registry.register(
-            "lease_held",
-            "1 while this instance holds the lease (publishes outputs and logs ticks), 0 while it stands by",
-            metrics.lease_held.clone(),
+            "partitions_owned",
+            "Input partitions whose outputs and ticks this instance publishes now (it folds all of them)",
+            metrics.partitions_owned.clone(),
         );
         registry.register(
             "lease_renewals",
-            "Renewals of the lease by this instance",
+            "Renewals of partition leases by this instance",
             metrics.lease_renewals.clone(),
         );
         registry.register(
             "takeovers",
-            "Times this instance took the lease (fenced and began publishing)",
+            "Partitions this instance took (fenced and began publishing)",
             metrics.takeovers.clone(),
         );
         registry.register(
             "handoffs",
-            "Times this instance handed the lease over as it stopped",
+            "Partitions this instance handed over (to an instance joining, or as it stopped)",
             metrics.handoffs.clone(),
         );
         registry.register(
             "fenced",
-            "Times the server refused this instance's outputs because another had fenced them (it stood by)",
+            "Times the server refused this instance's outputs of a partition because another had fenced it (it let the partition go)",
             metrics.fenced.clone(),
         );
         registry.register(
             "outbox_resyncs",
-            "Pipelined output publishes that failed and went on one by one (a reconnect, a duplicate, another publisher)",
+            "Batches of outputs refused for holding one the stream had already (they went on one by one)",
             metrics.outbox_resyncs.clone(),
         );
         registry.register(

@@ -38,12 +38,22 @@ pub struct Answer {
     pub error: Option<(u16, String)>,
 }
 
+/// Metadata read as each `$SRV.INFO` is answered (what changes while the service runs).
+pub struct LiveMetadata(pub Box<dyn Fn() -> HashMap<String, String> + Send + Sync>);
+
+impl std::fmt::Debug for LiveMetadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveMetadata")
+    }
+}
+
 /// A running service: answers discovery until `shutdown`, and counts what its endpoints
 /// answer.
 #[derive(Debug)]
 pub struct Service {
     client: async_nats::Client,
     info: Info,
+    live: LiveMetadata,
     started: time::OffsetDateTime,
     stats: Mutex<Vec<endpoint::Stats>>,
 }
@@ -65,6 +75,7 @@ impl Service {
         name: &str,
         description: &str,
         metadata: HashMap<String, String>,
+        live: LiveMetadata,
         endpoints: Vec<Endpoint>,
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<(
@@ -100,6 +111,7 @@ impl Service {
         }
         let service = std::sync::Arc::new(Self {
             client,
+            live,
             info: Info {
                 kind: "io.nats.micro.v1.info_response".to_owned(),
                 name: name.to_owned(),
@@ -159,7 +171,11 @@ impl Service {
             let Some(reply) = message.reply else { continue };
             let body = match verb {
                 "PING" => serde_json::to_vec(&self.ping()),
-                "INFO" => serde_json::to_vec(&self.info),
+                "INFO" => {
+                    let mut info = self.info.clone();
+                    info.metadata.extend((self.live.0)());
+                    serde_json::to_vec(&info)
+                }
                 _ => serde_json::to_vec(&self.stats()),
             };
             match body {

@@ -16,13 +16,33 @@ use crate::config::Config;
 /// but not acked would otherwise only come back after the ack wait, behind newer ones, and
 /// be skipped as already applied. Starting the consumer at `checkpoint + 1` makes the order
 /// of application the order of the log, whatever happened before.
+///
+/// A request that times out (instances starting together on a fresh cluster all declare
+/// at once while the streams' replicas are being placed) is made again, for up to a
+/// minute; any other refusal stops ventanad at once.
 pub async fn declare(
     js: &jetstream::Context,
     config: &Config,
     checkpoint: u64,
 ) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
-    declare_streams(js, &config.streams()).await?;
-    consumer_after(js, &config.instance, checkpoint, config.replicas).await
+    let mut attempts = 0;
+    loop {
+        let declared = match declare_streams(js, &config.streams()).await {
+            Ok(()) => consumer_after(js, &config.instance, checkpoint, config.replicas).await,
+            Err(error) => Err(error),
+        };
+        match declared {
+            Err(error) if attempts < 30 && format!("{error:#}").contains("timed out") => {
+                attempts += 1;
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "declaring the streams timed out; trying again"
+                );
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            declared => return declared,
+        }
+    }
 }
 
 /// (Re)creates the durable consumer to deliver from `checkpoint + 1` on.

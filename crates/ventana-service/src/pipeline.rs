@@ -416,6 +416,7 @@ impl Consumer {
             subject: String::new(),
             payload: Bytes::new(),
             protobuf: false,
+            position: None,
         };
         let error = WireError::Undecodable("its header block cannot be read".into());
         self.commit(Vec::new(), &[(&unreadable, error)], sequence)
@@ -597,10 +598,6 @@ impl Consumer {
         .await
         .context("the fold panicked")??;
         self.checkpoint = last_sequence;
-        self.shared
-            .metrics
-            .outbox_depth
-            .inc_by(folded.rows.len() as i64);
         // The publisher stops only when the service does; its rows stay in sled.
         let publisher_gone = self.committed.send(folded.rows).await.is_err();
         self.shared.clock_wake.notify_one();

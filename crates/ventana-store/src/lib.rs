@@ -382,8 +382,23 @@ impl Store {
 
     /// Up to `limit` outbox rows, oldest first.
     pub fn outbox(&self, limit: usize) -> Result<Vec<(u64, OutboxRow)>> {
+        self.outbox_after(None, limit)
+    }
+
+    /// Up to `limit` outbox rows after position `after` (from the first without it), oldest
+    /// first.
+    pub fn outbox_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<(u64, OutboxRow)>> {
+        let start = match after {
+            None => vec![OUTBOX],
+            Some(u64::MAX) => return Ok(Vec::new()),
+            Some(after) => {
+                let mut key = vec![OUTBOX];
+                key.extend_from_slice(&(after + 1).to_be_bytes());
+                key
+            }
+        };
         let mut rows = Vec::new();
-        for entry in self.tree.scan_prefix([OUTBOX]).take(limit) {
+        for entry in self.tree.range(start..[OUTBOX + 1].to_vec()).take(limit) {
             let (key, value) = entry?;
             let sequence = u64::from_be_bytes(
                 key[1..]
@@ -533,6 +548,8 @@ mod tests {
         store.commit(commit).unwrap();
         assert_eq!(store.next_due().unwrap(), Some(at(150)));
         assert_eq!(store.expiring((at(0), None), at(300), 10).unwrap(), vec![]);
+        assert_eq!(store.outbox_after(Some(6), 10).unwrap().len(), 1);
+        assert!(store.outbox_after(Some(7), 10).unwrap().is_empty());
         store.remove_outbox(&[7]).unwrap();
         assert_eq!(store.outbox_len(), 0);
     }

@@ -30,16 +30,43 @@ pub fn consumer_name(instance: &str) -> String {
     format!("{CONSUMER}-{instance}")
 }
 
-/// The key-value bucket of leases: which ventanad instance publishes outputs.
+/// The key-value bucket of leases: which ventanad instance publishes each partition's
+/// outputs (`partition.<p>`), and which instances are alive (`instance.<name>`).
 pub const LEASE_BUCKET: &str = "VENTANA_LEASES";
 /// The subjects of fences, in VENTANA_OUT (outside `ventana.out.>`).
 pub const FENCE_SUBJECTS: &str = "ventana.fence.>";
-/// The fence of the outputs: the instance that takes the lease publishes here first, and
-/// publishes outputs only while the last fence is its own, each expecting the stream as it
-/// was when it found that so; a later fence makes the server refuse them.
-pub const OUTPUTS_FENCE: &str = "ventana.fence.outputs";
+
+/// `ventana.fence.<partition>`: the fence of one partition's outputs. The instance that
+/// takes the partition's lease publishes a fence here first; every batch of the partition's
+/// outputs expects the last message here to be its owner's and ends with a mark here saying
+/// how far the partition's outputs go, so a later fence makes the server refuse the rest.
+pub fn partition_fence(partition: u32) -> String {
+    format!("ventana.fence.{partition}")
+}
+
+/// The lease key of a partition in [`LEASE_BUCKET`].
+pub fn partition_lease(partition: u32) -> String {
+    format!("partition.{partition}")
+}
+
+/// The prefix of the live instances' keys in [`LEASE_BUCKET`].
+pub const MEMBER_LEASE_PREFIX: &str = "instance.";
+
+/// The key in [`LEASE_BUCKET`] saying that `instance` (a checked instance name) is alive.
+pub fn member_lease(instance: &str) -> String {
+    format!("{MEMBER_LEASE_PREFIX}{instance}")
+}
+
 /// On an output: the ventanad instance that published it.
 pub const INSTANCE_HEADER: &str = "Ventana-Instance";
+
+/// The headers of JetStream's atomic batches: every message of a batch carries its id and
+/// its place (from 1); the last one commits the batch, and only it is acknowledged.
+pub const BATCH_ID: &str = "Nats-Batch-Id";
+/// See [`BATCH_ID`].
+pub const BATCH_SEQUENCE: &str = "Nats-Batch-Sequence";
+/// See [`BATCH_ID`].
+pub const BATCH_COMMIT: &str = "Nats-Batch-Commit";
 
 /// The header JetStream deduplicates publishes by.
 pub const MSG_ID: &str = "Nats-Msg-Id";
@@ -112,6 +139,13 @@ pub fn token_of_input_subject(subject: &str) -> Option<ConversationToken> {
     parts_of_input_subject(subject).map(|(_, token)| token)
 }
 
+/// The token of an output subject (`ventana.out.<type>.<token>`), if it is one.
+pub fn token_of_output_subject(subject: &str) -> Option<ConversationToken> {
+    let rest = subject.strip_prefix("ventana.out.")?;
+    let (_, token) = rest.split_once('.')?;
+    ConversationToken::parse(token)
+}
+
 /// `ventana.out.<type>.<token>`.
 pub fn output_subject(output_type: &str, token: ConversationToken) -> String {
     format!("ventana.out.{output_type}.{token}")
@@ -131,6 +165,18 @@ pub fn dlq_subject(reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_output_subject_gives_its_token_back() {
+        let token = ConversationToken::from_u128(0x1234_5678_9abc_def0_1122_3344_5566_7788);
+        assert_eq!(
+            token_of_output_subject(&output_subject("state_changed", token)),
+            Some(token)
+        );
+        assert_eq!(token_of_output_subject(&partition_fence(3)), None);
+        assert_eq!(token_of_output_subject("ventana.out.state_changed"), None);
+        assert_eq!(token_of_output_subject("ventana.out.x.not-a-token"), None);
+    }
 
     /// docs/api.md's test vectors are what the code computes (`VENTANA_UPDATE_FIXTURES=1`
     /// fills them in).

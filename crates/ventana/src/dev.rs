@@ -1,4 +1,6 @@
-//! `ventana dev`: a private nats-server, ventanad and a demo feed, in one command.
+//! `ventana dev`: a private nats-server, ventanad and a demo feed, in one command; with
+//! `--cluster`, three NATS nodes and two ventanad processes sharing the partitions, to
+//! watch a failover on one machine.
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -48,14 +50,20 @@ pub struct DevArgs {
     /// Stop by itself after this many seconds (default: run until Ctrl-C).
     #[arg(long, value_name = "SECONDS")]
     pub for_seconds: Option<u64>,
+    /// Three NATS nodes (deploy/nats-cluster.conf, on --port and the next two) and two
+    /// ventanad processes sharing the partitions (HTTP on --http and the next port): kill
+    /// one and watch `ventana status` show the other take its partitions over. A killed
+    /// instance is started again after 10 s.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
-fn port_free(port: u16) -> bool {
+pub(crate) fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 /// Stops the child process it owns when dropped, however `dev` ends.
-struct Stopper(Child);
+pub(crate) struct Stopper(pub(crate) Child);
 
 impl Drop for Stopper {
     fn drop(&mut self) {
@@ -66,8 +74,8 @@ impl Drop for Stopper {
 
 /// Generated traffic made live (ventana-sim's mix: Meta's three channels, late and
 /// duplicate webhooks), fresh ids per run, stamped with the moment of publishing.
-async fn demo_feed(nats_url: String, rate: u32) -> anyhow::Result<()> {
-    let client = async_nats::connect(nats_url).await?;
+pub(crate) async fn demo_feed(nats: NatsOptions, rate: u32) -> anyhow::Result<()> {
+    let client = ventana_bus::connect(&nats, "ventana-dev-feed").await?;
     let js = async_nats::jetstream::new(client);
     let run = now().unix_nanos() / 1_000_000_000;
     let mut wait = tokio::time::interval(Duration::from_secs(1));
@@ -108,7 +116,7 @@ async fn demo_feed(nats_url: String, rate: u32) -> anyhow::Result<()> {
 
 /// What would stop `dev` after it announced itself, found before it starts anything: a bad
 /// policy, a data directory another ventanad holds, a taken HTTP address.
-fn preflight(args: &DevArgs, data: &Path) -> anyhow::Result<()> {
+pub(crate) fn preflight(args: &DevArgs, data: &Path) -> anyhow::Result<()> {
     if let Some(policy) = &args.policy {
         crate::load_policy(Some(policy))?;
     }
@@ -133,6 +141,9 @@ fn preflight(args: &DevArgs, data: &Path) -> anyhow::Result<()> {
 }
 
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    if args.cluster {
+        return crate::dev_cluster::dev_cluster(args).await;
+    }
     let nats_store = args.data.join("nats");
     let data = args.data.join("ventana");
     preflight(&args, &data)?;
@@ -223,7 +234,15 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         policy.display(),
         args.http,
     );
-    let feed = (args.rate > 0).then(|| tokio::spawn(demo_feed(url, args.rate)));
+    let feed = (args.rate > 0).then(|| {
+        tokio::spawn(demo_feed(
+            NatsOptions {
+                url,
+                ..Default::default()
+            },
+            args.rate,
+        ))
+    });
     let limit = async {
         match args.for_seconds {
             Some(seconds) => tokio::time::sleep(Duration::from_secs(seconds)).await,

@@ -16,6 +16,7 @@ pub use ventana_service::config::load_policy;
 
 pub mod args;
 pub mod dev;
+pub mod dev_cluster;
 pub mod erase;
 pub mod explain;
 mod grid;

@@ -71,6 +71,8 @@ async fn instances(client: &async_nats::Client) -> anyhow::Result<Vec<Value>> {
             };
             json!({
                 "id": id,
+                "instance": info["metadata"]["instance"],
+                "owned_partitions": info["metadata"]["owned_partitions"],
                 "version": info["version"],
                 "started": stat.map_or(Value::Null, |s| s["started"].clone()),
                 "requests": sum("num_requests"),
@@ -138,16 +140,69 @@ async fn consumers(js: &jetstream::Context) -> anyhow::Result<Vec<Value>> {
     Ok(found)
 }
 
-/// The instance holding the lease (publishing outputs), if any.
-async fn lease_holder(js: &jetstream::Context) -> anyhow::Result<Option<String>> {
-    let Ok(bucket) = js.get_key_value(LEASE_BUCKET).await else {
-        return Ok(None);
+/// Which instance publishes each partition's outputs (`null` for a partition nobody holds
+/// now), in partition order.
+async fn partition_owners(
+    js: &jetstream::Context,
+    partitions: Option<u32>,
+) -> anyhow::Result<Value> {
+    let (Ok(bucket), Some(partitions)) = (js.get_key_value(LEASE_BUCKET).await, partitions) else {
+        return Ok(Value::Array(Vec::new()));
     };
-    Ok(bucket
-        .entry("outputs")
-        .await?
-        .filter(|e| e.operation == jetstream::kv::Operation::Put)
-        .map(|e| String::from_utf8_lossy(&e.value).into_owned()))
+    let mut owners = Vec::new();
+    for partition in 0..partitions {
+        let owner = bucket
+            .entry(ventana_wire::subjects::partition_lease(partition))
+            .await?
+            .filter(|e| e.operation == jetstream::kv::Operation::Put)
+            .map(|e| String::from_utf8_lossy(&e.value).into_owned());
+        owners.push(json!(owner));
+    }
+    Ok(Value::Array(owners))
+}
+
+/// Who publishes which partitions, one line per instance (partitions as ranges), then the
+/// partitions nobody holds.
+fn ownership_lines(owners: &Value) -> Vec<String> {
+    let mut by_owner: std::collections::BTreeMap<&str, Vec<u32>> = Default::default();
+    for (partition, owner) in owners.as_array().into_iter().flatten().enumerate() {
+        let owner = owner.as_str().unwrap_or("");
+        by_owner.entry(owner).or_default().push(partition as u32);
+    }
+    let mut lines = Vec::new();
+    for (owner, partitions) in &by_owner {
+        let ranges = ranges(partitions);
+        if owner.is_empty() {
+            lines.push(format!("publishing: nobody holds partitions {ranges}"));
+        } else {
+            lines.push(format!(
+                "publishing: {owner} owns {} partition(s): {ranges}",
+                partitions.len()
+            ));
+        }
+    }
+    if lines.is_empty() {
+        lines.push("publishing: nobody (no instance has joined)".to_owned());
+    }
+    lines
+}
+
+/// `0-3 5 7-8`.
+fn ranges(numbers: &[u32]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut start = None;
+    for (i, &n) in numbers.iter().enumerate() {
+        let first = *start.get_or_insert(n);
+        if numbers.get(i + 1) != Some(&(n + 1)) {
+            out.push(if first == n {
+                n.to_string()
+            } else {
+                format!("{first}-{n}")
+            });
+            start = None;
+        }
+    }
+    out.join(" ")
 }
 
 /// The report, as JSON.
@@ -171,12 +226,13 @@ pub async fn report(nats: &NatsOptions) -> anyhow::Result<Value> {
             "published": p.published.to_string(),
         })
     });
+    let partitions = ventana_bus::streams::input_partitions(&js).await?;
     Ok(json!({
         "instances": instances,
-        "partitions": ventana_bus::streams::input_partitions(&js).await?,
+        "partitions": partitions,
         "streams": streams,
         "consumers": consumers(&js).await?,
-        "publishing": lease_holder(&js).await?,
+        "owners": partition_owners(&js, partitions).await?,
         "policy": policy,
     }))
 }
@@ -198,7 +254,8 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<bool> {
     }
     for instance in report["instances"].as_array().into_iter().flatten() {
         outln!(
-            "  {}  version {}  started {}  {} requests, {} errors",
+            "  {} ({})  version {}  started {}  {} requests, {} errors",
+            text(&instance["instance"]),
             text(&instance["id"]),
             text(&instance["version"]),
             text(&instance["started"]),
@@ -212,12 +269,9 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<bool> {
             .as_u64()
             .map_or("unknown (no VENTANA_IN)".to_owned(), |p| p.to_string())
     )?;
-    outln!(
-        "publishing: {}",
-        report["publishing"]
-            .as_str()
-            .unwrap_or("nobody (no instance holds the lease)")
-    )?;
+    for line in ownership_lines(&report["owners"]) {
+        outln!("{line}")?;
+    }
     let consumers = report["consumers"]
         .as_array()
         .map_or(&[][..], Vec::as_slice);
@@ -282,4 +336,24 @@ fn text(value: &Value) -> String {
     value
         .as_str()
         .map_or_else(|| value.to_string(), str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_read_as_ranges_per_instance() {
+        assert_eq!(ranges(&[0, 1, 2, 3, 5, 7, 8]), "0-3 5 7-8");
+        assert_eq!(ranges(&[]), "");
+        let owners = json!(["a", "a", "b", null, "a"]);
+        assert_eq!(
+            ownership_lines(&owners),
+            [
+                "publishing: nobody holds partitions 3",
+                "publishing: a owns 3 partition(s): 0-1 4",
+                "publishing: b owns 1 partition(s): 2",
+            ]
+        );
+    }
 }

@@ -130,7 +130,11 @@ async fn import_state_check_and_tail_work_against_the_live_service() {
         "a state and two checks: {report}"
     );
     assert_eq!(report["partitions"], 16);
-    assert_eq!(report["publishing"], "test");
+    assert_eq!(
+        report["owners"],
+        serde_json::json!(vec!["test"; 16]),
+        "a single instance owns every partition"
+    );
     assert_eq!(report["consumers"][0]["instance"], "test");
     assert_eq!(report["consumers"][0]["pending"], 0);
     assert_eq!(report["consumers"][0]["folded_through"], 9);
@@ -148,7 +152,7 @@ async fn import_state_check_and_tail_work_against_the_live_service() {
     for expected in [
         "ventanad: 1 instance(s)",
         "partitions: 16",
-        "publishing: test",
+        "publishing: test owns 16 partition(s): 0-15",
         "folding: test through sequence 9, 0 waiting",
         "policy: revision",
         "VENTANA_IN",
@@ -457,4 +461,150 @@ async fn the_tools_fold_the_live_log_with_the_policy_ventanad_published() {
     );
     assert!(!out.contains(&format!("standard until {shown}")), "{out}");
     service.stop().await.unwrap();
+}
+
+/// `ventana status --json` on the cluster `dev --cluster` printed: who owns each partition.
+fn cluster_owners(urls: &str) -> Vec<String> {
+    let status = ventana(&[
+        "status",
+        "--json",
+        "--nats",
+        urls,
+        "--nats-user",
+        "ventanad",
+        "--nats-password",
+        "dev",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+    report["owners"]
+        .as_array()
+        .map(|owners| {
+            owners
+                .iter()
+                .map(|o| o.as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_cluster_shows_a_failover_and_stops_everything() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let http = ventana_tests::nats::free_port();
+    let mut dev = std::process::Command::new(env!("CARGO_BIN_EXE_ventana"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .args(["dev", "--cluster", "--port", "0", "--rate", "50"])
+        .arg("--data")
+        .arg(dir.path())
+        .args([
+            "--http",
+            &format!("127.0.0.1:{http}"),
+            "--for-seconds",
+            "120",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(dev.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let end = line.starts_with("Ctrl-C stops everything");
+        printed.push(line);
+        if end {
+            break;
+        }
+    }
+    let printed = printed.join("\n");
+    assert!(
+        printed.starts_with("ventana dev --cluster is running"),
+        "{printed}"
+    );
+    let urls = printed
+        .split_whitespace()
+        .skip_while(|word| *word != "--nats")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert_eq!(urls.split(',').count(), 3, "three NATS nodes: {printed}");
+    let victim = printed
+        .split("kill -9 ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    // The reader goes on in the background, so dev never blocks on a full pipe.
+    let (said, hear) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = said.send(line);
+        }
+    });
+
+    let split = |owners: &[String]| {
+        ["dev-1", "dev-2"]
+            .iter()
+            .all(|name| owners.iter().filter(|o| o == name).count() == 8)
+    };
+    eventually(
+        "the partitions shared 8 and 8",
+        Duration::from_secs(60),
+        || {
+            let owners = cluster_owners(&urls);
+            async move { split(&owners) }
+        },
+    )
+    .await;
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &victim])
+            .status()
+            .unwrap()
+            .success()
+    );
+    eventually(
+        "dev-2 owning every partition",
+        Duration::from_secs(30),
+        || {
+            let owners = cluster_owners(&urls);
+            async move { owners.len() == 16 && owners.iter().all(|o| o == "dev-2") }
+        },
+    )
+    .await;
+    // dev starts it again, and it takes its share back.
+    eventually("dev-1 sharing again", Duration::from_secs(60), || {
+        let owners = cluster_owners(&urls);
+        async move { split(&owners) }
+    })
+    .await;
+    let told: Vec<String> = hear.try_iter().collect();
+    assert!(
+        told.iter().any(|l| l.starts_with("ventanad dev-1 stopped"))
+            && told
+                .iter()
+                .any(|l| l.starts_with("ventanad dev-1 started again")),
+        "{told:?}"
+    );
+
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &dev.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(dev.wait().unwrap().success(), "dev stops cleanly");
+    let last = hear.recv_timeout(Duration::from_secs(5));
+    assert_eq!(last.as_deref().ok(), Some("stopped"));
+    // Nothing it started is left running: the nodes' and instances' ports are free again.
+    for url in urls.split(',') {
+        let address = url.trim_start_matches("nats://");
+        assert!(
+            std::net::TcpStream::connect(address).is_err(),
+            "{address} still answers"
+        );
+    }
+    assert!(std::net::TcpStream::connect(("127.0.0.1", http)).is_err());
 }
