@@ -237,6 +237,37 @@ pub async fn assert_only_fence_holders_stored(
     (checked, fences)
 }
 
+/// How many marks in VENTANA_OUT follow their partition's previous fence or mark with no
+/// output between: each records an output the stream refused as one it had already (its
+/// id stored within the duplicate window), that is, an output sent twice.
+pub async fn marks_alone(js: &async_nats::jetstream::Context) -> usize {
+    let messages = ventana_bus::client::read_stream(js, OUT_STREAM, None)
+        .await
+        .unwrap();
+    // Per partition: whether an output came since its last fence or mark.
+    let mut outputs_since: BTreeMap<u32, bool> = BTreeMap::new();
+    let mut alone = 0;
+    for message in &messages {
+        match message.subject.strip_prefix("ventana.fence.") {
+            Some(partition) => {
+                let partition: u32 = partition.parse().unwrap();
+                let body: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+                let mark = body.get("lease_revision").is_none();
+                if mark && outputs_since.get(&partition) == Some(&false) {
+                    alone += 1;
+                }
+                outputs_since.insert(partition, false);
+            }
+            None => {
+                if let Some(token) = subjects::token_of_output_subject(&message.subject) {
+                    outputs_since.insert(token.partition(PARTITIONS), true);
+                }
+            }
+        }
+    }
+    alone
+}
+
 /// Waits until `names` hold every partition, each its fair share (⌈16 / n⌉ at most).
 pub async fn shared_fairly(js: &async_nats::jetstream::Context, names: &[&str]) {
     let share = (PARTITIONS as usize).div_ceil(names.len());

@@ -120,28 +120,31 @@ pub async fn stream_len(js: &async_nats::jetstream::Context, stream: &str) -> u6
     }
 }
 
-/// How many outputs VENTANA_OUT holds (its messages on `ventana.out.>`; not the fences the
-/// instances publish beside them): what a consumer of them all would have pending.
+/// How many outputs VENTANA_OUT holds (its messages on `ventana.out.>`; not the fences and
+/// marks the instances publish beside them); 0 when the server cannot say.
 pub async fn outputs_len(js: &async_nats::jetstream::Context) -> u64 {
+    use futures::TryStreamExt;
+    // The stream's messages less its fences and marks, from one answer of the server: a
+    // consumer filtered on the outputs would make the server count them subject by subject
+    // (one subject per conversation) each time it is asked.
     let Ok(stream) = js.get_stream(ventana_wire::subjects::OUT_STREAM).await else {
         return 0;
     };
-    let Ok(mut consumer) = stream
-        .create_consumer(async_nats::jetstream::consumer::pull::Config {
-            filter_subject: ventana_wire::subjects::OUT_SUBJECTS.to_owned(),
-            inactive_threshold: Duration::from_secs(5),
-            memory_storage: true,
-            num_replicas: 1,
-            ..Default::default()
-        })
+    let Ok(mut fences) = stream
+        .info_with_subjects(ventana_wire::subjects::FENCE_SUBJECTS)
         .await
     else {
         return 0;
     };
-    let pending = consumer.info().await.map_or(0, |info| info.num_pending);
-    let name = consumer.cached_info().name.clone();
-    let _ = stream.delete_consumer(&name).await;
-    pending
+    let messages = fences.info.state.messages;
+    let mut marks = 0;
+    loop {
+        match fences.try_next().await {
+            Ok(Some((_, count))) => marks += count as u64,
+            Ok(None) => return messages.saturating_sub(marks),
+            Err(_) => return 0,
+        }
+    }
 }
 
 /// Whether every ventanad instance's consumer has folded and acked everything in VENTANA_IN

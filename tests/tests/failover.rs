@@ -13,7 +13,7 @@ use serde_json::json;
 use ventana_core::{Event, Policy};
 use ventana_tests::instances::{
     Instance, PARTITIONS, assert_only_fence_holders_stored, last_on_fence, last_sequence,
-    near_the_end, outputs_from, owned_by, shared_fairly,
+    marks_alone, near_the_end, outputs_from, owned_by, shared_fairly,
 };
 use ventana_tests::nats::NatsServer;
 use ventana_tests::service::{assert_outputs_replay_the_log, eventually, publish_live};
@@ -146,6 +146,7 @@ async fn killing_an_owner_hands_its_partitions_over_without_loss() {
         "{fences} fences: every partition taken, then taken over"
     );
     assert!(checked > 10_000, "{checked} outputs and marks checked");
+    assert_eq!(marks_alone(&js).await, 0, "no output was sent twice");
     for instance in &mut instances {
         assert!(instance.stop(), "{} stops cleanly", instance.name);
     }
@@ -223,6 +224,7 @@ async fn a_paused_owner_stores_nothing_after_the_takeover_and_a_stop_hands_over(
     assert_outputs_replay_the_log(&js, &Policy::default(), Duration::from_secs(120)).await;
     let (checked, _) = assert_only_fence_holders_stored(&js).await;
     assert!(checked > 1_000, "{checked} outputs and marks checked");
+    assert_eq!(marks_alone(&js).await, 0, "no output was sent twice");
     for instance in &mut instances {
         assert!(instance.stop(), "{} stops cleanly", instance.name);
     }
@@ -289,6 +291,7 @@ async fn a_rolling_restart_and_a_fourth_instance_joining_lose_nothing() {
     publisher.await.unwrap();
     assert_outputs_replay_the_log(&js, &Policy::default(), Duration::from_secs(120)).await;
     assert_only_fence_holders_stored(&js).await;
+    assert_eq!(marks_alone(&js).await, 0, "no output was sent twice");
     for instance in &mut instances {
         assert!(instance.stop(), "{} stops cleanly", instance.name);
     }

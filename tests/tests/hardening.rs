@@ -637,6 +637,64 @@ async fn a_store_rolled_back_behind_its_outputs_publishes_nothing_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_the_stream_has_already_are_skipped_and_the_rest_go_once_in_order() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    ventana_bus::streams::declare_streams(&js, &Default::default())
+        .await
+        .unwrap();
+    publish_events(&js, &valid_traffic(1_000, 19), 16)
+        .await
+        .unwrap();
+    // What ventanad will publish, replayed from the log with the positions it gives: the
+    // first outputs of three conversations reach VENTANA_OUT first from elsewhere (a copy
+    // restored by hand, say), with their ids.
+    let mut fold = ventana_notifier::Fold::new(Policy::default());
+    let mut copied = Vec::new();
+    for message in read_stream(&js, IN_STREAM, None).await.unwrap() {
+        let event = ventana_bus::client::logged_event(&message, Some(16)).unwrap();
+        let mut outputs = Vec::new();
+        let _ = fold.apply(&event, &mut outputs);
+        for (index, output) in outputs.iter().enumerate() {
+            let token = event.conversation.token();
+            if copied.len() < 3 && !copied.iter().any(|(t, _, _, _)| *t == token) {
+                let position = (message.sequence << 16) | index as u64;
+                copied.push((token, position, output.id.clone(), output.clone()));
+            }
+        }
+    }
+    assert_eq!(copied.len(), 3);
+    for (token, position, id, output) in &copied {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(subjects::MSG_ID, id.as_str());
+        headers.insert(subjects::POSITION_HEADER, position.to_string().as_str());
+        js.publish_with_headers(
+            subjects::output_subject(output.body.type_name(), *token),
+            headers,
+            ventana_wire::output_to_json(output).into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+
+    // ventanad's batches holding them are refused for a duplicate; their rows go again one
+    // at a time, and each copied one is recorded as stored by a mark alone.
+    let ventanad = Ventanad::start(&nats, &dir.path().join("data"), &[]);
+    let settled = settle(&js, &Policy::default(), Duration::from_secs(60)).await;
+    assert_eq!(
+        published_outputs(&js).await,
+        settled.outputs,
+        "each output once, every conversation's in order"
+    );
+    assert_eq!(ventana_tests::instances::marks_alone(&js).await, 3);
+    ventanad.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_header_block_in_the_log_stops_neither_ventanad_nor_its_readers() {
     let Live {
         nats: _nats,

@@ -93,7 +93,8 @@ async fn snapshot_for_next_start(shared: Arc<Shared>, data: std::path::PathBuf) 
 pub const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Whether a task holding work keeps making progress: `start` when it takes work,
-/// `advance` at each step done, `idle` when it has none.
+/// `advance` at each step done, `idle` when it has none. Starting again while busy (work
+/// that failed, taken again) is no progress.
 #[derive(Debug, Default)]
 struct Progress {
     busy: std::sync::atomic::AtomicBool,
@@ -102,8 +103,10 @@ struct Progress {
 
 impl Progress {
     fn start(&self) {
-        self.advance();
-        self.busy.store(true, Ordering::Relaxed);
+        if !self.busy.load(Ordering::Relaxed) {
+            self.advance();
+            self.busy.store(true, Ordering::Relaxed);
+        }
     }
 
     fn advance(&self) {

@@ -3,13 +3,14 @@
 //! only after the server stored them. The rows of partitions other instances own stay in the
 //! store until those owners' marks say they are stored, and are then forgotten.
 //!
-//! A partition's outputs go as JetStream atomic batches, one batch in flight per partition
-//! (partitions in parallel): the first output expects the last message on the partition's
-//! fence subject (`ventana.fence.<p>`) to be this instance's fence or last mark
-//! (`Nats-Expected-Last-Subject-Sequence`), and the batch ends with a new mark there carrying
-//! the position of its last output (`Ventana-Position`). The server stores the whole batch
-//! or none of it; a fence published since by another instance makes it refuse the batch,
-//! and the outbox lets the partition go.
+//! Outputs go as JetStream atomic batches of up to 1 000 messages, each holding the rows of as
+//! many owned partitions as fit, with one batch in flight per partition (several batches in
+//! flight at once). A partition's first output in a batch expects the last message on the
+//! partition's fence subject (`ventana.fence.<p>`) to be this instance's fence or last mark
+//! (`Nats-Expected-Last-Subject-Sequence`), and the batch ends with a new mark there for each
+//! partition, carrying the position of its last output (`Ventana-Position`). The server
+//! stores the whole batch or none of it; a fence published since by another instance makes
+//! it refuse the batch: the outbox lets that partition go, and the others' rows go again.
 //!
 //! On taking a partition, the rows the store holds past the position of the partition's last
 //! mark are published first (an earlier run's, left by a crash between commit and delete, or
@@ -23,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishErrorKind};
 use tokio::sync::{mpsc, watch};
@@ -39,10 +41,13 @@ use crate::lease::{self, Fence, Holding, Lease};
 /// Rows of one committed batch, in outbox order.
 pub type Rows = Vec<(u64, OutboxRow)>;
 
-/// Outputs per atomic batch (the server takes at most 1 000 messages, the mark included).
-const ROWS_PER_BATCH: usize = 512;
-/// Batches in flight at once (the server takes 50 per stream).
-const FLIGHTS: usize = 32;
+/// Messages per atomic batch, outputs and marks (the most the server takes). A batch holds
+/// the rows of as many owned partitions as fit: on a stream of one replica the server
+/// stages each batch in a store of its own on disk, so fewer batches cost it less.
+const MESSAGES_PER_BATCH: usize = 1000;
+/// Batches in flight at once, per instance (the server takes 50 per stream: six instances
+/// stay under it).
+const FLIGHTS: usize = 8;
 /// Rows held in memory before the pipeline's hand-over waits.
 const MAX_QUEUED: usize = 200_000;
 /// Rows read from the store at a time (as it starts, and on taking partitions).
@@ -65,6 +70,8 @@ struct Partition {
     fence: Fence,
     /// Rows to publish, in position order.
     queue: VecDeque<(u64, OutboxRow)>,
+    /// The last position queued since the partition was taken (those in flight included).
+    queued_through: Option<u64>,
     /// A batch is in flight.
     busy: bool,
     /// Rows still to go one at a time (after a batch was refused for a duplicate).
@@ -77,18 +84,23 @@ impl Partition {
             taken_at: fence.sequence,
             fence,
             queue: VecDeque::new(),
+            queued_through: None,
             busy: false,
             one_by_one: 0,
         }
     }
 
-    /// Queues a row unless it is queued already; false when the stream has it already
-    /// (at or before the partition's mark), so its outbox row is to be forgotten.
+    /// Queues a row unless it was queued already (a row read from the store on taking the
+    /// partition comes again from the pipeline when it was committed just before: queued
+    /// twice, it would go twice, and the stream would refuse its batch as a duplicate);
+    /// false when the stream has it already (at or before the partition's mark), so its
+    /// outbox row is to be forgotten.
     fn push(&mut self, row: (u64, OutboxRow)) -> bool {
         if self.fence.through.is_some_and(|through| row.0 <= through) {
             return false;
         }
-        if self.queue.back().is_none_or(|(last, _)| row.0 > *last) {
+        if self.queued_through.is_none_or(|last| row.0 > last) {
+            self.queued_through = Some(row.0);
             self.queue.push_back(row);
         }
         true
@@ -107,8 +119,29 @@ enum Outcome {
     Failed,
 }
 
-/// A batch's end: partition, the fence it expected, its rows, the outcome.
-type Landed = (u32, u64, Rows, Outcome);
+/// One partition's share of a batch: its rows, after the fence or mark `fence` of its
+/// fence subject, and the position its mark says it is stored through.
+struct Part {
+    partition: u32,
+    fence: u64,
+    rows: Rows,
+    through: u64,
+}
+
+impl Part {
+    fn new(partition: u32, fence: u64, rows: Rows) -> Self {
+        let through = rows.last().map_or(0, |(position, _)| *position);
+        Self {
+            partition,
+            fence,
+            rows,
+            through,
+        }
+    }
+}
+
+/// A batch's end: each part, with what became of it.
+type Landed = Vec<(Part, Outcome)>;
 
 /// The positions of the store's rows this instance does not publish now, by partition:
 /// forgotten once the owner's marks pass them.
@@ -163,9 +196,10 @@ pub async fn run(
                 stored = take_over(&shared, &mut owned, &mut standby, &now).await?;
             }
             Some(landed) = flights.join_next() => {
-                let (partition, expected, rows, outcome) = landed?;
-                flying -= rows.len();
-                settle(&shared, &lease, &mut owned, &mut standby, partition, expected, rows, outcome);
+                for (part, outcome) in landed? {
+                    flying -= part.rows.len();
+                    settle(&shared, &lease, &mut owned, &mut standby, part, outcome);
+                }
             }
             _ = prune.tick() => {
                 if let Err(error) = forget_published(&shared, &js, &mut standby).await {
@@ -184,50 +218,27 @@ pub async fn run(
             .metrics
             .outbox_depth
             .set((queued + flying + waiting) as i64);
-        // Partitions take turns to launch first, so none waits behind the others when more
-        // have rows than batches may fly.
+        // Partitions take turns to go first, so none waits behind the others when more have
+        // rows than the batches in flight can take.
         turn = turn.wrapping_add(1);
-        let first = owned
-            .keys()
-            .nth(turn % owned.len().max(1))
-            .copied()
-            .unwrap_or(0);
-        let (later, earlier) = {
-            let (earlier, later): (Vec<_>, Vec<_>) =
-                owned.iter_mut().partition(|(number, _)| **number < first);
-            (later, earlier)
-        };
-        for (&number, partition) in later.into_iter().chain(earlier) {
-            if flights.len() >= FLIGHTS {
+        let mut ready: VecDeque<u32> = owned
+            .iter()
+            .filter(|(_, partition)| !partition.busy && !partition.queue.is_empty())
+            .map(|(number, _)| *number)
+            .collect();
+        ready.rotate_left(turn % ready.len().max(1));
+        while flights.len() < FLIGHTS {
+            let parts = next_batch(&mut owned, &mut ready);
+            if parts.is_empty() {
                 break;
             }
-            if partition.busy || partition.queue.is_empty() {
-                continue;
-            }
-            let size = if partition.one_by_one > 0 {
-                1
-            } else {
-                ROWS_PER_BATCH
-            };
-            let rows: Rows = partition
-                .queue
-                .drain(..size.min(partition.queue.len()))
-                .collect();
-            partition.busy = true;
             if flights.is_empty() {
                 // Only a stored batch counts as progress (outbox_alive): one that goes again
                 // and again does not.
                 shared.outbox_progress.start();
             }
-            flying += rows.len();
-            flights.spawn(fly(
-                shared.clone(),
-                js.clone(),
-                instance.clone(),
-                number,
-                partition.fence.sequence,
-                rows,
-            ));
+            flying += parts.iter().map(|part| part.rows.len()).sum::<usize>();
+            flights.spawn(fly(shared.clone(), js.clone(), instance.clone(), parts));
         }
         if flights.is_empty() {
             shared.outbox_progress.idle();
@@ -236,6 +247,44 @@ pub async fn run(
     // Let the batches in flight land (their rows are deleted once stored).
     while flights.join_next().await.is_some() {}
     Ok(())
+}
+
+/// The next batch: rows of the partitions in `ready` (front first) up to
+/// [`MESSAGES_PER_BATCH`] with a mark each; those taken are marked busy and leave `ready`.
+/// A partition whose rows go one at a time (after a batch refused for a duplicate) goes
+/// alone with one row, so a refusal names its row.
+fn next_batch(owned: &mut BTreeMap<u32, Partition>, ready: &mut VecDeque<u32>) -> Vec<Part> {
+    let mut parts = Vec::new();
+    let mut messages = 0;
+    let mut passed = VecDeque::new();
+    while let Some(number) = ready.pop_front() {
+        let Some(partition) = owned.get_mut(&number) else {
+            continue;
+        };
+        let alone = partition.one_by_one > 0;
+        if alone && !parts.is_empty() {
+            passed.push_back(number);
+            continue;
+        }
+        let room = if alone {
+            1
+        } else {
+            MESSAGES_PER_BATCH - messages - 1
+        };
+        let rows: Rows = partition
+            .queue
+            .drain(..room.min(partition.queue.len()))
+            .collect();
+        messages += rows.len() + 1;
+        partition.busy = true;
+        parts.push(Part::new(number, partition.fence.sequence, rows));
+        if alone || messages + 2 > MESSAGES_PER_BATCH {
+            break;
+        }
+    }
+    passed.append(ready);
+    *ready = passed;
+    parts
 }
 
 /// The positions of the store's rows, by partition (as it starts, nothing is owned).
@@ -335,19 +384,22 @@ async fn take_over(
     Ok(stored)
 }
 
-/// Acts on a landed batch: moves the partition's fence on, puts the rows back to go again,
-/// or lets the partition go.
-#[allow(clippy::too_many_arguments)]
+/// Acts on a partition's part of a landed batch: moves the partition's fence on, puts the
+/// rows back to go again, or lets the partition go.
 fn settle(
     shared: &Shared,
     lease: &Lease,
     owned: &mut BTreeMap<u32, Partition>,
     standby: &mut Standby,
-    number: u32,
-    expected: u64,
-    rows: Rows,
+    part: Part,
     outcome: Outcome,
 ) {
+    let Part {
+        partition: number,
+        fence: expected,
+        rows,
+        ..
+    } = part;
     let landed = rows.len();
     // A batch sent under an earlier fence, or of a partition let go: its rows, unless
     // stored (and deleted), wait with the others of partitions not owned.
@@ -384,7 +436,8 @@ fn settle(
         Outcome::Duplicate | Outcome::Failed => {
             if matches!(outcome, Outcome::Duplicate) {
                 shared.metrics.outbox_resyncs.inc();
-                partition.one_by_one = partition.queue.len() + landed;
+                // The refused batch's rows go one at a time; those after them as before.
+                partition.one_by_one = landed;
             }
             for row in rows.into_iter().rev() {
                 partition.queue.push_front(row);
@@ -393,63 +446,86 @@ fn settle(
     }
 }
 
-/// Publishes one batch of a partition's rows and deletes them from the store once stored.
+/// Publishes one batch of partitions' rows and deletes them from the store once stored.
 async fn fly(
     shared: Arc<Shared>,
     js: jetstream::Context,
     instance: Arc<str>,
-    partition: u32,
-    fence: u64,
-    rows: Rows,
+    parts: Vec<Part>,
 ) -> Landed {
-    let through = rows.last().map_or(0, |(position, _)| *position);
-    let outcome = match publish_batch(&js, &instance, partition, fence, &rows, through).await {
-        Ok(mark) => Outcome::Stored { mark },
-        Err(error) => {
-            let duplicate = format!("{error:#}").contains(DUPLICATE_IN_BATCH);
-            if duplicate && rows.len() == 1 {
+    let outcomes: Vec<Outcome> = match publish_batch(&js, &instance, &parts).await {
+        // The marks are the batch's last messages, in the parts' order.
+        Ok(last) => (0..parts.len())
+            .map(|k| Outcome::Stored {
+                mark: last - (parts.len() - 1 - k) as u64,
+            })
+            .collect(),
+        Err(error) if format!("{error:#}").contains(DUPLICATE_IN_BATCH) => {
+            if let [part] = &parts[..]
+                && part.rows.len() == 1
+            {
                 // The stream has this output already: a mark alone records it as stored.
-                match publish_batch(&js, &instance, partition, fence, &[], through).await {
+                let mark = Part {
+                    rows: Vec::new(),
+                    ..*part
+                };
+                vec![match publish_batch(&js, &instance, &[mark]).await {
                     Ok(mark) => Outcome::Stored { mark },
-                    Err(error) => {
-                        landed_how(&js, &instance, partition, fence, through, &error).await
-                    }
-                }
-            } else if duplicate {
-                Outcome::Duplicate
+                    Err(error) => landed_how(&js, &instance, part, &error).await,
+                }]
             } else {
-                landed_how(&js, &instance, partition, fence, through, &error).await
+                parts.iter().map(|_| Outcome::Duplicate).collect()
             }
         }
+        Err(error) => {
+            let mut outcomes = Vec::with_capacity(parts.len());
+            for part in &parts {
+                outcomes.push(landed_how(&js, &instance, part, &error).await);
+            }
+            outcomes
+        }
     };
-    if let Outcome::Stored { .. } = outcome {
-        let positions: Vec<u64> = rows.iter().map(|(position, _)| *position).collect();
+    let stored: Vec<u64> = parts
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| matches!(outcome, Outcome::Stored { .. }))
+        .flat_map(|(part, _)| part.rows.iter().map(|(position, _)| *position))
+        .collect();
+    if !stored.is_empty() {
+        shared.metrics.outputs_published.inc_by(stored.len() as u64);
         let store = shared.store.clone();
-        match tokio::task::spawn_blocking(move || store.remove_outbox(&positions)).await {
+        match tokio::task::spawn_blocking(move || store.remove_outbox(&stored)).await {
             Ok(Ok(())) => {}
             // Left in the store, they are read again at the next start and skipped as stored.
             Ok(Err(error)) => warn!(%error, "cannot delete published outbox rows"),
             Err(error) => warn!(%error, "cannot delete published outbox rows"),
         }
-        shared.metrics.outputs_published.inc_by(rows.len() as u64);
     }
-    if let Outcome::Failed = outcome {
+    // A batch refused for another's fence goes again at once without that partition; one
+    // that failed for no known reason waits first.
+    let fenced = outcomes.iter().any(|o| matches!(o, Outcome::Fenced));
+    if !fenced && outcomes.iter().any(|o| matches!(o, Outcome::Failed)) {
         tokio::time::sleep(RETRY_AFTER).await;
     }
-    (partition, fence, rows, outcome)
+    parts.into_iter().zip(outcomes).collect()
 }
 
-/// After a batch failed: whether it was stored all the same (its mark is the last message
-/// on the fence subject: the answer was lost), refused for another's fence, or is to go
-/// again (the fence subject still ends with this instance's fence or mark).
+/// After a batch failed, for one part of it: whether it was stored all the same (the
+/// part's mark is the last message on its fence subject: the answer was lost), refused for
+/// another's fence, or is to go again (the fence subject still ends with this instance's
+/// fence or mark).
 async fn landed_how(
     js: &jetstream::Context,
     instance: &str,
-    partition: u32,
-    fence: u64,
-    through: u64,
+    part: &Part,
     error: &anyhow::Error,
 ) -> Outcome {
+    let Part {
+        partition,
+        fence,
+        through,
+        ..
+    } = *part;
     match lease::last_mark(js, partition).await {
         Ok((sequence, by, position)) => {
             if sequence == fence {
@@ -478,65 +554,80 @@ async fn landed_how(
     }
 }
 
-/// Publishes `rows` of `partition` as one atomic batch after the fence subject's message
-/// `fence`, ending with a mark that the partition's outputs are stored through `through`.
-/// Returns the mark's sequence.
+/// Publishes `parts` as one atomic batch: each part's rows after its fence subject's message
+/// `fence`, then a mark per part that its partition's outputs are stored through
+/// `through`. Returns the sequence of the last mark.
 async fn publish_batch(
     js: &jetstream::Context,
     instance: &str,
-    partition: u32,
-    fence: u64,
-    rows: &[(u64, OutboxRow)],
-    through: u64,
+    parts: &[Part],
 ) -> anyhow::Result<u64> {
     let batch = nuid::next();
-    let fence_subject = subjects::partition_fence(partition);
-    let expect = |headers: &mut HeaderMap| {
-        headers.insert(
-            "Nats-Expected-Last-Subject-Sequence",
-            fence.to_string().as_str(),
-        );
-        headers.insert(
-            "Nats-Expected-Last-Subject-Sequence-Subject",
-            fence_subject.as_str(),
-        );
-    };
-    let client = js.client();
-    for (n, (position, row)) in rows.iter().enumerate() {
+    let mut sequence = 0;
+    let mut headers = |expect: Option<&Part>| {
+        sequence += 1;
         let mut headers = HeaderMap::new();
         headers.insert(BATCH_ID, batch.as_str());
-        headers.insert(BATCH_SEQUENCE, (n + 1).to_string().as_str());
-        headers.insert(MSG_ID, row.id.as_str());
-        headers.insert(POSITION_HEADER, position.to_string().as_str());
-        headers.insert("Content-Type", "application/json");
+        headers.insert(BATCH_SEQUENCE, sequence.to_string().as_str());
         headers.insert(INSTANCE_HEADER, instance);
-        if n == 0 {
-            expect(&mut headers);
+        if let Some(part) = expect {
+            headers.insert(
+                "Nats-Expected-Last-Subject-Sequence",
+                part.fence.to_string().as_str(),
+            );
+            headers.insert(
+                "Nats-Expected-Last-Subject-Sequence-Subject",
+                subjects::partition_fence(part.partition).as_str(),
+            );
         }
-        // Only the commit is answered; the connection keeps the batch in order.
+        headers
+    };
+    let client = js.client();
+    // Each part's first message carries its expectation (the server checks it against the
+    // stream before the batch, and a fence subject takes nothing before the marks).
+    for part in parts {
+        for (n, (position, row)) in part.rows.iter().enumerate() {
+            let mut headers = headers((n == 0).then_some(part));
+            headers.insert(MSG_ID, row.id.as_str());
+            headers.insert(POSITION_HEADER, position.to_string().as_str());
+            headers.insert("Content-Type", "application/json");
+            // Only the commit is answered; the connection keeps the batch in order.
+            client
+                .publish_with_headers(row.subject.clone(), headers, row.payload.clone().into())
+                .await?;
+        }
+    }
+    let (last, before) = parts.split_last().context("a batch of no parts")?;
+    let mark = |part: &Part, headers: &mut HeaderMap| {
+        headers.insert(POSITION_HEADER, part.through.to_string().as_str());
+        let payload = serde_json::json!({
+            "instance": instance,
+            "partition": part.partition,
+            "through": part.through,
+        });
+        (
+            subjects::partition_fence(part.partition),
+            payload.to_string(),
+        )
+    };
+    for part in before {
+        let mut headers = headers(part.rows.is_empty().then_some(part));
+        let (subject, payload) = mark(part, &mut headers);
         client
-            .publish_with_headers(row.subject.clone(), headers, row.payload.clone().into())
+            .publish_with_headers(subject, headers, payload.into())
             .await?;
     }
-    let mut headers = HeaderMap::new();
-    headers.insert(BATCH_ID, batch.as_str());
-    headers.insert(BATCH_SEQUENCE, (rows.len() + 1).to_string().as_str());
+    let mut headers = headers(last.rows.is_empty().then_some(last));
     headers.insert(BATCH_COMMIT, "1");
-    headers.insert(INSTANCE_HEADER, instance);
-    headers.insert(POSITION_HEADER, through.to_string().as_str());
-    if rows.is_empty() {
-        expect(&mut headers);
-    }
-    let payload =
-        serde_json::json!({"instance": instance, "partition": partition, "through": through});
+    let (subject, payload) = mark(last, &mut headers);
     let ack = js
-        .publish_with_headers(fence_subject.clone(), headers, payload.to_string().into())
+        .publish_with_headers(subject, headers, payload.into())
         .await?
         .await;
     match ack {
         Ok(ack) => Ok(ack.sequence),
         Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
-            Err(anyhow::Error::new(error).context("the partition was fenced"))
+            Err(anyhow::Error::new(error).context("a partition was fenced"))
         }
         Err(error) => Err(error.into()),
     }
