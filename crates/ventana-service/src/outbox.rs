@@ -258,7 +258,10 @@ fn next_batch(owned: &mut BTreeMap<u32, Partition>, ready: &mut VecDeque<u32>) -
     let mut messages = 0;
     let mut passed = VecDeque::new();
     while let Some(number) = ready.pop_front() {
-        let Some(partition) = owned.get_mut(&number) else {
+        let Some(partition) = owned
+            .get_mut(&number)
+            .filter(|partition| !partition.busy && !partition.queue.is_empty())
+        else {
             continue;
         };
         let alone = partition.one_by_one > 0;
@@ -657,4 +660,89 @@ async fn forget_published(
         tokio::task::spawn_blocking(move || store.remove_outbox(&published)).await??;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(position: u64) -> (u64, OutboxRow) {
+        (
+            position,
+            OutboxRow {
+                subject: format!("ventana.out.decision.{position}"),
+                id: format!("o{position}"),
+                payload: Vec::new(),
+            },
+        )
+    }
+
+    /// Partitions 0.. with `rows[p]` rows queued each, fenced at sequence 100 + p.
+    fn owned(rows: &[u64]) -> BTreeMap<u32, Partition> {
+        rows.iter()
+            .enumerate()
+            .map(|(number, &count)| {
+                let mut partition = Partition::new(Fence {
+                    sequence: 100 + number as u64,
+                    through: None,
+                });
+                for position in 1..=count {
+                    assert!(partition.push(row(position)));
+                }
+                (number as u32, partition)
+            })
+            .collect()
+    }
+
+    fn shape(parts: &[Part]) -> Vec<(u32, u64, usize)> {
+        parts
+            .iter()
+            .map(|part| (part.partition, part.fence, part.rows.len()))
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_takes_partitions_in_turn_until_a_thousand_messages() {
+        let mut owned = owned(&[300, 400, 500, 10]);
+        let mut ready = VecDeque::from([1, 2, 3, 0]);
+        let first = next_batch(&mut owned, &mut ready);
+        // 400 rows + a mark, 500 + 1, 10 + 1, then 86 rows and a mark make 1 000.
+        assert_eq!(
+            shape(&first),
+            [(1, 101, 400), (2, 102, 500), (3, 103, 10), (0, 100, 86)]
+        );
+        assert_eq!(first[3].through, 86);
+        assert!(owned.values().all(|partition| partition.busy));
+        assert!(ready.is_empty());
+        // Busy partitions wait for their batch to land, whatever they still hold.
+        assert!(next_batch(&mut owned, &mut VecDeque::from([0])).is_empty());
+        assert_eq!(owned[&0].queue.len(), 214);
+    }
+
+    #[test]
+    fn a_partition_going_one_row_at_a_time_goes_alone() {
+        let mut owned = owned(&[5, 5, 5]);
+        owned.get_mut(&1).unwrap().one_by_one = 2;
+        let mut ready = VecDeque::from([0, 1, 2]);
+        assert_eq!(shape(&next_batch(&mut owned, &mut ready)), [(0, 100, 5), (2, 102, 5)]);
+        assert_eq!(ready, [1]);
+        assert_eq!(shape(&next_batch(&mut owned, &mut ready)), [(1, 101, 1)]);
+    }
+
+    #[test]
+    fn a_row_is_queued_once_and_not_at_all_when_its_mark_passed_it() {
+        let mut partition = Partition::new(Fence {
+            sequence: 7,
+            through: Some(3),
+        });
+        assert!(!partition.push(row(3)), "stored already: forgotten");
+        assert!(partition.push(row(4)));
+        assert!(partition.push(row(5)));
+        partition.queue.clear(); // in flight
+        // The pipeline hands over rows read from the store already: kept, not queued again.
+        assert!(partition.push(row(5)));
+        assert!(partition.queue.is_empty());
+        assert!(partition.push(row(6)));
+        assert_eq!(partition.queue.len(), 1);
+    }
 }
