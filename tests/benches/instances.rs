@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use ventana_bus::client::publish_events;
 use ventana_core::{Event, Policy};
 use ventana_notifier::Fold;
-use ventana_tests::instances::{Instance, last_on_fence, owned_by};
+use ventana_tests::instances::{Instance, last_on_fence, owned_by, settled_among};
 use ventana_tests::nats::NatsServer;
 use ventana_tests::service::{caught_up, outputs_len, publish_live_on, spawn_ventanad_with};
 
@@ -169,10 +169,10 @@ async fn takeover_of_a_partition() {
         Instance::start(&nats.url(), dir.path(), "a", &args),
         Instance::start(&nats.url(), dir.path(), "b", &args),
     ];
+    // Both folded the backlog and joined, and the partition is where the assignment puts
+    // it (a handover after the second joined would be measured otherwise).
     let deadline = Instant::now() + Duration::from_secs(600);
-    while !(caught_up(&js).await
-        && owned_by(&js, "a").await.len() + owned_by(&js, "b").await.len() == 1)
-    {
+    while !(caught_up(&js).await && settled_among(&js, &["a", "b"], 1).await) {
         assert!(
             Instant::now() < deadline,
             "the instances did not fold the backlog"
@@ -200,8 +200,16 @@ async fn takeover_of_a_partition() {
     instances[dead].kill();
     let takeover = first_output_from(&js, instances[next].name, Instant::now()).await;
     instances[dead].restart();
-    // Back and caught up, it takes the partition back or stands by; then the owner stops.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Back, caught up and joined, it takes the partition back or stands by; then the owner
+    // stops.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !settled_among(&js, &["a", "b"], 1).await {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted instance did not join"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (stopping, next) = owner(!owned_by(&js, "a").await.is_empty());
     first_output_from(&js, instances[stopping].name, Instant::now()).await;
     let since = Instant::now();

@@ -101,13 +101,21 @@ impl Instance {
     }
 }
 
-/// Who holds each partition's lease now.
+/// Who holds each of the [`PARTITIONS`] partitions' leases now.
 pub async fn owners(js: &async_nats::jetstream::Context) -> Vec<Option<String>> {
+    owners_of(js, PARTITIONS).await
+}
+
+/// Who holds each of `partitions` partitions' leases now.
+pub async fn owners_of(
+    js: &async_nats::jetstream::Context,
+    partitions: u32,
+) -> Vec<Option<String>> {
     let Ok(bucket) = js.get_key_value(LEASE_BUCKET).await else {
-        return vec![None; PARTITIONS as usize];
+        return vec![None; partitions as usize];
     };
     let mut owners = Vec::new();
-    for partition in 0..PARTITIONS {
+    for partition in 0..partitions {
         let entry = bucket
             .entry(subjects::partition_lease(partition))
             .await
@@ -119,6 +127,59 @@ pub async fn owners(js: &async_nats::jetstream::Context) -> Vec<Option<String>> 
         }));
     }
     owners
+}
+
+/// The live instances: those whose membership key in the leases bucket was put within the
+/// lease's life (each renews its own every 0.75 s), as the instances see each other.
+pub async fn members(js: &async_nats::jetstream::Context) -> std::collections::BTreeSet<String> {
+    let mut members = std::collections::BTreeSet::new();
+    let Ok(bucket) = js.get_key_value(LEASE_BUCKET).await else {
+        return members;
+    };
+    let Ok(keys) = bucket.keys().await else {
+        return members;
+    };
+    let keys: Vec<String> = keys
+        .filter_map(|key| async move { key.ok() })
+        .collect()
+        .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i128;
+    let alive_since = now - ventana_service::lease::LEASE_TTL.as_nanos() as i128;
+    for key in keys {
+        let Some(name) = key.strip_prefix(subjects::MEMBER_LEASE_PREFIX) else {
+            continue;
+        };
+        if let Ok(Some(entry)) = bucket.entry(&key).await
+            && entry.operation == async_nats::jetstream::kv::Operation::Put
+            && entry.created.unix_timestamp_nanos() > alive_since
+        {
+            members.insert(name.to_owned());
+        }
+    }
+    members
+}
+
+/// Whether `names` are the members and each of `partitions` partitions is held by the
+/// instance the rendezvous assignment gives it among them (no handover is under way).
+pub async fn settled_among(
+    js: &async_nats::jetstream::Context,
+    names: &[&str],
+    partitions: u32,
+) -> bool {
+    let wanted: std::collections::BTreeSet<String> =
+        names.iter().map(|name| (*name).to_owned()).collect();
+    if members(js).await != wanted {
+        return false;
+    }
+    let assigned = ventana_service::lease::assign(&wanted, partitions);
+    let owners = owners_of(js, partitions).await;
+    owners
+        .iter()
+        .zip(&assigned)
+        .all(|(owner, assigned)| owner.as_deref() == *assigned)
 }
 
 /// The partitions `name` holds.

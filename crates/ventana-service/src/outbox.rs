@@ -429,6 +429,10 @@ fn settle(
             shared.outbox_progress.advance();
         }
         Outcome::Fenced => {
+            warn!(
+                partition = number,
+                "another instance fenced the partition: letting it go"
+            );
             shared.metrics.fenced.inc();
             lease.step_down(number, partition.taken_at);
             let waiting = standby.entry(number).or_default();
@@ -516,7 +520,8 @@ async fn fly(
 /// After a batch failed, for one part of it: whether it was stored all the same (the
 /// part's mark is the last message on its fence subject: the answer was lost), refused for
 /// another's fence, or is to go again (the fence subject still ends with this instance's
-/// fence or mark).
+/// fence or mark). A part of a batch the server refused for another part's fence (a
+/// partition handed over while the batch flew) just goes again, unremarked.
 async fn landed_how(
     js: &jetstream::Context,
     instance: &str,
@@ -529,19 +534,23 @@ async fn landed_how(
         through,
         ..
     } = *part;
+    let refused_for_a_fence = error
+        .downcast_ref::<jetstream::context::PublishError>()
+        .is_some_and(|error| error.kind() == PublishErrorKind::WrongLastSequence);
     match lease::last_mark(js, partition).await {
         Ok((sequence, by, position)) => {
             if sequence == fence {
-                warn!(
-                    partition,
-                    error = format!("{error:#}"),
-                    "publishing outputs failed; going again"
-                );
+                if !refused_for_a_fence {
+                    warn!(
+                        partition,
+                        error = format!("{error:#}"),
+                        "publishing outputs failed; going again"
+                    );
+                }
                 Outcome::Failed
             } else if by.as_deref() == Some(instance) && position == Some(through) {
                 Outcome::Stored { mark: sequence }
             } else {
-                warn!(partition, "another instance fenced the partition");
                 Outcome::Fenced
             }
         }
@@ -724,7 +733,10 @@ mod tests {
         let mut owned = owned(&[5, 5, 5]);
         owned.get_mut(&1).unwrap().one_by_one = 2;
         let mut ready = VecDeque::from([0, 1, 2]);
-        assert_eq!(shape(&next_batch(&mut owned, &mut ready)), [(0, 100, 5), (2, 102, 5)]);
+        assert_eq!(
+            shape(&next_batch(&mut owned, &mut ready)),
+            [(0, 100, 5), (2, 102, 5)]
+        );
         assert_eq!(ready, [1]);
         assert_eq!(shape(&next_batch(&mut owned, &mut ready)), [(1, 101, 1)]);
     }
