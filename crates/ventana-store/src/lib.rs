@@ -145,6 +145,31 @@ fn timed_key(prefix: u8, at: Timestamp, token: ConversationToken) -> Vec<u8> {
     key
 }
 
+/// The writes that store `conversation` and move its index entries from `before` to
+/// `after`: a key and its value, or `None` to remove the key.
+fn state_writes(
+    conversation: &Conversation,
+    before: Indexed,
+    after: Indexed,
+    mut write: impl FnMut(Vec<u8>, Option<Vec<u8>>),
+) {
+    let token = conversation.key().token();
+    write(state_key(token), Some(encode_state(conversation)));
+    for (prefix, before, after) in [
+        (DEADLINE, before.deadline, after.deadline),
+        (WINDOW_END, before.window_ends_at, after.window_ends_at),
+    ] {
+        if before != after {
+            if let Some(at) = before {
+                write(timed_key(prefix, at, token), None);
+            }
+            if let Some(at) = after {
+                write(timed_key(prefix, at, token), Some(Vec::new()));
+            }
+        }
+    }
+}
+
 /// Everything one consumer batch produced, written atomically by [`Store::commit`].
 #[derive(Debug, Default)]
 pub struct Commit {
@@ -159,25 +184,10 @@ impl Commit {
 
     /// Stores `conversation`, moving its index entries from `before` to `after`.
     pub fn put_state(&mut self, conversation: &Conversation, before: Indexed, after: Indexed) {
-        let token = conversation.key().token();
-        self.batch
-            .insert(state_key(token), encode_state(conversation));
-        if before.deadline != after.deadline {
-            if let Some(at) = before.deadline {
-                self.batch.remove(timed_key(DEADLINE, at, token));
-            }
-            if let Some(at) = after.deadline {
-                self.batch.insert(timed_key(DEADLINE, at, token), &[][..]);
-            }
-        }
-        if before.window_ends_at != after.window_ends_at {
-            if let Some(at) = before.window_ends_at {
-                self.batch.remove(timed_key(WINDOW_END, at, token));
-            }
-            if let Some(at) = after.window_ends_at {
-                self.batch.insert(timed_key(WINDOW_END, at, token), &[][..]);
-            }
-        }
+        state_writes(conversation, before, after, |key, value| match value {
+            Some(value) => self.batch.insert(key, value),
+            None => self.batch.remove(key),
+        });
     }
 
     /// Queues an output for publishing; `sequence` orders the outbox.
@@ -309,6 +319,36 @@ impl Store {
             commit.batch.insert(CHECKPOINT, &sequence.to_be_bytes()[..]);
         }
         self.tree.apply_batch(commit.batch)?;
+        Ok(())
+    }
+
+    /// Stores conversations (each with its index entries as stored and as they are now) with
+    /// plain inserts, not atomically: for a projection built offline, which nothing reads
+    /// before it is complete. sled applies plain inserts much faster than one batch of
+    /// hundreds of thousands of writes (`ventana rebuild` wrote 100 000 states in 2.1 s as one
+    /// batch and took 2.3 s less in all with plain inserts, README "Performance").
+    pub fn put_states<'c>(
+        &self,
+        states: impl IntoIterator<Item = (&'c Conversation, Indexed, Indexed)>,
+    ) -> Result<()> {
+        for (conversation, before, after) in states {
+            let mut outcome = Ok(None);
+            state_writes(conversation, before, after, |key, value| {
+                if outcome.is_ok() {
+                    outcome = match value {
+                        Some(value) => self.tree.insert(key, value),
+                        None => self.tree.remove(key),
+                    };
+                }
+            });
+            outcome?;
+        }
+        Ok(())
+    }
+
+    /// Sets the checkpoint (the last applied input stream sequence) on its own.
+    pub fn set_checkpoint(&self, sequence: u64) -> Result<()> {
+        self.tree.insert(CHECKPOINT, &sequence.to_be_bytes()[..])?;
         Ok(())
     }
 

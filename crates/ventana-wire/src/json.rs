@@ -201,6 +201,12 @@ fn undecodable(path: &str, inner: &serde_json::Error) -> WireError {
 /// Reads JSON text into `T`, as [`serde_json::from_str`] does, with errors that never quote
 /// the input.
 pub(crate) fn from_text<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, WireError> {
+    // Almost every input is well formed: read it without tracking where the reader is, and
+    // only for an input that fails, read it again to say where (the same types read it both
+    // times, so both ways accept and refuse the same inputs).
+    if let Ok(value) = serde_json::from_str(text) {
+        return Ok(value);
+    }
     let mut reader = serde_json::Deserializer::from_str(text);
     let value: T = serde_path_to_error::deserialize(&mut reader).map_err(path_error)?;
     reader.end().map_err(|e| undecodable("", &e))?;
@@ -580,6 +586,23 @@ mod tests {
             let error = parse_event(text).unwrap_err();
             assert_eq!(error.reason(), reason, "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn escaped_text_reads_as_plain_text_and_a_failing_input_is_read_again_to_say_where() {
+        let escaped = line(
+            r#""id": "1", "type": "customer\u005fmessage", "occurred_at": "2026-03-02T10:00:00\u005a""#,
+        );
+        let plain =
+            line(r#""id": "1", "type": "customer_message", "occurred_at": "2026-03-02T10:00:00Z""#);
+        assert_eq!(parse_event(&escaped).unwrap(), parse_event(&plain).unwrap());
+        // An input that fails is read again to say where it fails.
+        let error = parse_event(&line(
+            r#""id": "1", "type": 5, "occurred_at": "2026-03-02T10:00:00Z""#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("`type` has the wrong JSON type"), "{error}");
     }
 
     #[test]

@@ -55,6 +55,18 @@ fn main() {
         per_second(read, read_time)
     );
 
+    let started = Instant::now();
+    let decoded = messages
+        .iter()
+        .filter(|message| ventana_bus::client::logged_event(message, None).is_ok())
+        .count() as u64;
+    let decode_time = started.elapsed();
+    println!(
+        "decode only:         {decoded} events (already read) in {:.2} s = {:.0} events/s",
+        decode_time.as_secs_f64(),
+        per_second(decoded, decode_time)
+    );
+
     let dir = tempfile::tempdir().unwrap();
     {
         let store = Store::open(&dir.path().join("in-memory"), 256 << 20).unwrap();

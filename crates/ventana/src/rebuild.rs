@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use ventana_bus::NatsOptions;
 use ventana_bus::client::Start;
 use ventana_core::{Conversation, ConversationToken, Policy};
-use ventana_store::{Commit, Indexed, Store};
+use ventana_store::{Indexed, Store};
 use ventana_wire::subjects::IN_STREAM;
 
 use crate::log::{LiveLog, Logged, events, valid};
@@ -119,18 +119,15 @@ impl<'a> Projector<'a> {
         Ok(())
     }
 
-    /// Writes every cached conversation and the checkpoint, and forgets them.
+    /// Writes every cached conversation, then the checkpoint, and forgets them. Not atomic:
+    /// the projection being built is used only once it is complete.
     fn write(&mut self) -> anyhow::Result<()> {
-        let mut commit = Commit::new();
-        for (conversation, before) in self.cache.values() {
-            commit.put_state(
-                conversation,
-                *before,
-                Indexed::of(conversation, self.policy),
-            );
-        }
-        commit.checkpoint(self.rebuilt.checkpoint);
-        self.store.commit(commit)?;
+        let policy = self.policy;
+        self.store
+            .put_states(self.cache.values().map(|(conversation, before)| {
+                (conversation, *before, Indexed::of(conversation, policy))
+            }))?;
+        self.store.set_checkpoint(self.rebuilt.checkpoint)?;
         self.cache.clear();
         Ok(())
     }
@@ -235,6 +232,9 @@ pub fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
             |r| bar.set_position(r.messages),
         )?
     };
+    // sled writes the snapshot of its page table only when it opens a store: opened once
+    // more here, the new projection does not make ventanad's first start replay its log.
+    Store::snapshot(&building).with_context(|| format!("cannot reopen {}", building.display()))?;
     bar.finish_and_clear();
     let elapsed = started.elapsed();
     let mut kept = String::new();
