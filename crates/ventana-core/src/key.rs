@@ -158,10 +158,19 @@ impl ConversationToken {
     }
 }
 
+/// A 128-bit hash as 26 lowercase base32 characters, without padding: how tokens (and the
+/// output ids made from them) print. Written on the stack: printing allocates nothing.
+pub fn base32_lowercase(hash: u128) -> [u8; 26] {
+    let mut text = [0u8; 26];
+    data_encoding::BASE32_NOPAD.encode_mut(&hash.to_be_bytes(), &mut text);
+    text.make_ascii_lowercase();
+    text
+}
+
 impl fmt::Display for ConversationToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = data_encoding::BASE32_NOPAD.encode(&self.0.to_be_bytes());
-        f.write_str(&text.to_ascii_lowercase())
+        let text = base32_lowercase(self.0);
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 

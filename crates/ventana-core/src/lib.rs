@@ -27,7 +27,7 @@ pub use event::{
     PlatformErrorClass, Sender, Status, Tag, Unsendable,
 };
 pub use ids::{BadId, IdProblem, MAX_ID_BYTES, TICK_ID_PREFIX, check_id, check_name, tick_id};
-pub use key::{Channel, ConversationKey, ConversationToken};
+pub use key::{Channel, ConversationKey, ConversationToken, base32_lowercase};
 pub use policy::{ChannelPolicy, NotifierPolicy, Policy, Rate, TAG_DEPRECATION, TagPolicy};
 pub use rule::Rule;
 pub use time::{Span, Timestamp, TimestampError};

@@ -4,6 +4,7 @@
 use ventana_core::{
     Alarm, Cause, Channel, ConversationKey, Effect, EffectKind, Event, EventBody, MessageKind,
     Outbound, PlatformErrorClass, Policy, Reason, Rejection, Rule, State, Verdict, Window,
+    base32_lowercase,
 };
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -21,10 +22,6 @@ pub fn render(
     for group in effects.chunk_by(|a, b| a.cause == b.cause) {
         let cause = group[0].cause;
         let first = out.len();
-        let caused_by = match cause {
-            Cause::Event(id) => id.to_owned(),
-            Cause::Tick(at) => format!("tick:{at}"),
-        };
         let outbound = match (cause, event) {
             (
                 Cause::Event(_),
@@ -36,47 +33,69 @@ pub fn render(
             _ => None,
         };
         for effect in group {
-            for body in bodies(key, outbound, effect, policy) {
+            bodies(key, outbound, effect, policy, |body| {
                 out.push(Output {
                     id: String::new(),
                     conversation: key.clone(),
                     occurred_at: effect.at,
-                    caused_by: caused_by.clone(),
+                    caused_by: String::new(),
                     body,
-                });
-            }
+                })
+            });
+        }
+        if out.len() == first {
+            continue;
         }
         out[first..].sort_by_key(|o| o.body.rank());
+        let caused_by = match cause {
+            Cause::Event(id) => id.to_owned(),
+            Cause::Tick(at) => format!("tick:{at}"),
+        };
+        // The ids hash `<token> 0 <cause> 0 <position>`: the part before the position once.
         let token = key.token().to_string();
+        let mut hashed = Vec::with_capacity(token.len() + caused_by.len() + 10);
+        hashed.extend_from_slice(token.as_bytes());
+        hashed.push(0);
+        hashed.extend_from_slice(caused_by.as_bytes());
+        hashed.push(0);
+        let prefix = hashed.len();
         for (index, output) in out[first..].iter_mut().enumerate() {
-            output.id = output_id(&token, &caused_by, index);
+            hashed.truncate(prefix);
+            hashed.extend_from_slice(&(index as u64).to_le_bytes());
+            output.id = output_id(&token, &hashed);
+        }
+        if let Some((last, others)) = out[first..].split_last_mut() {
+            for output in others {
+                output.caused_by.clone_from(&caused_by);
+            }
+            last.caused_by = caused_by;
         }
     }
 }
 
-/// `<conversation token>-<26 base32 characters of a hash of the cause and position>`.
-fn output_id(token: &str, caused_by: &str, index: usize) -> String {
-    let mut bytes = Vec::with_capacity(token.len() + caused_by.len() + 10);
-    bytes.extend_from_slice(token.as_bytes());
-    bytes.push(0);
-    bytes.extend_from_slice(caused_by.as_bytes());
-    bytes.push(0);
-    bytes.extend_from_slice(&(index as u64).to_le_bytes());
-    let hash = data_encoding::BASE32_NOPAD.encode(&xxh3_128(&bytes).to_be_bytes());
-    format!("{token}-{}", hash.to_ascii_lowercase())
+/// `<conversation token>-<26 base32 characters of the hash of the cause and position>`.
+fn output_id(token: &str, hashed: &[u8]) -> String {
+    let hash = base32_lowercase(xxh3_128(hashed));
+    let mut id = String::with_capacity(token.len() + 1 + hash.len());
+    id.push_str(token);
+    id.push('-');
+    id.push_str(std::str::from_utf8(&hash).expect("base32 is ASCII"));
+    id
 }
 
+/// The output bodies of one effect, in no particular order, each handed to `emit`.
 fn bodies(
     key: &ConversationKey,
     outbound: Option<&Outbound>,
     effect: &Effect<'_>,
     policy: &Policy,
-) -> Vec<OutputBody> {
+    mut emit: impl FnMut(OutputBody),
+) {
     match &effect.kind {
         EffectKind::Decided {
             message_id,
             verdict,
-        } => vec![match verdict {
+        } => emit(match verdict {
             Verdict::Accepted(a) => OutputBody::OutboundAccepted {
                 message_id: message_id.to_string(),
                 messaging_type: a.messaging_type,
@@ -96,8 +115,8 @@ fn bodies(
                 suggestion: suggestion(&key.channel, rejection.reason, policy),
                 error: None,
             },
-        }],
-        EffectKind::HoldExpired { message_id, until } => vec![OutputBody::DeliveryFailed {
+        }),
+        EffectKind::HoldExpired { message_id, until } => emit(OutputBody::DeliveryFailed {
             message_id: message_id.clone(),
             source: Source::Policy,
             reason: Reason::HoldExpired,
@@ -107,7 +126,7 @@ fn bodies(
             ),
             suggestion: suggestion(&key.channel, Reason::HoldExpired, policy),
             error: None,
-        }],
+        }),
         EffectKind::PlatformFailure {
             message_id,
             error,
@@ -138,7 +157,7 @@ fn bodies(
                     ),
                 ),
             };
-            vec![OutputBody::DeliveryFailed {
+            emit(OutputBody::DeliveryFailed {
                 message_id: message_id.to_string(),
                 source: Source::Platform,
                 reason,
@@ -149,15 +168,15 @@ fn bodies(
                     Suggestion::None
                 },
                 error: error.cloned(),
-            }]
+            })
         }
-        EffectKind::StateChanged { from, to } => vec![OutputBody::StateChanged {
+        EffectKind::StateChanged { from, to } => emit(OutputBody::StateChanged {
             from: from.state,
             to: to.state,
             window: to.window,
             window_ends_at: to.window_ends_at,
             session: to.session,
-        }],
+        }),
         EffectKind::SessionOpened { view } => {
             // Only where an automated greeting could go out (§1.4 point 10).
             let automation_may_send = matches!(
@@ -165,12 +184,10 @@ fn bodies(
                 Window::Standard | Window::Unrestricted | Window::PrivateReply
             );
             if policy.notifier.greet_on_open && automation_may_send {
-                vec![OutputBody::AutoReply {
+                emit(OutputBody::AutoReply {
                     trigger: Trigger::ConversationOpened,
                     reply_by: view.window_ends_at,
-                }]
-            } else {
-                Vec::new()
+                });
             }
         }
         EffectKind::Alarm {
@@ -181,12 +198,10 @@ fn bodies(
             let waiting = view.state == State::Open
                 && matches!(view.window, Window::Standard | Window::Unrestricted);
             if waiting {
-                vec![OutputBody::AutoReply {
+                emit(OutputBody::AutoReply {
                     trigger: Trigger::AgentDelayed,
                     reply_by: *closes_at,
-                }]
-            } else {
-                Vec::new()
+                });
             }
         }
         EffectKind::Alarm {
@@ -197,19 +212,18 @@ fn bodies(
             let waiting = matches!(view.state, State::Open | State::AwaitingCustomer);
             let Some(closes_at) = closes_at.filter(|_| waiting && view.window == Window::Standard)
             else {
-                return Vec::new();
+                return;
             };
-            let mut bodies = vec![OutputBody::WindowClosing {
+            emit(OutputBody::WindowClosing {
                 closes_at,
                 customer_waiting: view.state == State::Open,
-            }];
+            });
             if policy.notifier.remind_customer {
-                bodies.push(OutputBody::AutoReply {
+                emit(OutputBody::AutoReply {
                     trigger: Trigger::WindowClosing,
                     reply_by: Some(closes_at),
                 });
             }
-            bodies
         }
     }
 }
