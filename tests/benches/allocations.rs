@@ -6,18 +6,12 @@
 //! Run: `cargo bench -p ventana-tests --bench allocations`. It counts through the system
 //! allocator (the count does not depend on which allocator answers).
 
-use rustc_hash::FxHashMap;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
-use ventana_core::{Conversation, ConversationToken, Event, Policy, validate};
-use ventana_notifier::Fold;
-use ventana_tests::traffic::{build_log, seeded_steps};
+use ventana_core::Policy;
+use ventana_tests::bench::{fold_core, fold_log, fold_with_outputs};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
-
-const EVENTS: usize = 1_000_000;
-const CONVERSATIONS: u32 = 100_000;
-const DAYS: u32 = 14;
 
 fn report(label: &str, events: usize, stats: stats_alloc::Stats) {
     println!(
@@ -31,20 +25,10 @@ fn report(label: &str, events: usize, stats: stats_alloc::Stats) {
 
 fn main() {
     let policy = Policy::default();
-    let events: Vec<Event> = build_log(&seeded_steps(42, EVENTS, CONVERSATIONS, DAYS));
+    let events = fold_log();
 
     let region = Region::new(GLOBAL);
-    let mut conversations: FxHashMap<ConversationToken, Box<Conversation>> =
-        FxHashMap::with_capacity_and_hasher(CONVERSATIONS as usize, Default::default());
-    let mut effects = Vec::new();
-    for event in &events {
-        validate(event, &policy).expect("generated events are valid");
-        let conversation = conversations
-            .entry(event.conversation.token())
-            .or_insert_with(|| Box::new(Conversation::new(event.conversation.clone())));
-        effects.clear();
-        conversation.apply(event, &policy, &mut effects);
-    }
+    let conversations = fold_core(&events, &policy);
     report(
         "core: fold + decide (states included)",
         events.len(),
@@ -53,13 +37,7 @@ fn main() {
     drop(conversations);
 
     let region = Region::new(GLOBAL);
-    let mut fold = Fold::new(policy);
-    let mut outputs = Vec::new();
-    for event in &events {
-        outputs.clear();
-        fold.apply(event, &mut outputs)
-            .expect("generated events are valid");
-    }
+    fold_with_outputs(&events, &policy);
     report(
         "replay: fold + decide + rendered outputs",
         events.len(),

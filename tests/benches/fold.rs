@@ -12,50 +12,13 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rustc_hash::FxHashMap;
 use ventana_core::{
     Channel, Conversation, ConversationKey, ConversationToken, Event, EventBody, Policy, Span,
-    validate,
 };
-use ventana_notifier::Fold;
-use ventana_tests::traffic::{build_log, seeded_steps};
+use ventana_tests::bench::{FOLD_EVENTS, fold_core, fold_log, fold_with_outputs};
 use ventana_wire::codec::encode_state;
 
 // The allocator ventanad and the CLI run with.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-const EVENTS: usize = 1_000_000;
-const CONVERSATIONS: u32 = 100_000;
-const DAYS: u32 = 14;
-
-/// The core alone: validate, find the conversation, advance, decide and evolve.
-fn fold_core(events: &[Event], policy: &Policy) -> FxHashMap<ConversationToken, Box<Conversation>> {
-    // Sized up front, as a store's index would be: the figure is about folding, not rehashing.
-    let mut conversations: FxHashMap<ConversationToken, Box<Conversation>> =
-        FxHashMap::with_capacity_and_hasher(CONVERSATIONS as usize, Default::default());
-    let mut effects = Vec::new();
-    for event in events {
-        validate(event, policy).expect("generated events are valid");
-        let conversation = conversations
-            .entry(event.conversation.token())
-            .or_insert_with(|| Box::new(Conversation::new(event.conversation.clone())));
-        effects.clear();
-        black_box(conversation.apply(event, policy, &mut effects));
-    }
-    conversations
-}
-
-/// What `ventana replay` and the service run: the core plus rendered outputs (ids, details).
-fn fold_with_outputs(events: &[Event], policy: &Policy) -> usize {
-    let mut fold = Fold::new(policy.clone());
-    let mut outputs = Vec::new();
-    let mut total = 0;
-    for event in events {
-        outputs.clear();
-        fold.apply(event, &mut outputs)
-            .expect("generated events are valid");
-        total += outputs.len();
-    }
-    total
-}
 
 fn report_state_sizes(conversations: &FxHashMap<ConversationToken, Box<Conversation>>) {
     let mut sizes: Vec<usize> = conversations
@@ -121,7 +84,7 @@ fn report_one_conversation_with_comments(count: usize, policy: &Policy) {
 
 fn bench(c: &mut Criterion) {
     let policy = Policy::default();
-    let events = build_log(&seeded_steps(42, EVENTS, CONVERSATIONS, DAYS));
+    let events = fold_log();
     println!(
         "in-memory size of a conversation state: {} B (plus its heap vectors)",
         std::mem::size_of::<Conversation>()
@@ -137,7 +100,7 @@ fn bench(c: &mut Criterion) {
     println!("outputs per run: {}", fold_with_outputs(&events, &policy));
 
     let mut group = c.benchmark_group("fold");
-    group.throughput(Throughput::Elements(EVENTS as u64));
+    group.throughput(Throughput::Elements(FOLD_EVENTS as u64));
     group.sample_size(10);
     group.bench_function("core: fold + decide, 1M events / 100k conversations", |b| {
         // The states are dropped outside the measurement.

@@ -1,7 +1,11 @@
 //! What the live benches share: their size from the environment, a backlog stamped now, and
 //! a process's peak memory.
 
-use ventana_core::Event;
+use std::hint::black_box;
+
+use rustc_hash::FxHashMap;
+use ventana_core::{Conversation, ConversationToken, Event, Policy, validate};
+use ventana_notifier::Fold;
 
 use crate::traffic::{build_log, seeded_steps};
 
@@ -36,4 +40,50 @@ pub fn peak_rss_mib(pid: u32) -> f64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The fold benches' input (`benches/fold.rs`, `benches/allocations.rs`): 1 M realistic mixed
+/// events over 100 k conversations, about two weeks of traffic.
+pub const FOLD_EVENTS: usize = 1_000_000;
+/// How many conversations the fold benches' events fall on.
+pub const FOLD_CONVERSATIONS: u32 = 100_000;
+
+/// The fold benches' log.
+pub fn fold_log() -> Vec<Event> {
+    build_log(&seeded_steps(42, FOLD_EVENTS, FOLD_CONVERSATIONS, 14))
+}
+
+/// The core alone: validate, find the conversation, advance, decide and evolve.
+pub fn fold_core(
+    events: &[Event],
+    policy: &Policy,
+) -> FxHashMap<ConversationToken, Box<Conversation>> {
+    // Sized up front, as a store's index would be: the figure is about folding, not rehashing.
+    let mut conversations: FxHashMap<ConversationToken, Box<Conversation>> =
+        FxHashMap::with_capacity_and_hasher(FOLD_CONVERSATIONS as usize, Default::default());
+    let mut effects = Vec::new();
+    for event in events {
+        validate(event, policy).expect("generated events are valid");
+        let conversation = conversations
+            .entry(event.conversation.token())
+            .or_insert_with(|| Box::new(Conversation::new(event.conversation.clone())));
+        effects.clear();
+        black_box(conversation.apply(event, policy, &mut effects));
+    }
+    conversations
+}
+
+/// What `ventana replay` and the service run: the core plus rendered outputs (ids,
+/// details). Returns how many outputs there were.
+pub fn fold_with_outputs(events: &[Event], policy: &Policy) -> usize {
+    let mut fold = Fold::new(policy.clone());
+    let mut outputs = Vec::new();
+    let mut total = 0;
+    for event in events {
+        outputs.clear();
+        fold.apply(event, &mut outputs)
+            .expect("generated events are valid");
+        total += outputs.len();
+    }
+    total
 }
