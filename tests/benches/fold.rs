@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use ventana_core::{
     Channel, Conversation, ConversationKey, ConversationToken, Event, EventBody, Policy, Span,
 };
-use ventana_tests::bench::{FOLD_EVENTS, fold_core, fold_log, fold_with_outputs};
+use ventana_tests::bench::{FOLD_EVENTS, fold_core, fold_log, fold_with_json, fold_with_outputs};
 use ventana_wire::codec::encode_state;
 
 // The allocator ventanad and the CLI run with.
@@ -109,6 +109,10 @@ fn bench(c: &mut Criterion) {
     group.bench_function(
         "replay: fold + decide + outputs, 1M events / 100k conversations",
         |b| b.iter(|| fold_with_outputs(black_box(&events), &policy)),
+    );
+    group.bench_function(
+        "replay + JSON: the above with every output written as JSON, 1M events / 100k conversations",
+        |b| b.iter(|| fold_with_json(black_box(&events), &policy)),
     );
     group.finish();
 }

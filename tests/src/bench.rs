@@ -76,6 +76,23 @@ pub fn fold_core(
 /// What `ventana replay` and the service run: the core plus rendered outputs (ids,
 /// details). Returns how many outputs there were.
 pub fn fold_with_outputs(events: &[Event], policy: &Policy) -> usize {
+    fold_writing(events, policy, |_| 1)
+}
+
+/// [`fold_with_outputs`] with every output written as the JSON ventanad publishes and
+/// `ventana replay` prints. Returns how many bytes that was.
+pub fn fold_with_json(events: &[Event], policy: &Policy) -> usize {
+    fold_writing(events, policy, |output| {
+        ventana_wire::output_to_json(output).len()
+    })
+}
+
+/// Folds `events` with rendered outputs, summing `write` over the outputs.
+fn fold_writing(
+    events: &[Event],
+    policy: &Policy,
+    write: impl Fn(&ventana_notifier::Output) -> usize,
+) -> usize {
     let mut fold = Fold::new(policy.clone());
     let mut outputs = Vec::new();
     let mut total = 0;
@@ -83,7 +100,7 @@ pub fn fold_with_outputs(events: &[Event], policy: &Policy) -> usize {
         outputs.clear();
         fold.apply(event, &mut outputs)
             .expect("generated events are valid");
-        total += outputs.len();
+        total += outputs.iter().map(&write).sum::<usize>();
     }
     total
 }

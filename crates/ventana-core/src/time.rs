@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
@@ -104,10 +104,28 @@ impl Timestamp {
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (seconds, nanos) = self.seconds_and_nanos();
-        match DateTime::<Utc>::from_timestamp(seconds, nanos) {
-            Some(t) => f.write_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
-            None => write!(f, "@{}ns", self.0),
+        let Some(t) = DateTime::<Utc>::from_timestamp(seconds, nanos) else {
+            return write!(f, "@{}ns", self.0);
+        };
+        // Written field by field (every instant an i64 holds has a four-digit year): printing
+        // an instant allocates nothing. The fraction has 3, 6 or 9 digits, as few as it needs.
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )?;
+        match nanos {
+            0 => {}
+            n if n % 1_000_000 == 0 => write!(f, ".{:03}", n / 1_000_000)?,
+            n if n % 1_000 == 0 => write!(f, ".{:06}", n / 1_000)?,
+            n => write!(f, ".{n:09}")?,
         }
+        f.write_str("Z")
     }
 }
 
@@ -192,6 +210,46 @@ mod tests {
         assert_eq!(t.to_string(), "2026-03-02T10:00:01.250Z");
         let t = Timestamp::parse_rfc3339("1969-12-31T23:59:59.5Z").unwrap();
         assert_eq!(t.to_string(), "1969-12-31T23:59:59.500Z");
+    }
+
+    /// The printing written field by field says what chrono's RFC 3339 printing (UTC, `Z`,
+    /// 0, 3, 6 or 9 fractional digits) says, across the whole range and every fraction width.
+    #[test]
+    fn prints_what_chrono_prints() {
+        use chrono::SecondsFormat;
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let fractions = [
+            0,
+            1,
+            999,
+            1_000,
+            120_000,
+            1_000_000,
+            250_000_000,
+            999_999_999,
+        ];
+        let mut instants = vec![i64::MIN, i64::MAX, 0, -1, 1];
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let seconds = (state as i64).rem_euclid(i64::MAX / NANOS_PER_SECOND * 2)
+                - i64::MAX / NANOS_PER_SECOND;
+            let fraction = fractions[(state >> 60) as usize % fractions.len()];
+            instants.push(
+                seconds
+                    .saturating_mul(NANOS_PER_SECOND)
+                    .saturating_add(fraction),
+            );
+        }
+        for nanos in instants {
+            let t = Timestamp(nanos);
+            let (seconds, fraction) = t.seconds_and_nanos();
+            let chrono = DateTime::<Utc>::from_timestamp(seconds, fraction)
+                .unwrap()
+                .to_rfc3339_opts(SecondsFormat::AutoSi, true);
+            assert_eq!(t.to_string(), chrono, "{nanos}");
+        }
     }
 
     #[test]

@@ -52,9 +52,9 @@ pub fn render(
             Cause::Tick(at) => format!("tick:{at}"),
         };
         // The ids hash `<token> 0 <cause> 0 <position>`: the part before the position once.
-        let token = key.token().to_string();
+        let token = base32_lowercase(key.token().as_u128());
         let mut hashed = Vec::with_capacity(token.len() + caused_by.len() + 10);
-        hashed.extend_from_slice(token.as_bytes());
+        hashed.extend_from_slice(&token);
         hashed.push(0);
         hashed.extend_from_slice(caused_by.as_bytes());
         hashed.push(0);
@@ -74,13 +74,13 @@ pub fn render(
 }
 
 /// `<conversation token>-<26 base32 characters of the hash of the cause and position>`.
-fn output_id(token: &str, hashed: &[u8]) -> String {
+fn output_id(token: &[u8; 26], hashed: &[u8]) -> String {
     let hash = base32_lowercase(xxh3_128(hashed));
-    let mut id = String::with_capacity(token.len() + 1 + hash.len());
-    id.push_str(token);
-    id.push('-');
-    id.push_str(std::str::from_utf8(&hash).expect("base32 is ASCII"));
-    id
+    let mut id = Vec::with_capacity(token.len() + 1 + hash.len());
+    id.extend_from_slice(token);
+    id.push(b'-');
+    id.extend_from_slice(&hash);
+    String::from_utf8(id).expect("base32 is ASCII")
 }
 
 /// The output bodies of one effect, in no particular order, each handed to `emit`.

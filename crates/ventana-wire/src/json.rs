@@ -4,7 +4,8 @@
 //! about what is wrong otherwise. Writing is canonical: fixed field order, instants in UTC
 //! with `Z`, so the same values always print the same bytes.
 
-use serde::Deserialize;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 use ventana_core::{
     Channel, ConversationKey, DeliveryStatus, Event, EventBody, MessageKind, MessagingType, Origin,
@@ -357,80 +358,126 @@ pub fn event_to_json(event: &Event) -> String {
 }
 
 /// Writes one output event: `id`, `type`, `conversation`, `occurred_at`, `caused_by`, then
-/// the fields of its type.
+/// the fields of its type. Serialised straight into the text (no intermediate JSON values):
+/// the service writes one per output.
 pub fn output_to_json(output: &Output) -> String {
-    let mut map = object(json!({
-        "id": output.id,
-        "type": output.body.type_name(),
-        "conversation": conversation_value(&output.conversation),
-        "occurred_at": output.occurred_at.to_string(),
-        "caused_by": output.caused_by,
-    }));
-    let fields = match &output.body {
-        OutputBody::StateChanged {
-            from,
-            to,
-            window,
-            window_ends_at,
-            session,
-        } => json!({
-            "from": from.as_str(),
-            "to": to.as_str(),
-            "window": window.as_str(),
-            "window_ends_at": instant_value(*window_ends_at),
-            "session": session,
-        }),
-        OutputBody::OutboundAccepted {
-            message_id,
-            messaging_type,
-            tag,
-            comment_id,
-            window_ends_at,
-        } => json!({
-            "message_id": message_id,
-            "messaging_type": messaging_type.as_str(),
-            "tag": tag.map(Tag::as_str),
-            "comment_id": comment_id,
-            "window_ends_at": instant_value(*window_ends_at),
-        }),
-        OutputBody::OutboundHeld { message_id, until } => json!({
-            "message_id": message_id,
-            "until": until.to_string(),
-        }),
-        OutputBody::DeliveryFailed {
-            message_id,
-            source,
-            reason,
-            detail,
-            suggestion,
-            error,
-        } => {
-            let mut fields = object(json!({
-                "message_id": message_id,
-                "source": source.as_str(),
-                "reason": reason.as_str(),
-                "detail": detail,
-                "suggestion": suggestion.as_str(),
-            }));
-            if let Some(error) = error {
-                fields.insert("error".into(), error_value(error));
+    serde_json::to_string(&OutputJson(output)).expect("an output always serialises")
+}
+
+/// An output as [`output_to_json`] writes it.
+struct OutputJson<'a>(&'a Output);
+
+impl Serialize for OutputJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let output = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("id", &output.id)?;
+        map.serialize_entry("type", output.body.type_name())?;
+        map.serialize_entry("conversation", &KeyJson(&output.conversation))?;
+        map.serialize_entry("occurred_at", &InstantJson(Some(output.occurred_at)))?;
+        map.serialize_entry("caused_by", &output.caused_by)?;
+        match &output.body {
+            OutputBody::StateChanged {
+                from,
+                to,
+                window,
+                window_ends_at,
+                session,
+            } => {
+                map.serialize_entry("from", from.as_str())?;
+                map.serialize_entry("to", to.as_str())?;
+                map.serialize_entry("window", window.as_str())?;
+                map.serialize_entry("window_ends_at", &InstantJson(*window_ends_at))?;
+                map.serialize_entry("session", session)?;
             }
-            Value::Object(fields)
+            OutputBody::OutboundAccepted {
+                message_id,
+                messaging_type,
+                tag,
+                comment_id,
+                window_ends_at,
+            } => {
+                map.serialize_entry("message_id", message_id)?;
+                map.serialize_entry("messaging_type", messaging_type.as_str())?;
+                map.serialize_entry("tag", &tag.map(Tag::as_str))?;
+                map.serialize_entry("comment_id", comment_id)?;
+                map.serialize_entry("window_ends_at", &InstantJson(*window_ends_at))?;
+            }
+            OutputBody::OutboundHeld { message_id, until } => {
+                map.serialize_entry("message_id", message_id)?;
+                map.serialize_entry("until", &InstantJson(Some(*until)))?;
+            }
+            OutputBody::DeliveryFailed {
+                message_id,
+                source,
+                reason,
+                detail,
+                suggestion,
+                error,
+            } => {
+                map.serialize_entry("message_id", message_id)?;
+                map.serialize_entry("source", source.as_str())?;
+                map.serialize_entry("reason", reason.as_str())?;
+                map.serialize_entry("detail", detail)?;
+                map.serialize_entry("suggestion", suggestion.as_str())?;
+                if let Some(error) = error {
+                    map.serialize_entry("error", &ErrorJson(error))?;
+                }
+            }
+            OutputBody::AutoReply { trigger, reply_by } => {
+                map.serialize_entry("trigger", trigger.as_str())?;
+                map.serialize_entry("reply_by", &InstantJson(*reply_by))?;
+            }
+            OutputBody::WindowClosing {
+                closes_at,
+                customer_waiting,
+            } => {
+                map.serialize_entry("closes_at", &InstantJson(Some(*closes_at)))?;
+                map.serialize_entry("customer_waiting", customer_waiting)?;
+            }
         }
-        OutputBody::AutoReply { trigger, reply_by } => json!({
-            "trigger": trigger.as_str(),
-            "reply_by": instant_value(*reply_by),
-        }),
-        OutputBody::WindowClosing {
-            closes_at,
-            customer_waiting,
-        } => json!({
-            "closes_at": closes_at.to_string(),
-            "customer_waiting": customer_waiting,
-        }),
-    };
-    map.extend(object(fields));
-    Value::Object(map).to_string()
+        map.end()
+    }
+}
+
+/// An instant as its RFC 3339 text (`null` for none), printed straight into the output.
+struct InstantJson(Option<Timestamp>);
+
+impl Serialize for InstantJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(t) => serializer.collect_str(&t),
+            None => serializer.serialize_none(),
+        }
+    }
+}
+
+/// A conversation key as [`conversation_value`] writes it.
+struct KeyJson<'a>(&'a ConversationKey);
+
+impl Serialize for KeyJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let key = self.0;
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("channel", &format_args!("{}", key.channel))?;
+        map.serialize_entry("account", &key.account)?;
+        map.serialize_entry("channel_id", &key.channel_id)?;
+        map.serialize_entry("contact_id", &key.contact_id)?;
+        map.end()
+    }
+}
+
+/// A platform error as [`error_value`] writes it.
+struct ErrorJson<'a>(&'a PlatformError);
+
+impl Serialize for ErrorJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("code", &self.0.code)?;
+        map.serialize_entry("subcode", &self.0.subcode)?;
+        map.serialize_entry("title", &self.0.title)?;
+        map.end()
+    }
 }
 
 /// Reads one output event printed by [`output_to_json`].
@@ -524,6 +571,56 @@ mod tests {
 
     fn line(fields: &str) -> String {
         format!("{{{fields}, {CONV}}}")
+    }
+
+    /// Outputs are written straight into their text: compact, fields in their order, `null`
+    /// for an absent instant, text escaped, and read back as they were.
+    #[test]
+    fn outputs_print_canonically_and_read_back() {
+        let at = Timestamp::parse_rfc3339("2026-03-02T10:00:01.250Z").unwrap();
+        let conversation =
+            ConversationKey::new(Channel::Custom("s\"ms".into()), "acme", "line\n1", "c\u{1}");
+        let held = Output {
+            id: "t-1".into(),
+            conversation: conversation.clone(),
+            occurred_at: at,
+            caused_by: "e\"1".into(),
+            body: OutputBody::OutboundHeld {
+                message_id: "m1".into(),
+                until: at,
+            },
+        };
+        let failed = Output {
+            body: OutputBody::DeliveryFailed {
+                message_id: "m2".into(),
+                source: Source::Platform,
+                reason: ventana_core::Reason::PlatformError,
+                detail: "R13: failed.".into(),
+                suggestion: Suggestion::None,
+                error: Some(PlatformError {
+                    code: 131_047,
+                    subcode: None,
+                    title: Some("Re-engagement".into()),
+                }),
+            },
+            ..held.clone()
+        };
+        let key = r#"{"channel":"custom:s\"ms","account":"acme","channel_id":"line\n1","contact_id":"c\u0001"}"#;
+        assert_eq!(
+            output_to_json(&held),
+            format!(
+                r#"{{"id":"t-1","type":"outbound_held","conversation":{key},"occurred_at":"2026-03-02T10:00:01.250Z","caused_by":"e\"1","message_id":"m1","until":"2026-03-02T10:00:01.250Z"}}"#
+            )
+        );
+        assert_eq!(
+            output_to_json(&failed),
+            format!(
+                r#"{{"id":"t-1","type":"delivery_failed","conversation":{key},"occurred_at":"2026-03-02T10:00:01.250Z","caused_by":"e\"1","message_id":"m2","source":"platform","reason":"platform_error","detail":"R13: failed.","suggestion":"none","error":{{"code":131047,"subcode":null,"title":"Re-engagement"}}}}"#
+            )
+        );
+        for output in [held, failed] {
+            assert_eq!(parse_output(&output_to_json(&output)).unwrap(), output);
+        }
     }
 
     #[test]
