@@ -19,36 +19,10 @@ use std::time::{Duration, Instant};
 use ventana_bus::client::publish_events;
 use ventana_core::{Event, Policy};
 use ventana_notifier::Fold;
+use ventana_tests::bench::{cpu_seconds, ticks_per_second};
 use ventana_tests::instances::{Instance, last_on_fence, owned_by, settled_among};
 use ventana_tests::nats::NatsServer;
 use ventana_tests::service::{caught_up, outputs_len, publish_live_on, spawn_ventanad_with};
-
-/// CPU seconds (user + system) process `pid` has used so far.
-fn cpu_seconds(pid: u32, ticks_per_second: f64) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command name (in parentheses): state is field 3, utime 14, stime 15.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / ticks_per_second
-}
-
-fn ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(100.0)
-}
 
 #[tokio::main]
 async fn main() {

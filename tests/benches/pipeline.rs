@@ -3,7 +3,7 @@
 //! (a) a bare pipe: a plain async-nats program that pull-consumes each event, publishes one
 //!     output of the same size per event with pipelined acks, and acks its input;
 //! (b) ventanad end to end on the same backlog: fold + sled commit per batch + every output
-//!     acked on VENTANA_OUT; then b/a;
+//!     acked on VENTANA_OUT; then b/a, and the CPU seconds ventanad and nats-server spent;
 //! (c) `check` request-reply latency at 1 000 requests/s;
 //! (d) restart time of ventanad with 1 M conversations in sled;
 //! (e) ventanad's peak RSS.
@@ -19,7 +19,7 @@ use ventana_bus::now;
 use ventana_core::{Conversation, Event, Policy};
 use ventana_notifier::Fold;
 use ventana_store::{Commit, Indexed, Store};
-use ventana_tests::bench::peak_rss_mib;
+use ventana_tests::bench::{cpu_seconds, peak_rss_mib, ticks_per_second};
 use ventana_tests::nats::NatsServer;
 use ventana_tests::service::{caught_up, outputs_len, spawn_ventanad_with};
 use ventana_tests::traffic::key;
@@ -158,6 +158,9 @@ async fn main() {
         let _ = fold.apply(event, &mut expected);
     }
     ventana_tests::service::ventanad_binary(); // built before the clock starts
+    let ticks = ticks_per_second();
+    let nats_pid = nats.pid().unwrap();
+    let nats_before = cpu_seconds(nats_pid, ticks);
     let started = Instant::now();
     let mut ventanad = spawn_ventanad_with(&nats.url(), &data, &["--batch", "2000"]);
     assert!(
@@ -176,6 +179,13 @@ async fn main() {
         expected.len()
     );
     println!("    b/a = {:.2}", end_to_end / bare);
+    // CPU time moves less than wall time with the machine's other load: the work itself.
+    let ventanad_cpu = cpu_seconds(ventanad.id(), ticks);
+    println!(
+        "    CPU for (b): ventanad {ventanad_cpu:.1} s ({:.1} µs per event), nats-server {:.1} s",
+        ventanad_cpu / count as f64 * 1e6,
+        cpu_seconds(nats_pid, ticks) - nats_before
+    );
 
     // (c) check at 1 000 requests/s for 5 s.
     let request = serde_json::json!({"conversation": {"channel": "whatsapp", "account": "acme", "channel_id": "page-0", "contact_id": "contact-0"}, "sender": "agent", "kind": "message"}).to_string();

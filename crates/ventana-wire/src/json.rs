@@ -287,16 +287,11 @@ fn instant_value(t: Option<Timestamp>) -> Value {
 }
 
 pub(crate) fn conversation_value(key: &ConversationKey) -> Value {
-    json!({
-        "channel": key.channel.to_string(),
-        "account": key.account,
-        "channel_id": key.channel_id,
-        "contact_id": key.contact_id,
-    })
+    serde_json::to_value(KeyJson(key)).expect("a key always serialises")
 }
 
 fn error_value(error: &PlatformError) -> Value {
-    json!({"code": error.code, "subcode": error.subcode, "title": error.title})
+    serde_json::to_value(ErrorJson(error)).expect("an error always serialises")
 }
 
 fn object(value: Value) -> Map<String, Value> {
@@ -452,7 +447,7 @@ impl Serialize for InstantJson {
     }
 }
 
-/// A conversation key as [`conversation_value`] writes it.
+/// A conversation key's JSON: `channel`, `account`, `channel_id`, `contact_id`.
 struct KeyJson<'a>(&'a ConversationKey);
 
 impl Serialize for KeyJson<'_> {
@@ -467,7 +462,7 @@ impl Serialize for KeyJson<'_> {
     }
 }
 
-/// A platform error as [`error_value`] writes it.
+/// A platform error's JSON: `code`, `subcode`, `title`.
 struct ErrorJson<'a>(&'a PlatformError);
 
 impl Serialize for ErrorJson<'_> {
