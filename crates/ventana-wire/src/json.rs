@@ -283,7 +283,7 @@ fn event_of(raw: RawInput) -> Result<Event, WireError> {
 }
 
 fn instant_value(t: Option<Timestamp>) -> Value {
-    t.map_or(Value::Null, |t| Value::String(t.to_string()))
+    serde_json::to_value(InstantJson(t)).expect("an instant always serialises")
 }
 
 pub(crate) fn conversation_value(key: &ConversationKey) -> Value {
