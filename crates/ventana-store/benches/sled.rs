@@ -5,12 +5,18 @@
 //! conversation is three writes: its state (one that saw a customer message) and its two
 //! index entries. Every case runs twice, in both orders, each into a fresh store.
 //!
-//! Run: `cargo bench -p ventana-store --bench sled` (`CONVERSATIONS=300000` by default).
+//! Then the outbox as ventanad writes it: commits of 2 500 rows (what a batch of 2 000
+//! events outputs), each flushed, and the rows removed 1 000 at a time as the publisher
+//! deletes what the stream stored; in chunks (`Store`) and, for comparison, as one sled key
+//! per row in one atomic batch (how store layout 2 kept them).
+//!
+//! Run: `cargo bench -p ventana-store --bench sled` (`CONVERSATIONS=300000`,
+//! `OUTBOX_ROWS=250000` by default).
 
 use std::time::{Duration, Instant};
 
 use ventana_core::{Channel, Conversation, ConversationKey, Event, EventBody, Policy, Timestamp};
-use ventana_store::{Commit, Indexed, Store};
+use ventana_store::{Commit, Indexed, OutboxRow, Store};
 
 // The allocator ventanad and the CLI run with.
 #[global_allocator]
@@ -60,11 +66,104 @@ fn write(states: &[(Conversation, Indexed)], batch: usize, atomic: bool) -> Dura
     started.elapsed()
 }
 
+/// Rows per commit, and per removal.
+const ROWS_PER_COMMIT: usize = 2_500;
+const ROWS_PER_REMOVAL: usize = 1_000;
+
+/// Outbox rows the size of ventanad's outputs (about 400 bytes of JSON), at positions as
+/// the pipeline numbers them.
+fn outbox_rows(count: usize) -> Vec<(u64, OutboxRow)> {
+    (0..count as u64)
+        .map(|n| {
+            let token = format!("{:026}", n % 100_000);
+            let row = OutboxRow {
+                subject: format!("ventana.out.state_changed.{token}"),
+                id: format!("{token}{n:016x}"),
+                payload: format!("{{\"n\":{n},\"padding\":\"{}\"}}", "x".repeat(380)).into_bytes(),
+            };
+            (((n / 2 + 1) << 16) | (n % 2), row)
+        })
+        .collect()
+}
+
+/// Commits `rows` to a fresh store and removes them; the time to commit (and flush) and
+/// the time to remove.
+fn outbox(rows: &[(u64, OutboxRow)], chunked: bool) -> (Duration, Duration) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let key = |position: u64| {
+        let mut key = vec![b'o'];
+        key.extend_from_slice(&position.to_be_bytes());
+        key
+    };
+    let (store, tree) = if chunked {
+        (
+            Some(Store::open(dir.path(), 256 << 20).expect("a fresh store")),
+            None,
+        )
+    } else {
+        let db = sled::Config::new()
+            .path(dir.path())
+            .cache_capacity(256 << 20)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .expect("a fresh sled");
+        (None, Some((db.open_tree("outbox").expect("a tree"), db)))
+    };
+    let started = Instant::now();
+    for commit_rows in rows.chunks(ROWS_PER_COMMIT) {
+        match (&store, &tree) {
+            (Some(store), _) => {
+                let mut commit = Commit::new();
+                for (position, row) in commit_rows {
+                    commit.push_outbox(*position, row);
+                }
+                store.commit(commit).expect("committed");
+                store.flush().expect("flushed");
+            }
+            (_, Some((tree, db))) => {
+                let mut batch = sled::Batch::default();
+                for (position, row) in commit_rows {
+                    let mut value = Vec::with_capacity(row.payload.len() + 80);
+                    for part in [row.subject.as_bytes(), row.id.as_bytes()] {
+                        value.extend_from_slice(&(part.len() as u32).to_be_bytes());
+                        value.extend_from_slice(part);
+                    }
+                    value.extend_from_slice(&row.payload);
+                    batch.insert(key(*position), value);
+                }
+                tree.apply_batch(batch).expect("committed");
+                db.flush().expect("flushed");
+            }
+            _ => unreachable!(),
+        }
+    }
+    let committed = started.elapsed();
+    let started = Instant::now();
+    for removed in rows.chunks(ROWS_PER_REMOVAL) {
+        let positions: Vec<u64> = removed.iter().map(|(position, _)| *position).collect();
+        match (&store, &tree) {
+            (Some(store), _) => store.remove_outbox(&positions).expect("removed"),
+            (_, Some((tree, _))) => {
+                let mut batch = sled::Batch::default();
+                for position in positions {
+                    batch.remove(key(position));
+                }
+                tree.apply_batch(batch).expect("removed");
+            }
+            _ => unreachable!(),
+        }
+    }
+    (committed, started.elapsed())
+}
+
 fn main() {
-    let count = std::env::var("CONVERSATIONS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(300_000);
+    let number = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(default)
+    };
+    let count = number("CONVERSATIONS", 300_000) as u32;
     let policy = Policy::default();
     let states = conversations(count, &policy);
     println!("{count} conversations (3 writes each) into a fresh store, per batch size:");
@@ -84,5 +183,27 @@ fn main() {
                 elapsed.as_secs_f64() * 1e6 / (3.0 * count as f64)
             );
         }
+    }
+    let rows = outbox_rows(number("OUTBOX_ROWS", 250_000));
+    println!(
+        "{} outbox rows of ~{} bytes, {ROWS_PER_COMMIT} per commit (flushed), removed {ROWS_PER_REMOVAL} at a time:",
+        rows.len(),
+        rows[0].1.payload.len() + rows[0].1.subject.len() + rows[0].1.id.len()
+    );
+    for (label, chunked) in [
+        ("in chunks", true),
+        ("a key per row", false),
+        ("a key per row", false),
+        ("in chunks", true),
+    ] {
+        let (committed, removed) = outbox(&rows, chunked);
+        let per_row = |elapsed: Duration| elapsed.as_secs_f64() * 1e6 / rows.len() as f64;
+        println!(
+            "  {label:<13}: commit {:.2} µs, remove {:.2} µs per row ({:.2} s + {:.2} s)",
+            per_row(committed),
+            per_row(removed),
+            committed.as_secs_f64(),
+            removed.as_secs_f64()
+        );
     }
 }

@@ -9,14 +9,23 @@
 //! | `s` + token | conversation state (`ventana_wire::codec`: format byte + bincode) |
 //! | `d` + instant + token | a conversation's next deadline (due-timer index) |
 //! | `w` + instant + token | a conversation's current window end (`expiring` index) |
-//! | `o` + sequence | an outbox row: subject, output id, payload |
+//! | `o` + position | an outbox chunk: the rows of one commit from the previous chunk's key up to this position (each: position, subject, output id, payload) |
 //! | `l` + sequence | a bad input the DLQ refused to store even by reference: its reason |
 //!
 //! Instants are stored as big-endian with the sign bit flipped, so byte order is time order.
+//!
+//! Outbox rows are stored in chunks of a few KiB rather than one key each: a batch of 2 000
+//! events has about 2 500 outputs, and sled's cost is per key (README, "Performance"). A
+//! chunk is removed when all its rows are; which rows are left is kept in memory
+//! ([`Store::remove_outbox`]), so after a crash a chunk comes back whole and its rows
+//! already published are skipped by their partition's mark, as a row left by a crash
+//! between publishing and deleting always was.
 //! sled is blocking: callers run these methods off the async executor.
 #![forbid(unsafe_code)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use thiserror::Error;
 use ventana_core::{Conversation, ConversationToken, Policy, Timestamp};
@@ -25,8 +34,11 @@ use ventana_wire::codec::{CodecError, decode_state, encode_state};
 /// Bumped whenever the key layout or the state format ([`ventana_wire::codec::STATE_FORMAT`])
 /// changes incompatibly, so that a directory of another version is refused at start with
 /// the way out (rebuild from the log) rather than failing on its first state. Layout 2:
-/// state format 2 (memory bounded by count, docs/rules.md §1.4 point 4).
-pub const LAYOUT_VERSION: u8 = 2;
+/// state format 2 (memory bounded by count, docs/rules.md §1.4 point 4). Layout 3: outbox
+/// rows in chunks; a layout-2 directory is upgraded in place as it opens.
+pub const LAYOUT_VERSION: u8 = 3;
+/// The layout whose outbox rows [`Store::open`] moves into chunks (one key per row).
+const ROWS_ONE_BY_ONE: u8 = 2;
 
 const VERSION: &[u8] = b"v";
 const CHECKPOINT: &[u8] = b"c";
@@ -35,6 +47,10 @@ const DEADLINE: u8 = b'd';
 const WINDOW_END: u8 = b'w';
 const OUTBOX: u8 = b'o';
 const DLQ_REFUSED: u8 = b'l';
+
+/// The size past which an outbox chunk takes no more rows. sled rewrites a whole leaf (up
+/// to 17 keys) when it consolidates it, and writes one of over ~128 KiB to a file of its own.
+const CHUNK_BYTES: usize = 6 * 1024;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -82,34 +98,172 @@ pub struct OutboxRow {
 }
 
 impl OutboxRow {
-    fn encode(&self) -> Vec<u8> {
-        let mut bytes =
-            Vec::with_capacity(8 + self.subject.len() + self.id.len() + self.payload.len());
-        for part in [self.subject.as_bytes(), self.id.as_bytes()] {
-            bytes.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            bytes.extend_from_slice(part);
+    /// Appends the row at `position` to a chunk.
+    fn encode_into(&self, position: u64, chunk: &mut Vec<u8>) {
+        chunk.extend_from_slice(&position.to_be_bytes());
+        for part in [self.subject.as_bytes(), self.id.as_bytes(), &self.payload] {
+            chunk.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            chunk.extend_from_slice(part);
         }
-        bytes.extend_from_slice(&self.payload);
-        bytes
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self> {
-        let corrupt = || StoreError::Corrupt("outbox row".into());
+    /// A row as layout 2 stored it, one key each: subject and id with their lengths, then
+    /// the payload.
+    fn decode_layout_2(bytes: &[u8]) -> Result<Self> {
         let mut rest = bytes;
-        let mut part = || -> Result<String> {
-            let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(corrupt)?;
-            let len = u32::from_be_bytes(*len) as usize;
-            let (text, tail) = tail.split_at_checked(len).ok_or_else(corrupt)?;
-            rest = tail;
-            String::from_utf8(text.to_vec()).map_err(|_| corrupt())
-        };
-        let subject = part()?;
-        let id = part()?;
+        let subject = text(length_prefixed(&mut rest)?)?;
+        let id = text(length_prefixed(&mut rest)?)?;
         Ok(Self {
             subject,
             id,
             payload: rest.to_vec(),
         })
+    }
+}
+
+fn corrupt_outbox() -> StoreError {
+    StoreError::Corrupt("outbox chunk".into())
+}
+
+/// The next length-prefixed part of `rest`.
+fn length_prefixed<'b>(rest: &mut &'b [u8]) -> Result<&'b [u8]> {
+    let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(corrupt_outbox)?;
+    let len = u32::from_be_bytes(*len) as usize;
+    let (part, tail) = tail.split_at_checked(len).ok_or_else(corrupt_outbox)?;
+    *rest = tail;
+    Ok(part)
+}
+
+fn text(bytes: &[u8]) -> Result<String> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| corrupt_outbox())
+}
+
+/// The rows of a chunk: each position, and the row unless only positions are `wanted`
+/// (or its position is not).
+fn chunk_rows(
+    mut chunk: &[u8],
+    mut wanted: impl FnMut(u64) -> bool,
+) -> impl Iterator<Item = Result<(u64, Option<OutboxRow>)>> {
+    std::iter::from_fn(move || {
+        if chunk.is_empty() {
+            return None;
+        }
+        let row = (|| {
+            let (position, rest) = chunk.split_first_chunk::<8>().ok_or_else(corrupt_outbox)?;
+            let position = u64::from_be_bytes(*position);
+            chunk = rest;
+            let subject = length_prefixed(&mut chunk)?;
+            let id = length_prefixed(&mut chunk)?;
+            let payload = length_prefixed(&mut chunk)?;
+            if !wanted(position) {
+                return Ok((position, None));
+            }
+            Ok((
+                position,
+                Some(OutboxRow {
+                    subject: text(subject)?,
+                    id: text(id)?,
+                    payload: payload.to_vec(),
+                }),
+            ))
+        })();
+        if row.is_err() {
+            chunk = &[];
+        }
+        Some(row)
+    })
+}
+
+fn outbox_key(position: u64) -> [u8; 9] {
+    let mut key = [OUTBOX; 9];
+    key[1..].copy_from_slice(&position.to_be_bytes());
+    key
+}
+
+fn outbox_position(key: &[u8]) -> Result<u64> {
+    key.get(1..)
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt("outbox key".into()))
+}
+
+/// Outbox rows being built into chunks, in position order.
+#[derive(Debug, Default)]
+struct Chunks {
+    /// Each chunk's positions and bytes.
+    chunks: Vec<(Vec<u64>, Vec<u8>)>,
+}
+
+impl Chunks {
+    fn push(&mut self, position: u64, row: &OutboxRow) {
+        match self.chunks.last_mut() {
+            Some((positions, bytes)) if bytes.len() < CHUNK_BYTES => {
+                debug_assert!(positions.last().is_some_and(|last| *last < position));
+                positions.push(position);
+                row.encode_into(position, bytes);
+            }
+            _ => {
+                let mut bytes = Vec::with_capacity(CHUNK_BYTES + 512);
+                row.encode_into(position, &mut bytes);
+                self.chunks.push((vec![position], bytes));
+            }
+        }
+    }
+
+    /// Adds the chunks to `batch`, each keyed by its last position, and to `unpublished`.
+    fn write(self, batch: &mut sled::Batch, unpublished: &mut Unpublished) {
+        for (positions, bytes) in self.chunks {
+            let last = *positions.last().expect("a chunk has a row");
+            batch.insert(&outbox_key(last), bytes);
+            unpublished
+                .chunks
+                .insert(last, positions.into_iter().collect());
+        }
+    }
+}
+
+/// Moves layout 2's outbox rows (a key each) into chunks and marks the store layout 3, in
+/// one atomic batch.
+fn chunk_layout_2_rows(tree: &sled::Tree) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    let mut chunks = Chunks::default();
+    for entry in tree.scan_prefix([OUTBOX]) {
+        let (key, row) = entry?;
+        chunks.push(outbox_position(&key)?, &OutboxRow::decode_layout_2(&row)?);
+        batch.remove(key);
+    }
+    // Opening reads the chunks' rows again.
+    chunks.write(&mut batch, &mut Unpublished::default());
+    batch.insert(VERSION, &[LAYOUT_VERSION][..]);
+    tree.apply_batch(batch)?;
+    Ok(())
+}
+
+/// The outbox rows not removed yet, by chunk (the chunk's key: the position its rows end
+/// at). A chunk's rows lie after the previous chunk's key, so the first chunk keyed at or
+/// after a position is the one that may hold it.
+#[derive(Debug, Default)]
+struct Unpublished {
+    chunks: BTreeMap<u64, BTreeSet<u64>>,
+}
+
+impl Unpublished {
+    /// The chunk that holds the row at `position`, if it is not removed yet.
+    fn chunk_of(&mut self, position: u64) -> Option<(u64, &mut BTreeSet<u64>)> {
+        let (key, rows) = self.chunks.range_mut(position..).next()?;
+        rows.contains(&position).then_some((*key, rows))
+    }
+
+    /// Removes the row at `position`; the key of its chunk when that has no row left (and
+    /// is forgotten).
+    fn remove(&mut self, position: u64) -> Option<u64> {
+        let (key, rows) = self.chunk_of(position)?;
+        rows.remove(&position);
+        if rows.is_empty() {
+            self.chunks.remove(&key);
+            return Some(key);
+        }
+        None
     }
 }
 
@@ -175,6 +329,7 @@ fn state_writes(
 pub struct Commit {
     batch: sled::Batch,
     checkpoint: Option<u64>,
+    outbox: Chunks,
 }
 
 impl Commit {
@@ -190,11 +345,10 @@ impl Commit {
         });
     }
 
-    /// Queues an output for publishing; `sequence` orders the outbox.
-    pub fn push_outbox(&mut self, sequence: u64, row: &OutboxRow) {
-        let mut key = vec![OUTBOX];
-        key.extend_from_slice(&sequence.to_be_bytes());
-        self.batch.insert(key, row.encode());
+    /// Queues an output for publishing at `position`, which orders the outbox: each above
+    /// the last one pushed, and above those of every earlier commit.
+    pub fn push_outbox(&mut self, position: u64, row: &OutboxRow) {
+        self.outbox.push(position, row);
     }
 
     /// Remembers that the bad input at `sequence` (its `reason`) could not be copied to the
@@ -223,12 +377,15 @@ pub struct Erasure {
     /// Unpublished outputs.
     pub outbox: usize,
     keys: Vec<Vec<u8>>,
+    /// The positions of its unpublished outputs.
+    rows: Vec<u64>,
 }
 
 #[derive(Clone, Debug)]
 pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
+    unpublished: Arc<Mutex<Unpublished>>,
 }
 
 impl Store {
@@ -242,6 +399,10 @@ impl Store {
         let tree = db.open_tree("ventana")?;
         match tree.get(VERSION)? {
             Some(found) if found.as_ref() == [LAYOUT_VERSION] => {}
+            Some(found) if found.as_ref() == [ROWS_ONE_BY_ONE] => {
+                chunk_layout_2_rows(&tree)?;
+                db.flush()?;
+            }
             Some(found) => {
                 return Err(StoreError::Incompatible {
                     path: path.display().to_string(),
@@ -259,7 +420,26 @@ impl Store {
                 });
             }
         }
-        Ok(Self { db, tree })
+        let mut unpublished = Unpublished::default();
+        for entry in tree.scan_prefix([OUTBOX]) {
+            let (key, chunk) = entry?;
+            let rows = chunk_rows(&chunk, |_| false)
+                .map(|row| row.map(|(position, _)| position))
+                .collect::<Result<BTreeSet<u64>>>()?;
+            unpublished.chunks.insert(outbox_position(&key)?, rows);
+        }
+        Ok(Self {
+            db,
+            tree,
+            unpublished: Arc::new(Mutex::new(unpublished)),
+        })
+    }
+
+    fn unpublished(&self) -> std::sync::MutexGuard<'_, Unpublished> {
+        // Every change to it is complete when it is made: one that panicked left it whole.
+        self.unpublished
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Opens the store in `path` once more and closes it (no other handle may be open).
@@ -318,6 +498,10 @@ impl Store {
         if let Some(sequence) = commit.checkpoint {
             commit.batch.insert(CHECKPOINT, &sequence.to_be_bytes()[..]);
         }
+        // Known as unpublished before they are stored: a reader finds no row it ignores.
+        commit
+            .outbox
+            .write(&mut commit.batch, &mut self.unpublished());
         self.tree.apply_batch(commit.batch)?;
         Ok(())
     }
@@ -429,42 +613,65 @@ impl Store {
     /// first.
     pub fn outbox_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<(u64, OutboxRow)>> {
         let start = match after {
-            None => vec![OUTBOX],
+            None => 0,
             Some(u64::MAX) => return Ok(Vec::new()),
-            Some(after) => {
-                let mut key = vec![OUTBOX];
-                key.extend_from_slice(&(after + 1).to_be_bytes());
-                key
-            }
+            Some(after) => after + 1,
         };
         let mut rows = Vec::new();
-        for entry in self.tree.range(start..[OUTBOX + 1].to_vec()).take(limit) {
-            let (key, value) = entry?;
-            let sequence = u64::from_be_bytes(
-                key[1..]
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("outbox key".into()))?,
-            );
-            rows.push((sequence, OutboxRow::decode(&value)?));
+        for entry in self
+            .tree
+            .range(outbox_key(start).to_vec()..vec![OUTBOX + 1])
+        {
+            let (key, chunk) = entry?;
+            let left = self
+                .unpublished()
+                .chunks
+                .get(&outbox_position(&key)?)
+                .cloned()
+                .unwrap_or_default();
+            for row in chunk_rows(&chunk, |position| {
+                position >= start && left.contains(&position)
+            }) {
+                if let (position, Some(row)) = row? {
+                    rows.push((position, row));
+                    if rows.len() >= limit {
+                        return Ok(rows);
+                    }
+                }
+            }
         }
         Ok(rows)
     }
 
-    /// Removes published outbox rows.
-    pub fn remove_outbox(&self, sequences: &[u64]) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for sequence in sequences {
-            let mut key = vec![OUTBOX];
-            key.extend_from_slice(&sequence.to_be_bytes());
-            batch.remove(key);
+    /// Removes published outbox rows (again and unknown ones are no-ops): a chunk goes when
+    /// its last row does.
+    pub fn remove_outbox(&self, positions: &[u64]) -> Result<()> {
+        let emptied: Vec<u64> = {
+            let mut unpublished = self.unpublished();
+            positions
+                .iter()
+                .filter_map(|position| unpublished.remove(*position))
+                .collect()
+        };
+        match emptied[..] {
+            [] => {}
+            [key] => {
+                self.tree.remove(outbox_key(key))?;
+            }
+            _ => {
+                let mut batch = sled::Batch::default();
+                for key in emptied {
+                    batch.remove(&outbox_key(key));
+                }
+                self.tree.apply_batch(batch)?;
+            }
         }
-        self.tree.apply_batch(batch)?;
         Ok(())
     }
 
     /// How many outputs wait to be published.
     pub fn outbox_len(&self) -> usize {
-        self.tree.scan_prefix([OUTBOX]).count()
+        self.unpublished().chunks.values().map(BTreeSet::len).sum()
     }
 
     /// Every stored conversation, in token order.
@@ -505,23 +712,50 @@ impl Store {
             }
         }
         let suffix = format!(".{token}");
-        for entry in self.tree.scan_prefix([OUTBOX]) {
-            let (key, value) = entry?;
-            if OutboxRow::decode(&value)?.subject.ends_with(&suffix) {
+        for (position, row) in self.outbox_after(None, usize::MAX)? {
+            if row.subject.ends_with(&suffix) {
                 erasure.outbox += 1;
-                erasure.keys.push(key.to_vec());
+                erasure.rows.push(position);
             }
         }
         Ok(erasure)
     }
 
-    /// Removes what [`Store::find`] found, durably.
+    /// Removes what [`Store::find`] found, durably. The chunks holding its outputs are
+    /// written again with the other rows they have left.
     pub fn erase(&self, erasure: &Erasure) -> Result<()> {
         let mut batch = sled::Batch::default();
         for key in &erasure.keys {
             batch.remove(key.as_slice());
         }
+        let erased: BTreeSet<u64> = erasure.rows.iter().copied().collect();
+        let mut unpublished = self.unpublished();
+        let chunks: BTreeSet<u64> = erased
+            .iter()
+            .filter_map(|position| unpublished.chunk_of(*position).map(|(key, _)| key))
+            .collect();
+        for key in chunks {
+            let left = &unpublished.chunks[&key];
+            let mut rewritten = Vec::new();
+            if let Some(chunk) = self.tree.get(outbox_key(key))? {
+                let kept = |position| left.contains(&position) && !erased.contains(&position);
+                for row in chunk_rows(&chunk, kept) {
+                    if let (position, Some(row)) = row? {
+                        row.encode_into(position, &mut rewritten);
+                    }
+                }
+            }
+            if rewritten.is_empty() {
+                batch.remove(&outbox_key(key));
+            } else {
+                batch.insert(&outbox_key(key), rewritten);
+            }
+        }
         self.tree.apply_batch(batch)?;
+        for position in erased {
+            unpublished.remove(position);
+        }
+        drop(unpublished);
         self.flush()
     }
 
@@ -648,6 +882,134 @@ mod tests {
             store.tree.iter().map(|row| row.unwrap()).collect()
         };
         assert_eq!(rows(&atomic), rows(&plain));
+    }
+
+    fn row(n: u64, token: ConversationToken) -> OutboxRow {
+        OutboxRow {
+            subject: format!("ventana.out.state_changed.{token}"),
+            id: format!("out-{n}"),
+            payload: format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(300)).into_bytes(),
+        }
+    }
+
+    /// Commits rows `0..count` of conversation 1 (even) and 2 (odd), `per_commit` at a time,
+    /// at positions 10, 20, ...; returns what was pushed.
+    fn commit_rows(store: &Store, count: u64, per_commit: u64) -> Vec<(u64, OutboxRow)> {
+        let mut pushed = Vec::new();
+        for first in (0..count).step_by(per_commit as usize) {
+            let mut commit = Commit::new();
+            for n in first..(first + per_commit).min(count) {
+                let row = row(n, key(1 + (n % 2) as u32).token());
+                commit.push_outbox(10 * (n + 1), &row);
+                pushed.push((10 * (n + 1), row));
+            }
+            store.commit(commit).unwrap();
+        }
+        pushed
+    }
+
+    fn chunk_keys(store: &Store) -> usize {
+        store.tree.scan_prefix([OUTBOX]).count()
+    }
+
+    #[test]
+    fn outbox_rows_are_stored_in_chunks_and_read_back_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let pushed = commit_rows(&store, 100, 40);
+        let chunks = chunk_keys(&store);
+        assert!((5..=20).contains(&chunks), "{chunks} chunks for 100 rows");
+        assert_eq!(store.outbox(1000).unwrap(), pushed);
+        assert_eq!(store.outbox_len(), 100);
+        // From any position, in pages, without a row twice or left out.
+        for after in [None, Some(5), Some(10), Some(155), Some(999), Some(1000)] {
+            let mut read = Vec::new();
+            let mut cursor = after;
+            loop {
+                let page = store.outbox_after(cursor, 7).unwrap();
+                let Some(last) = page.last() else { break };
+                cursor = Some(last.0);
+                read.extend(page);
+            }
+            let expected: Vec<_> = pushed
+                .iter()
+                .filter(|(position, _)| after.is_none_or(|after| *position > after))
+                .cloned()
+                .collect();
+            assert_eq!(read, expected, "after {after:?}");
+        }
+        // A removed row is gone at once; its chunk when its last row is.
+        let (first_half, second_half) = pushed.split_at(50);
+        let positions =
+            |rows: &[(u64, OutboxRow)]| rows.iter().map(|(p, _)| *p).collect::<Vec<_>>();
+        store.remove_outbox(&positions(first_half)).unwrap();
+        store.remove_outbox(&positions(first_half)).unwrap();
+        store.remove_outbox(&[1, 15, u64::MAX]).unwrap();
+        assert_eq!(store.outbox(1000).unwrap(), second_half);
+        assert_eq!(store.outbox_len(), 50);
+        let left = chunk_keys(&store);
+        assert!(left < chunks && left > 0, "{left} of {chunks} chunks left");
+        // Reopened, a chunk partly removed comes back whole (those rows are published:
+        // their partition's mark skips them); the chunks removed stay removed.
+        drop(store);
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let back = store.outbox(1000).unwrap();
+        assert_eq!(back[back.len() - 50..], *second_half);
+        assert!(back.len() < 50 + 20, "{} rows back", back.len());
+        store.remove_outbox(&positions(&back)).unwrap();
+        assert_eq!(chunk_keys(&store), 0);
+        assert_eq!(store.outbox_len(), 0);
+    }
+
+    #[test]
+    fn a_layout_2_outbox_is_moved_into_chunks_as_the_store_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<(u64, OutboxRow)> =
+            (0..60).map(|n| (100 + n, row(n, key(3).token()))).collect();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let tree = db.open_tree("ventana").unwrap();
+            tree.insert(VERSION, &[2u8][..]).unwrap();
+            tree.insert(CHECKPOINT, &7u64.to_be_bytes()[..]).unwrap();
+            for (position, row) in &rows {
+                // Layout 2: subject and id with their lengths, then the payload.
+                let mut value = Vec::new();
+                for part in [row.subject.as_bytes(), row.id.as_bytes()] {
+                    value.extend_from_slice(&(part.len() as u32).to_be_bytes());
+                    value.extend_from_slice(part);
+                }
+                value.extend_from_slice(&row.payload);
+                tree.insert(outbox_key(*position), value).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.tree.get(VERSION).unwrap().unwrap(), [LAYOUT_VERSION]);
+        assert_eq!(store.checkpoint().unwrap(), 7);
+        assert_eq!(store.outbox(1000).unwrap(), rows);
+        assert!(chunk_keys(&store) < 10, "{} chunks", chunk_keys(&store));
+    }
+
+    #[test]
+    fn erasing_a_conversation_rewrites_the_chunks_its_outputs_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let pushed = commit_rows(&store, 40, 40);
+        let (one, two) = (key(1).token(), key(2).token());
+        let found = store.find(one).unwrap();
+        assert_eq!((found.state, found.outbox), (false, 20));
+        store.erase(&found).unwrap();
+        let others: Vec<_> = pushed
+            .iter()
+            .filter(|(_, row)| row.subject.ends_with(&two.to_string()))
+            .cloned()
+            .collect();
+        assert_eq!(store.outbox(1000).unwrap(), others);
+        drop(store);
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.outbox(1000).unwrap(), others);
+        assert_eq!(store.find(one).unwrap().outbox, 0);
+        assert_eq!(store.find(two).unwrap().outbox, 20);
     }
 
     #[test]
