@@ -605,7 +605,7 @@ async fn publish_batch(
             headers.insert("Content-Type", "application/json");
             // Only the commit is answered; the connection keeps the batch in order.
             client
-                .publish_with_headers(row.subject.clone(), headers, row.payload.clone().into())
+                .publish_with_headers(row.subject.clone(), headers, row.payload.clone())
                 .await?;
         }
     }
@@ -681,7 +681,7 @@ mod tests {
             OutboxRow {
                 subject: format!("ventana.out.decision.{position}"),
                 id: format!("o{position}"),
-                payload: Vec::new(),
+                payload: bytes::Bytes::new(),
             },
         )
     }

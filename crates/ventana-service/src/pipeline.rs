@@ -6,7 +6,6 @@
 //! keeps flowing. Events at or below the checkpoint are skipped, so a redelivery after a
 //! crash changes nothing.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,20 +50,27 @@ struct Folded {
     rows: crate::outbox::Rows,
 }
 
+/// The conversations a batch folds, each with its index entries as stored. One map serves
+/// every batch (emptied, its capacity kept): a new one per batch was allocated, grown and
+/// freed each time, and its memory was zeroed again by the kernel each time.
+type Touched = rustc_hash::FxHashMap<ConversationToken, (Conversation, Indexed)>;
+
 /// Folds a batch of decoded events into the store: one atomic commit, flushed.
 /// Runs on a blocking thread.
 fn fold_batch(
     shared: &Shared,
+    touched: &mut Touched,
     events: &[(u64, Event)],
     dlq_refused: &[(u64, &str)],
     last_sequence: u64,
 ) -> anyhow::Result<Folded> {
     let started = Instant::now();
     let store: &Store = &shared.store;
-    let mut touched: HashMap<ConversationToken, (Conversation, Indexed)> = HashMap::new();
+    // States left by a batch that failed are not the ones sled holds: read them again.
+    touched.clear();
     let mut commit = Commit::new();
     let mut answers = Vec::new();
-    let mut rows = Vec::new();
+    let mut rows = Vec::with_capacity(events.len());
     let mut outputs = Vec::new();
     for (sequence, event) in events {
         let token = event.conversation.token();
@@ -107,7 +113,7 @@ fn fold_batch(
             let row = OutboxRow {
                 subject: output_subject(output.body.type_name(), token),
                 id: output.id.clone(),
-                payload: json.into_bytes(),
+                payload: json.into(),
             };
             let position = (sequence << 16) | index as u64;
             commit.push_outbox(position, &row);
@@ -132,7 +138,7 @@ fn fold_batch(
     let conversations = touched.len();
     shared
         .states
-        .committed(touched.into_values().map(|(conversation, _)| conversation));
+        .committed(touched.drain().map(|(_, (conversation, _))| conversation));
     shared.metrics.states_cached.set(shared.states.len() as i64);
     debug!(
         events = events.len(),
@@ -333,6 +339,7 @@ pub struct Consumer {
     fresh_consumer: bool,
     /// Limits the warnings about bad input.
     warnings: Throttle,
+    touched: Touched,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -365,6 +372,7 @@ impl Consumer {
             checkpoint: 0,
             fresh_consumer: true,
             warnings: Throttle::new(),
+            touched: Touched::default(),
         }
     }
 
@@ -592,11 +600,15 @@ impl Consumer {
         };
         self.shared.metrics.dlq_refused.inc_by(refused.len() as u64);
         let worker = self.shared.clone();
-        let folded = tokio::task::spawn_blocking(move || {
-            fold_batch(&worker, &events, &refused, last_sequence)
+        let mut touched = std::mem::take(&mut self.touched);
+        let (folded, touched) = tokio::task::spawn_blocking(move || {
+            let folded = fold_batch(&worker, &mut touched, &events, &refused, last_sequence);
+            (folded, touched)
         })
         .await
-        .context("the fold panicked")??;
+        .context("the fold panicked")?;
+        self.touched = touched;
+        let folded = folded?;
         self.checkpoint = last_sequence;
         // The publisher stops only when the service does; its rows stay in sled.
         let publisher_gone = self.committed.send(folded.rows).await.is_err();

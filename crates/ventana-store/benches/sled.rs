@@ -79,7 +79,7 @@ fn outbox_rows(count: usize) -> Vec<(u64, OutboxRow)> {
             let row = OutboxRow {
                 subject: format!("ventana.out.state_changed.{token}"),
                 id: format!("{token}{n:016x}"),
-                payload: format!("{{\"n\":{n},\"padding\":\"{}\"}}", "x".repeat(380)).into_bytes(),
+                payload: format!("{{\"n\":{n},\"padding\":\"{}\"}}", "x".repeat(380)).into(),
             };
             (((n / 2 + 1) << 16) | (n % 2), row)
         })

@@ -94,14 +94,19 @@ pub struct OutboxRow {
     pub subject: String,
     /// The output id: `Nats-Msg-Id`.
     pub id: String,
-    pub payload: Vec<u8>,
+    /// Shared, not copied, when it is published.
+    pub payload: bytes::Bytes,
 }
 
 impl OutboxRow {
     /// Appends the row at `position` to a chunk.
     fn encode_into(&self, position: u64, chunk: &mut Vec<u8>) {
         chunk.extend_from_slice(&position.to_be_bytes());
-        for part in [self.subject.as_bytes(), self.id.as_bytes(), &self.payload] {
+        for part in [
+            self.subject.as_bytes(),
+            self.id.as_bytes(),
+            &self.payload[..],
+        ] {
             chunk.extend_from_slice(&(part.len() as u32).to_be_bytes());
             chunk.extend_from_slice(part);
         }
@@ -116,7 +121,7 @@ impl OutboxRow {
         Ok(Self {
             subject,
             id,
-            payload: rest.to_vec(),
+            payload: bytes::Bytes::copy_from_slice(rest),
         })
     }
 }
@@ -163,7 +168,7 @@ fn chunk_rows(
                 Some(OutboxRow {
                     subject: text(subject)?,
                     id: text(id)?,
-                    payload: payload.to_vec(),
+                    payload: bytes::Bytes::copy_from_slice(payload),
                 }),
             ))
         })();
@@ -796,7 +801,7 @@ mod tests {
             &OutboxRow {
                 subject: "s".into(),
                 id: "i".into(),
-                payload: b"{}".to_vec(),
+                payload: bytes::Bytes::from_static(b"{}"),
             },
         );
         commit.checkpoint(42);
@@ -811,7 +816,7 @@ mod tests {
         );
         let rows = store.outbox(10).unwrap();
         assert_eq!(rows[0].0, 7);
-        assert_eq!(rows[0].1.payload, b"{}");
+        assert_eq!(rows[0].1.payload, &b"{}"[..]);
 
         let second = Indexed {
             deadline: Some(at(150)),
@@ -888,7 +893,7 @@ mod tests {
         OutboxRow {
             subject: format!("ventana.out.state_changed.{token}"),
             id: format!("out-{n}"),
-            payload: format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(300)).into_bytes(),
+            payload: format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(300)).into(),
         }
     }
 
