@@ -15,7 +15,8 @@
 //! Instants are stored as big-endian with the sign bit flipped, so byte order is time order.
 //!
 //! Outbox rows are stored in chunks of a few KiB rather than one key each: a batch of 2 000
-//! events has about 2 500 outputs, and sled's cost is per key (README, "Performance"). A
+//! events has over a thousand outputs, each inserted and later removed, and sled's cost is
+//! per key (README, "Performance"). A
 //! chunk is removed when all its rows are; which rows are left is kept in memory
 //! ([`Store::remove_outbox`]), so after a crash a chunk comes back whole and its rows
 //! already published are skipped by their partition's mark, as a row left by a crash
@@ -143,8 +144,7 @@ fn text(bytes: &[u8]) -> Result<String> {
     String::from_utf8(bytes.to_vec()).map_err(|_| corrupt_outbox())
 }
 
-/// The rows of a chunk: each position, and the row unless only positions are `wanted`
-/// (or its position is not).
+/// The rows of a chunk: each row's position, with the row decoded when `wanted(position)`.
 fn chunk_rows(
     mut chunk: &[u8],
     mut wanted: impl FnMut(u64) -> bool,
@@ -244,9 +244,10 @@ fn chunk_layout_2_rows(tree: &sled::Tree) -> Result<()> {
     Ok(())
 }
 
-/// The outbox rows not removed yet, by chunk (the chunk's key: the position its rows end
-/// at). A chunk's rows lie after the previous chunk's key, so the first chunk keyed at or
-/// after a position is the one that may hold it.
+/// The outbox rows not removed yet, by chunk. A chunk's key is at or after its last row's
+/// position (its last row's when written; an erasure may take that row out) and before the
+/// next chunk's first, so the first chunk keyed at or after a position is the one that may
+/// hold it.
 #[derive(Debug, Default)]
 struct Unpublished {
     chunks: BTreeMap<u64, BTreeSet<u64>>,
