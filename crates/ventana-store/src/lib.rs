@@ -402,6 +402,12 @@ impl Store {
             .cache_capacity(cache_bytes)
             .mode(sled::Mode::HighThroughput)
             .open()?;
+        Self::on(db, path)
+    }
+
+    /// The store in an open sled `db` (of `path`, for errors): its layout checked (a
+    /// layout-2 outbox moved into chunks) and its unpublished rows read.
+    fn on(db: sled::Db, path: &Path) -> Result<Self> {
         let tree = db.open_tree("ventana")?;
         match tree.get(VERSION)? {
             Some(found) if found.as_ref() == [LAYOUT_VERSION] => {}
@@ -914,6 +920,13 @@ mod tests {
         pushed
     }
 
+    /// The store as opening its directory again finds it (without reopening the directory:
+    /// sled releases its lock on it a moment after the last handle is dropped).
+    fn reopened(store: Store) -> Store {
+        let Store { db, .. } = store;
+        Store::on(db, Path::new("reopened")).unwrap()
+    }
+
     fn chunk_keys(store: &Store) -> usize {
         store.tree.scan_prefix([OUTBOX]).count()
     }
@@ -957,8 +970,7 @@ mod tests {
         assert!(left < chunks && left > 0, "{left} of {chunks} chunks left");
         // Reopened, a chunk partly removed comes back whole (those rows are published:
         // their partition's mark skips them); the chunks removed stay removed.
-        drop(store);
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = reopened(store);
         let back = store.outbox(1000).unwrap();
         assert_eq!(back[back.len() - 50..], *second_half);
         assert!(back.len() < 50 + 20, "{} rows back", back.len());
@@ -972,8 +984,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rows: Vec<(u64, OutboxRow)> =
             (0..60).map(|n| (100 + n, row(n, key(3).token()))).collect();
+        let db = sled::open(dir.path()).unwrap();
         {
-            let db = sled::open(dir.path()).unwrap();
             let tree = db.open_tree("ventana").unwrap();
             tree.insert(VERSION, &[2u8][..]).unwrap();
             tree.insert(CHECKPOINT, &7u64.to_be_bytes()[..]).unwrap();
@@ -987,9 +999,8 @@ mod tests {
                 value.extend_from_slice(&row.payload);
                 tree.insert(outbox_key(*position), value).unwrap();
             }
-            db.flush().unwrap();
         }
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = Store::on(db, dir.path()).unwrap();
         assert_eq!(store.tree.get(VERSION).unwrap().unwrap(), [LAYOUT_VERSION]);
         assert_eq!(store.checkpoint().unwrap(), 7);
         assert_eq!(store.outbox(1000).unwrap(), rows);
@@ -1011,8 +1022,7 @@ mod tests {
             .cloned()
             .collect();
         assert_eq!(store.outbox(1000).unwrap(), others);
-        drop(store);
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = reopened(store);
         assert_eq!(store.outbox(1000).unwrap(), others);
         assert_eq!(store.find(one).unwrap().outbox, 0);
         assert_eq!(store.find(two).unwrap().outbox, 20);
@@ -1051,15 +1061,12 @@ mod tests {
     #[test]
     fn another_layout_is_refused_with_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let db = sled::open(dir.path()).unwrap();
-            db.open_tree("ventana")
-                .unwrap()
-                .insert(VERSION, &[99u8][..])
-                .unwrap();
-            db.flush().unwrap();
-        }
-        let error = Store::open(dir.path(), 1 << 20).unwrap_err().to_string();
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("ventana")
+            .unwrap()
+            .insert(VERSION, &[99u8][..])
+            .unwrap();
+        let error = Store::on(db, dir.path()).unwrap_err().to_string();
         assert!(
             error.contains("layout 99") && error.contains("rebuild"),
             "{error}"
