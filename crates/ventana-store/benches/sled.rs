@@ -86,72 +86,91 @@ fn outbox_rows(count: usize) -> Vec<(u64, OutboxRow)> {
         .collect()
 }
 
-/// Commits `rows` to a fresh store and removes them; the time to commit (and flush) and
-/// the time to remove.
-fn outbox(rows: &[(u64, OutboxRow)], chunked: bool) -> (Duration, Duration) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let key = |position: u64| {
-        let mut key = vec![b'o'];
-        key.extend_from_slice(&position.to_be_bytes());
-        key
-    };
-    let (store, tree) = if chunked {
-        (
-            Some(Store::open(dir.path(), 256 << 20).expect("a fresh store")),
-            None,
-        )
-    } else {
+/// Where the outbox rows go: a store (in chunks), or a sled tree with a key per row in one
+/// atomic batch, as store layout 2 kept them.
+enum Outbox {
+    Chunks(Store),
+    KeyPerRow { db: sled::Db, tree: sled::Tree },
+}
+
+impl Outbox {
+    fn open(dir: &std::path::Path, chunked: bool) -> Self {
+        if chunked {
+            return Self::Chunks(Store::open(dir, 256 << 20).expect("a fresh store"));
+        }
         let db = sled::Config::new()
-            .path(dir.path())
+            .path(dir)
             .cache_capacity(256 << 20)
             .mode(sled::Mode::HighThroughput)
             .open()
             .expect("a fresh sled");
-        (None, Some((db.open_tree("outbox").expect("a tree"), db)))
-    };
-    let started = Instant::now();
-    for commit_rows in rows.chunks(ROWS_PER_COMMIT) {
-        match (&store, &tree) {
-            (Some(store), _) => {
+        let tree = db.open_tree("outbox").expect("a tree");
+        Self::KeyPerRow { db, tree }
+    }
+
+    fn key(position: u64) -> Vec<u8> {
+        let mut key = vec![b'o'];
+        key.extend_from_slice(&position.to_be_bytes());
+        key
+    }
+
+    /// Commits `rows` and flushes, as ventanad commits a batch.
+    fn commit(&self, rows: &[(u64, OutboxRow)]) {
+        match self {
+            Self::Chunks(store) => {
                 let mut commit = Commit::new();
-                for (position, row) in commit_rows {
+                for (position, row) in rows {
                     commit.push_outbox(*position, row);
                 }
                 store.commit(commit).expect("committed");
                 store.flush().expect("flushed");
             }
-            (_, Some((tree, db))) => {
+            Self::KeyPerRow { db, tree } => {
                 let mut batch = sled::Batch::default();
-                for (position, row) in commit_rows {
+                for (position, row) in rows {
                     let mut value = Vec::with_capacity(row.payload.len() + 80);
                     for part in [row.subject.as_bytes(), row.id.as_bytes()] {
                         value.extend_from_slice(&(part.len() as u32).to_be_bytes());
                         value.extend_from_slice(part);
                     }
                     value.extend_from_slice(&row.payload);
-                    batch.insert(key(*position), value);
+                    batch.insert(Self::key(*position), value);
                 }
                 tree.apply_batch(batch).expect("committed");
                 db.flush().expect("flushed");
             }
-            _ => unreachable!(),
         }
+    }
+
+    /// Removes published rows, as the publisher does.
+    fn remove(&self, positions: &[u64]) {
+        match self {
+            Self::Chunks(store) => store.remove_outbox(positions).expect("removed"),
+            Self::KeyPerRow { tree, .. } => {
+                let mut batch = sled::Batch::default();
+                for position in positions {
+                    batch.remove(Self::key(*position));
+                }
+                tree.apply_batch(batch).expect("removed");
+            }
+        }
+    }
+}
+
+/// Commits `rows` to a fresh store and removes them; the time to commit (and flush) and
+/// the time to remove.
+fn outbox(rows: &[(u64, OutboxRow)], chunked: bool) -> (Duration, Duration) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let outbox = Outbox::open(dir.path(), chunked);
+    let started = Instant::now();
+    for commit_rows in rows.chunks(ROWS_PER_COMMIT) {
+        outbox.commit(commit_rows);
     }
     let committed = started.elapsed();
     let started = Instant::now();
     for removed in rows.chunks(ROWS_PER_REMOVAL) {
         let positions: Vec<u64> = removed.iter().map(|(position, _)| *position).collect();
-        match (&store, &tree) {
-            (Some(store), _) => store.remove_outbox(&positions).expect("removed"),
-            (_, Some((tree, _))) => {
-                let mut batch = sled::Batch::default();
-                for position in positions {
-                    batch.remove(key(position));
-                }
-                tree.apply_batch(batch).expect("removed");
-            }
-            _ => unreachable!(),
-        }
+        outbox.remove(&positions);
     }
     (committed, started.elapsed())
 }

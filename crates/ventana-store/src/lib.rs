@@ -665,18 +665,12 @@ impl Store {
                 .filter_map(|position| unpublished.remove(*position))
                 .collect()
         };
-        match emptied[..] {
-            [] => {}
-            [key] => {
-                self.tree.remove(outbox_key(key))?;
+        if !emptied.is_empty() {
+            let mut batch = sled::Batch::default();
+            for key in emptied {
+                batch.remove(&outbox_key(key));
             }
-            _ => {
-                let mut batch = sled::Batch::default();
-                for key in emptied {
-                    batch.remove(&outbox_key(key));
-                }
-                self.tree.apply_batch(batch)?;
-            }
+            self.tree.apply_batch(batch)?;
         }
         Ok(())
     }
