@@ -174,6 +174,13 @@ async fn sigterm_stops_ventanad_even_when_nats_is_gone() {
         caught_up(&js)
     })
     .await;
+    // ventanad turns transparent huge pages off for itself as it starts (ventanad.rs).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", ventanad.id())).unwrap();
+    assert!(
+        status.lines().any(|line| line == "THP_enabled:\t0"),
+        "ventanad runs with transparent huge pages off: {:?}",
+        status.lines().find(|line| line.starts_with("THP_enabled"))
+    );
     nats.kill();
     std::process::Command::new("kill")
         .args(["-TERM", &ventanad.id().to_string()])
