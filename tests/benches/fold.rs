@@ -83,6 +83,8 @@ fn report_one_conversation_with_comments(count: usize, policy: &Policy) {
 }
 
 fn bench(c: &mut Criterion) {
+    // As ventanad and the CLI run (ventana_bus::without_huge_pages).
+    ventana_bus::without_huge_pages().expect("a kernel that can turn huge pages off");
     let policy = Policy::default();
     let events = fold_log();
     println!(

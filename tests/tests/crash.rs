@@ -174,7 +174,8 @@ async fn sigterm_stops_ventanad_even_when_nats_is_gone() {
         caught_up(&js)
     })
     .await;
-    // ventanad turns transparent huge pages off for itself as it starts (ventanad.rs).
+    // ventanad turns transparent huge pages off for itself as it starts
+    // (ventana_bus::without_huge_pages).
     let status = std::fs::read_to_string(format!("/proc/{}/status", ventanad.id())).unwrap();
     assert!(
         status.lines().any(|line| line == "THP_enabled:\t0"),

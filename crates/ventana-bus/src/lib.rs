@@ -48,6 +48,18 @@ pub fn log_to_stderr(default: &str, json: bool) {
     }
 }
 
+/// Turns transparent huge pages off for this process (Linux; elsewhere there is nothing to
+/// turn off). The allocator the programs run with (mimalloc) asks for huge pages, and the
+/// kernel zeroes all 2 MiB of one at its first touch, and again each time the allocator has
+/// handed it back: 14–24 % of the CPU time in profiles of ventanad's batches and of the
+/// fold (the kernel's `clear_page_erms`), 7 % left with small pages. Call it first in
+/// `main`. It fails only on a kernel without the setting, which costs speed, nothing else.
+pub fn without_huge_pages() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    nix::sys::prctl::set_thp_disable(true)?;
+    Ok(())
+}
+
 /// Resolves on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -62,4 +74,18 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #[test]
+    fn huge_pages_are_off_for_the_process_that_turned_them_off() {
+        super::without_huge_pages().expect("turned off");
+        let status = std::fs::read_to_string("/proc/self/status").expect("readable");
+        assert!(
+            status.lines().any(|line| line == "THP_enabled:\t0"),
+            "{:?}",
+            status.lines().find(|line| line.starts_with("THP_enabled"))
+        );
+    }
 }

@@ -356,6 +356,9 @@ fn run_live(command: Command) -> anyhow::Result<ExitCode> {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // replay, rebuild and verify fold whole logs; huge pages only cost them the kernel's
+    // zeroing, so a kernel without the setting is not worth a word.
+    let _ = ventana_bus::without_huge_pages();
     let cli = Cli::parse();
     if matches!(cli.command, Command::Dev(_)) {
         ventana_bus::log_to_stderr("warn", false);

@@ -1,5 +1,5 @@
 //! Time (docs/rules.md §1.3): the deadlines a conversation has, as data. One function,
-//! [`Conversation::deadlines`], lists them; the next one to come and what fires at an
+//! [`Conversation::each_deadline`], lists them; the next one to come and what fires at an
 //! instant are both read from it.
 
 use super::{Conversation, hash_id};
@@ -26,54 +26,52 @@ pub(super) enum Deadline {
 }
 
 impl Conversation {
-    /// Every deadline this conversation has, in no particular order (past ones included).
-    /// A channel without a policy (`custom:*`) has only the agent-delay alarm (§1.4
-    /// point 2).
-    fn deadlines<'a>(
-        &'a self,
-        policy: &'a Policy,
-    ) -> impl Iterator<Item = (Timestamp, Deadline)> + 'a {
-        let agent_delay = self
+    /// Hands `visit` every deadline this conversation has, in no particular order (past
+    /// ones included). A channel without a policy (`custom:*`) has only the agent-delay
+    /// alarm (§1.4 point 2). Every event asks for the next deadline: handing them over in
+    /// plain loops folds 1.2 times as fast as an iterator chaining them did (README,
+    /// "Performance").
+    fn each_deadline(&self, policy: &Policy, mut visit: impl FnMut(Timestamp, Deadline)) {
+        if let Some(at) = self
             .stretch
             .and_then(|s| s.alarm_at(policy.notifier.agent_delay))
-            .map(|at| (at, Deadline::AgentDelay));
-        let ch = policy.channel(&self.key.channel);
-        let standard_end = ch.and_then(|ch| self.standard_end(ch));
-        let warning = policy.notifier.window_closing;
-        let window_closing = standard_end
-            .filter(|end| !warning.is_zero() && self.closing_alarm_for != Some(*end))
-            .map(|end| {
-                (
+        {
+            visit(at, Deadline::AgentDelay);
+        }
+        let Some(ch) = policy.channel(&self.key.channel) else {
+            return;
+        };
+        if let Some(end) = self.standard_end(ch) {
+            visit(end, Deadline::StandardEnd);
+            let warning = policy.notifier.window_closing;
+            if !warning.is_zero() && self.closing_alarm_for != Some(end) {
+                visit(
                     end.minus(warning),
                     Deadline::WindowClosing { closes_at: end },
-                )
-            });
-        let windows = [
-            standard_end.map(|at| (at, Deadline::StandardEnd)),
-            ch.and_then(|ch| self.extension_end(ch))
-                .map(|at| (at, Deadline::ExtensionEnd)),
-            window_closing,
-        ];
-        let comments_and_holds = ch.into_iter().flat_map(move |ch| {
-            self.comments
-                .iter()
-                .map(move |c| (c.allowance_end(ch), Deadline::AllowanceEnd))
-                .chain(self.holds.iter().map(|h| (h.until, Deadline::HoldExpiry)))
-        });
-        windows
-            .into_iter()
-            .chain([agent_delay])
-            .flatten()
-            .chain(comments_and_holds)
+                );
+            }
+        }
+        if let Some(end) = self.extension_end(ch) {
+            visit(end, Deadline::ExtensionEnd);
+        }
+        for comment in self.comments.iter() {
+            visit(comment.allowance_end(ch), Deadline::AllowanceEnd);
+        }
+        for hold in self.holds.iter() {
+            visit(hold.until, Deadline::HoldExpiry);
+        }
     }
 
     /// The earliest deadline strictly after the clock, if any.
     pub fn next_deadline(&self, policy: &Policy) -> Option<Timestamp> {
         let clock = self.clock?;
-        self.deadlines(policy)
-            .map(|(at, _)| at)
-            .filter(|at| *at > clock)
-            .min()
+        let mut next: Option<Timestamp> = None;
+        self.each_deadline(policy, |at, _| {
+            if at > clock && next.is_none_or(|n| at < n) {
+                next = Some(at);
+            }
+        });
+        next
     }
 
     /// Fires every deadline up to and including `to`, in time order, then sets the clock to
@@ -91,14 +89,12 @@ impl Conversation {
     fn fire<'e>(&mut self, d: Timestamp, policy: &Policy, effects: &mut Vec<Effect<'e>>) {
         let cause = Cause::Tick(d);
         let (mut closing_alarm, mut agent_alarm) = (None, false);
-        for (at, deadline) in self.deadlines(policy) {
-            match deadline {
-                Deadline::WindowClosing { closes_at } if at == d => closing_alarm = Some(closes_at),
-                Deadline::AgentDelay if at == d => agent_alarm = true,
-                // Their effect is the view they change (and the holds below).
-                _ => {}
-            }
-        }
+        self.each_deadline(policy, |at, deadline| match deadline {
+            Deadline::WindowClosing { closes_at } if at == d => closing_alarm = Some(closes_at),
+            Deadline::AgentDelay if at == d => agent_alarm = true,
+            // Their effect is the view they change (and the holds below).
+            _ => {}
+        });
         for hold in self.holds.expire(d) {
             // A hold that expired is a rejected message.
             self.messages.decided(hash_id(&hold.message_id), d, true);

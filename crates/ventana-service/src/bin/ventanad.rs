@@ -20,21 +20,14 @@ struct Cli {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Turns transparent huge pages off for this process. mimalloc asks the kernel for them, and
-/// each first touch of one zeroes 2 MiB: with sled's and each batch's short-lived buffers,
-/// 14–21 % of ventanad's CPU samples in the pipeline bench were that zeroing, and its peak
-/// RSS was 50–90 MiB higher (README, "Performance").
-fn without_huge_pages() {
-    #[cfg(target_os = "linux")]
-    if let Err(error) = nix::sys::prctl::set_thp_disable(true) {
-        tracing::warn!(%error, "cannot turn transparent huge pages off");
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     ventana_bus::log_to_stderr("info", cli.log_json);
-    without_huge_pages();
+    // Huge pages cost ventanad 14–21 % of its CPU in the pipeline bench, and 50–90 MiB of
+    // peak RSS (README, "Performance").
+    if let Err(error) = ventana_bus::without_huge_pages() {
+        tracing::warn!(%error, "cannot turn transparent huge pages off");
+    }
     ventana_service::run(cli.config, ventana_bus::shutdown_signal()).await
 }
