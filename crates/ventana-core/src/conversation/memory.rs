@@ -5,6 +5,7 @@
 //! [`MEMORY`] comments (for their one private reply, R11). Only event-id dedupe (R14) is
 //! bounded by age, as the rule says: ids are remembered for [`DEDUPE_HORIZON`].
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
@@ -42,14 +43,27 @@ pub(crate) struct SeenIds {
 }
 
 impl SeenIds {
-    pub(crate) fn contains(&self, id: u128, now: Timestamp) -> bool {
+    #[cfg(test)]
+    fn contains(&self, id: u128, now: Timestamp) -> bool {
         self.ids
             .get(&id)
             .is_some_and(|at| now.since(*at) < DEDUPE_HORIZON)
     }
 
-    pub(crate) fn insert(&mut self, id: u128, now: Timestamp) {
-        self.ids.insert(id, now);
+    /// Records `id` as applied at `now`, unless it was applied within the horizon: then
+    /// nothing changes and the answer is false. One search of the tree serves both.
+    pub(crate) fn first_time(&mut self, id: u128, now: Timestamp) -> bool {
+        match self.ids.entry(id) {
+            Entry::Occupied(mut seen) => {
+                if now.since(*seen.get()) < DEDUPE_HORIZON {
+                    return false;
+                }
+                seen.insert(now);
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(now);
+            }
+        }
         let kept = self.kept as usize;
         let grown = self.ids.len() > kept + kept / 4 + 16;
         let stale = self
@@ -60,6 +74,7 @@ impl SeenIds {
             self.kept = u32::try_from(self.ids.len()).unwrap_or(u32::MAX);
             self.swept_at = Some(now);
         }
+        true
     }
 }
 
@@ -142,11 +157,15 @@ mod tests {
     #[test]
     fn seen_ids_expire_after_the_horizon_and_are_swept() {
         let mut seen = SeenIds::default();
-        seen.insert(1, T);
+        assert!(seen.first_time(1, T));
+        assert!(
+            !seen.first_time(1, T.plus(Span::from_days(1))),
+            "a duplicate"
+        );
         assert!(seen.contains(1, T.plus(DEDUPE_HORIZON).minus(Span::from_nanos(1))));
         assert!(!seen.contains(1, T.plus(DEDUPE_HORIZON)));
         for id in 2..1_000 {
-            seen.insert(
+            seen.first_time(
                 id,
                 T.plus(DEDUPE_HORIZON).plus(Span::from_seconds(id as i64)),
             );

@@ -176,14 +176,14 @@ impl Conversation {
         let is_tick = matches!(event.body, EventBody::Tick { .. });
         let id = hash_id(&event.id);
         // R14, literally: a duplicate changes nothing, not even the clock (§1.4 point 12).
-        if !is_tick && self.seen.contains(id, now) {
+        // Recorded before the deadlines up to `now` fire, which never read it.
+        if !is_tick && !self.seen.first_time(id, now) {
             return Applied::Duplicate;
         }
         self.advance(now, policy, effects);
         if is_tick {
             return Applied::New;
         }
-        self.seen.insert(id, now);
         self.tag_sends
             .forget(now, policy.channel(&self.key.channel));
         self.events += 1;
