@@ -53,7 +53,9 @@ pub fn log_to_stderr(default: &str, json: bool) {
 /// kernel zeroes all 2 MiB of one at its first touch, and again each time the allocator has
 /// handed it back: 14–24 % of the CPU time in profiles of ventanad's batches and of the
 /// fold (the kernel's `clear_page_erms`), 7 % left with small pages. Call it first in
-/// `main`. It fails only on a kernel without the setting, which costs speed, nothing else.
+/// `main`. Programs started afterwards inherit the setting, so a process that starts others
+/// (nats-server) leaves it alone. It fails only on a kernel without the setting, which costs
+/// speed, nothing else.
 pub fn without_huge_pages() -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     nix::sys::prctl::set_thp_disable(true)?;

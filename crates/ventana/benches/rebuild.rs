@@ -73,11 +73,11 @@ impl Cpu {
 }
 
 fn main() {
-    // As the `ventana` binary runs.
-    ventana_bus::without_huge_pages().expect("a kernel that can turn huge pages off");
     let total = env_count("EVENTS", 1_000_000);
     let conversations = env_count("CONVERSATIONS", 100_000) as u32;
     let nats = NatsServer::start();
+    // As the `ventana` binary runs; after nats-server started, which would inherit it.
+    ventana_bus::without_huge_pages().expect("a kernel that can turn huge pages off");
     let options = NatsOptions {
         url: nats.url(),
         ..Default::default()

@@ -356,10 +356,13 @@ fn run_live(command: Command) -> anyhow::Result<ExitCode> {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    // replay, rebuild and verify fold whole logs; huge pages only cost them the kernel's
-    // zeroing, so a kernel without the setting is not worth a word.
-    let _ = ventana_bus::without_huge_pages();
     let cli = Cli::parse();
+    // replay, rebuild and verify fold whole logs; huge pages only cost them the kernel's
+    // zeroing, so a kernel without the setting is not worth a word. `dev` starts nats-server,
+    // which would inherit the setting, and ventanad, which sets it itself.
+    if !matches!(cli.command, Command::Dev(_)) {
+        let _ = ventana_bus::without_huge_pages();
+    }
     if matches!(cli.command, Command::Dev(_)) {
         ventana_bus::log_to_stderr("warn", false);
     }
