@@ -1,14 +1,19 @@
 //! Allocations per event: a figure this machine's speed cannot move. The fold bench's input
 //! (1 M events over 100 k conversations, two weeks of traffic) is folded once by the core
-//! alone and once with rendered outputs, as `benches/fold.rs` times them, counting the
-//! allocator's calls (allocations and reallocations) and bytes asked for.
+//! alone, once with rendered outputs and once with them written as JSON, as
+//! `benches/fold.rs` times them, and then decoded from its JSON lines, counting the
+//! allocator's calls (allocations and reallocations) and bytes asked for. Each stage is one
+//! function of `ventana_tests::bench`, so callgrind can count its instructions alone
+//! (`--toggle-collect='ventana_tests::bench::decode_all*'`, see README "Performance").
 //!
 //! Run: `cargo bench -p ventana-tests --bench allocations`. It counts through the system
 //! allocator (the count does not depend on which allocator answers).
 
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use ventana_core::Policy;
-use ventana_tests::bench::{fold_core, fold_log, fold_with_outputs};
+use ventana_tests::bench::{
+    as_json, decode_all, fold_core, fold_log, fold_with_json, fold_with_outputs,
+};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
@@ -40,6 +45,23 @@ fn main() {
     fold_with_outputs(&events, &policy);
     report(
         "replay: fold + decide + rendered outputs",
+        events.len(),
+        region.change(),
+    );
+
+    let region = Region::new(GLOBAL);
+    fold_with_json(&events, &policy);
+    report(
+        "replay + JSON: the above with every output written as JSON",
+        events.len(),
+        region.change(),
+    );
+
+    let lines = as_json(&events);
+    let region = Region::new(GLOBAL);
+    decode_all(&lines);
+    report(
+        "decoding: every event read from its JSON",
         events.len(),
         region.change(),
     );

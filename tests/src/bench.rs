@@ -115,6 +115,20 @@ pub fn fold_with_json(events: &[Event], policy: &Policy) -> usize {
     })
 }
 
+/// `events` as the JSON lines an adapter publishes (what [`decode_all`] reads).
+pub fn as_json(events: &[Event]) -> Vec<String> {
+    events.iter().map(ventana_wire::event_to_json).collect()
+}
+
+/// Decodes every line as ventanad and `ventana rebuild` decode their input. Returns how
+/// many events that was.
+pub fn decode_all(lines: &[String]) -> usize {
+    for line in lines {
+        black_box(ventana_wire::parse_event(line).expect("generated events decode"));
+    }
+    lines.len()
+}
+
 /// Folds `events` with rendered outputs, summing `write` over the outputs.
 fn fold_writing(
     events: &[Event],

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
@@ -77,11 +77,70 @@ impl Timestamp {
 
     /// Reads an RFC 3339 instant with any offset; the result is UTC.
     pub fn parse_rfc3339(text: &str) -> Result<Self, TimestampError> {
+        if let Some(t) = Self::parse_utc(text.as_bytes()) {
+            return Ok(t);
+        }
         DateTime::parse_from_rfc3339(text)
             .map_err(|_| TimestampError::NotRfc3339)?
             .timestamp_nanos_opt()
             .map(Self)
             .ok_or(TimestampError::OutOfRange)
+    }
+
+    /// The form this type prints (and every instant ventana writes): UTC with a `Z`,
+    /// `YYYY-MM-DDTHH:MM:SS` and 1 to 9 fractional digits, read without chrono. `None` for
+    /// anything else, even when valid (an offset, a leap second, a year outside 1678–2261):
+    /// chrono reads those.
+    fn parse_utc(text: &[u8]) -> Option<Self> {
+        let [
+            y0,
+            y1,
+            y2,
+            y3,
+            b'-',
+            m0,
+            m1,
+            b'-',
+            d0,
+            d1,
+            b'T',
+            h0,
+            h1,
+            b':',
+            i0,
+            i1,
+            b':',
+            s0,
+            s1,
+            rest @ ..,
+        ] = text
+        else {
+            return None;
+        };
+        let fraction = match rest {
+            [b'Z'] => &[][..],
+            [b'.', digits @ .., b'Z'] if (1..=9).contains(&digits.len()) => digits,
+            _ => return None,
+        };
+        let year = i64::from(number(&[*y0, *y1, *y2, *y3])?);
+        let month = number(&[*m0, *m1])?;
+        let day = number(&[*d0, *d1])?;
+        let hour = i64::from(number(&[*h0, *h1])?);
+        let minute = i64::from(number(&[*i0, *i1])?);
+        let second = i64::from(number(&[*s0, *s1])?);
+        let nanos = number(fraction)? * 10u32.pow(9 - fraction.len() as u32);
+        let valid = (1678..=2261).contains(&year)
+            && (1..=12).contains(&month)
+            && (1..=days_in_month(year, month)).contains(&day)
+            && hour < 24
+            && minute < 60
+            && second < 60;
+        if !valid {
+            return None;
+        }
+        let seconds =
+            days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second;
+        Some(Self(seconds * NANOS_PER_SECOND + i64::from(nanos)))
     }
 
     /// `self + span`, saturating at the ends of the representable range.
@@ -104,29 +163,89 @@ impl Timestamp {
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (seconds, nanos) = self.seconds_and_nanos();
-        let Some(t) = DateTime::<Utc>::from_timestamp(seconds, nanos) else {
-            return write!(f, "@{}ns", self.0);
+        let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
+        let of_day = seconds.rem_euclid(86_400) as u32;
+        // Digits into a stack buffer, written at once: every instant an i64 holds has a
+        // four-digit year. The fraction has 3, 6 or 9 digits, as few as it needs.
+        let mut text = *b"0000-00-00T00:00:00.000000000Z";
+        put_digits(&mut text[0..4], year as u32);
+        put_digits(&mut text[5..7], month);
+        put_digits(&mut text[8..10], day);
+        put_digits(&mut text[11..13], of_day / 3_600);
+        put_digits(&mut text[14..16], of_day / 60 % 60);
+        put_digits(&mut text[17..19], of_day % 60);
+        let end = match nanos {
+            0 => 19,
+            n if n % 1_000_000 == 0 => {
+                put_digits(&mut text[20..23], n / 1_000_000);
+                23
+            }
+            n if n % 1_000 == 0 => {
+                put_digits(&mut text[20..26], n / 1_000);
+                26
+            }
+            n => {
+                put_digits(&mut text[20..29], n);
+                29
+            }
         };
-        // Written field by field (every instant an i64 holds has a four-digit year): printing
-        // an instant allocates nothing. The fraction has 3, 6 or 9 digits, as few as it needs.
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-            t.year(),
-            t.month(),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )?;
-        match nanos {
-            0 => {}
-            n if n % 1_000_000 == 0 => write!(f, ".{:03}", n / 1_000_000)?,
-            n if n % 1_000 == 0 => write!(f, ".{:06}", n / 1_000)?,
-            n => write!(f, ".{n:09}")?,
-        }
-        f.write_str("Z")
+        text[end] = b'Z';
+        f.write_str(std::str::from_utf8(&text[..=end]).expect("digits are ASCII"))
     }
+}
+
+/// `value`'s last `digits.len()` decimal digits, zero-padded, into `digits`.
+fn put_digits(digits: &mut [u8], mut value: u32) {
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+/// The decimal number `digits` spell (at most nine of them), if they are all digits.
+fn number(digits: &[u8]) -> Option<u32> {
+    digits.iter().try_fold(0u32, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+    })
+}
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// The proleptic Gregorian date `days` days after 1970-01-01 (H. Hinnant's algorithm:
+/// years counted from March, so the leap day ends a year; 400-year eras of 146 097 days).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let days = days + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    } as u32;
+    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// The inverse of [`civil_from_days`].
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let month_from_march = i64::from((month + 9) % 12);
+    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 impl Span {
@@ -216,7 +335,7 @@ mod tests {
     /// 0, 3, 6 or 9 fractional digits) says, across the whole range and every fraction width.
     #[test]
     fn prints_what_chrono_prints() {
-        use chrono::SecondsFormat;
+        use chrono::{SecondsFormat, Utc};
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let fractions = [
             0,
@@ -250,6 +369,67 @@ mod tests {
                 .to_rfc3339_opts(SecondsFormat::AutoSi, true);
             assert_eq!(t.to_string(), chrono, "{nanos}");
         }
+    }
+
+    /// The reading without chrono says what chrono says, for the form it reads (every
+    /// fraction width, across its years) and for that form broken in every position.
+    #[test]
+    fn reads_what_chrono_reads() {
+        let chrono = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .map_err(|_| TimestampError::NotRfc3339)?
+                .timestamp_nanos_opt()
+                .map(Timestamp)
+                .ok_or(TimestampError::OutOfRange)
+        };
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut texts = vec![
+            "2024-02-29T00:00:00Z".to_owned(),
+            "2023-02-29T00:00:00Z".to_owned(),
+            "2100-02-29T00:00:00Z".to_owned(),
+            "2000-02-29T23:59:59.999999999Z".to_owned(),
+            "2026-12-31T23:59:60Z".to_owned(),
+            "2026-04-31T10:00:00Z".to_owned(),
+            "2026-00-10T10:00:00Z".to_owned(),
+            "2026-03-02T10:00:00.Z".to_owned(),
+            "2026-03-02T10:00:00.1234567891Z".to_owned(),
+            "2026-03-02t10:00:00z".to_owned(),
+            "2026-03-02T10:00:00+00:00".to_owned(),
+            "1677-09-21T00:12:43.145224192Z".to_owned(),
+            "1677-09-21T00:12:43.145224191Z".to_owned(),
+            "2262-04-11T23:47:16.854775807Z".to_owned(),
+            "2262-04-11T23:47:16.854775808Z".to_owned(),
+        ];
+        for _ in 0..20_000 {
+            let nanos = next() as i64;
+            let mut text = Timestamp(nanos).to_string();
+            // Every fraction width, not only the 3, 6 and 9 digits printed.
+            if let Some(dot) = text.find('.') {
+                let width = 1 + (next() % 9) as usize;
+                text.truncate((dot + 1 + width).min(text.len() - 1));
+                text.push('Z');
+            }
+            texts.push(text.clone());
+            let mut broken = text.into_bytes();
+            let at = (next() % broken.len() as u64) as usize;
+            broken[at] = b"0123456789-:.TZ+x "[(next() % 18) as usize];
+            texts.push(String::from_utf8(broken).unwrap());
+        }
+        for text in &texts {
+            assert_eq!(Timestamp::parse_rfc3339(text), chrono(text), "{text}");
+        }
+        assert!(texts.iter().filter(|t| chrono(t).is_ok()).count() > 20_000);
+        // And the printed form is read without chrono.
+        let read_without = texts
+            .iter()
+            .filter(|t| Timestamp::parse_utc(t.as_bytes()).is_some());
+        assert!(read_without.count() > 20_000);
     }
 
     #[test]

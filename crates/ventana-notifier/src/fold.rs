@@ -10,29 +10,41 @@ use crate::output::Output;
 use crate::render::render;
 
 /// Folds `event` into `conversation` (whose key it must have) and appends its outputs.
-/// The caller has [`validate`]d the event.
+/// The caller has [`validate`]d the event. `token` is the conversation's
+/// ([`ConversationKey::token`]): callers have it from finding the conversation, and the
+/// outputs' ids are made of it.
 pub fn fold_event(
     conversation: &mut Conversation,
+    token: ConversationToken,
     event: &Event,
     policy: &Policy,
     out: &mut Vec<Output>,
 ) -> Applied {
     let mut effects: Vec<Effect<'_>> = Vec::new();
     let applied = conversation.apply(event, policy, &mut effects);
-    render(conversation.key(), Some(event), &effects, policy, out);
+    render(
+        conversation.key(),
+        token,
+        Some(event),
+        &effects,
+        policy,
+        out,
+    );
     applied
 }
 
-/// Fires every deadline of `conversation` up to `to` and appends the outputs.
+/// Fires every deadline of `conversation` (whose token is `token`) up to `to` and appends
+/// the outputs.
 pub fn advance_to(
     conversation: &mut Conversation,
+    token: ConversationToken,
     to: Timestamp,
     policy: &Policy,
     out: &mut Vec<Output>,
 ) {
     let mut effects = Vec::new();
     conversation.advance(to, policy, &mut effects);
-    render(conversation.key(), None, &effects, policy, out);
+    render(conversation.key(), token, None, &effects, policy, out);
 }
 
 /// Every conversation of a log, folded in memory (what `ventana replay` runs).
@@ -61,21 +73,22 @@ impl Fold {
     /// Validates and folds one event, appending its outputs.
     pub fn apply(&mut self, event: &Event, out: &mut Vec<Output>) -> Result<Applied, Invalid> {
         validate(event, &self.policy)?;
+        let token = event.conversation.token();
         let conversation = self
             .conversations
-            .entry(event.conversation.token())
+            .entry(token)
             .or_insert_with(|| Box::new(Conversation::new(event.conversation.clone())));
-        Ok(fold_event(conversation, event, &self.policy, out))
+        Ok(fold_event(conversation, token, event, &self.policy, out))
     }
 
     /// Fires every deadline at or before `to` in every conversation, conversation by
     /// conversation in key order.
     pub fn advance_all(&mut self, to: Timestamp, out: &mut Vec<Output>) {
-        let mut conversations: Vec<&mut Box<Conversation>> =
-            self.conversations.values_mut().collect();
-        conversations.sort_by_cached_key(|c| sort_key(c.key()));
-        for conversation in conversations {
-            advance_to(conversation, to, &self.policy, out);
+        let mut conversations: Vec<(&ConversationToken, &mut Box<Conversation>)> =
+            self.conversations.iter_mut().collect();
+        conversations.sort_by_cached_key(|(_, c)| sort_key(c.key()));
+        for (token, conversation) in conversations {
+            advance_to(conversation, *token, to, &self.policy, out);
         }
     }
 

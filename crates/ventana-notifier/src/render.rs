@@ -2,23 +2,28 @@
 //! into warnings and auto-reply requests behind their guards (docs/rules.md §1.3).
 
 use ventana_core::{
-    Alarm, Cause, Channel, ConversationKey, Effect, EffectKind, Event, EventBody, MessageKind,
-    Outbound, PlatformErrorClass, Policy, Reason, Rejection, Rule, State, Verdict, Window,
-    base32_lowercase,
+    Alarm, Cause, Channel, ConversationKey, ConversationToken, Effect, EffectKind, Event,
+    EventBody, MessageKind, Outbound, PlatformErrorClass, Policy, Reason, Rejection, Rule, State,
+    Verdict, Window, base32_lowercase,
 };
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::output::{Output, OutputBody, Source, Suggestion, Trigger};
 
-/// Appends the outputs of `effects` (all of one conversation) to `out`, in the order of
-/// docs/rules.md §1.3 within each cause. `event` is the input event the non-tick effects came from.
+/// Appends the outputs of `effects` (all of one conversation, whose key is `key` and token
+/// `token`) to `out`, in the order of docs/rules.md §1.3 within each cause. `event` is the
+/// input event the non-tick effects came from.
 pub fn render(
     key: &ConversationKey,
+    token: ConversationToken,
     event: Option<&Event>,
     effects: &[Effect<'_>],
     policy: &Policy,
     out: &mut Vec<Output>,
 ) {
+    debug_assert_eq!(token, key.token(), "the token is the key's");
+    // Printed once per call, for the first cause with outputs.
+    let mut printed = None;
     for group in effects.chunk_by(|a, b| a.cause == b.cause) {
         let cause = group[0].cause;
         let first = out.len();
@@ -52,9 +57,9 @@ pub fn render(
             Cause::Tick(at) => format!("tick:{at}"),
         };
         // The ids hash `<token> 0 <cause> 0 <position>`: the part before the position once.
-        let token = base32_lowercase(key.token().as_u128());
-        let mut hashed = Vec::with_capacity(token.len() + caused_by.len() + 10);
-        hashed.extend_from_slice(&token);
+        let printed = printed.get_or_insert_with(|| base32_lowercase(token.as_u128()));
+        let mut hashed = Vec::with_capacity(printed.len() + caused_by.len() + 10);
+        hashed.extend_from_slice(printed);
         hashed.push(0);
         hashed.extend_from_slice(caused_by.as_bytes());
         hashed.push(0);
@@ -62,7 +67,7 @@ pub fn render(
         for (index, output) in out[first..].iter_mut().enumerate() {
             hashed.truncate(prefix);
             hashed.extend_from_slice(&(index as u64).to_le_bytes());
-            output.id = output_id(&token, &hashed);
+            output.id = output_id(printed, &hashed);
         }
         if let Some((last, others)) = out[first..].split_last_mut() {
             for output in others {

@@ -68,7 +68,14 @@ async fn conversation_of(
 
 /// A copy of the conversation as of now: deadlines already passed have fired.
 fn as_of_now(shared: &Shared, mut conversation: Conversation) -> Conversation {
-    advance_to(&mut conversation, now(), &shared.policy, &mut Vec::new());
+    let token = conversation.key().token();
+    advance_to(
+        &mut conversation,
+        token,
+        now(),
+        &shared.policy,
+        &mut Vec::new(),
+    );
     conversation
 }
 
@@ -197,7 +204,8 @@ async fn check(shared: &Shared, payload: &[u8]) -> Reply {
     ventana_core::validate(&event, &shared.policy).map_err(ApiError::bad_request)?;
     let mut copy = conversation;
     let mut outputs = Vec::new();
-    fold_event(&mut copy, &event, &shared.policy, &mut outputs);
+    let token = copy.key().token();
+    fold_event(&mut copy, token, &event, &shared.policy, &mut outputs);
     outputs
         .iter()
         .find(|o| o.caused_by == event.id && o.body.decision().is_some())

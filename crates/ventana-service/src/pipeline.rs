@@ -88,7 +88,7 @@ fn fold_batch(
             }
         };
         outputs.clear();
-        let applied = fold_event(conversation, event, &shared.policy, &mut outputs);
+        let applied = fold_event(conversation, token, event, &shared.policy, &mut outputs);
         match applied {
             ventana_core::Applied::New => shared.metrics.events_folded.inc(),
             ventana_core::Applied::Duplicate => shared.metrics.duplicates.inc(),

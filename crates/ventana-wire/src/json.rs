@@ -4,6 +4,8 @@
 //! about what is wrong otherwise. Writing is canonical: fixed field order, instants in UTC
 //! with `Z`, so the same values always print the same bytes.
 
+use std::borrow::Cow;
+
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value, json};
@@ -15,9 +17,48 @@ use ventana_notifier::{Output, OutputBody, Source, Suggestion, Trigger};
 
 use crate::error::WireError;
 
+/// Text read only to be looked at (a type, an instant, a vocabulary word), not kept:
+/// borrowed from the input when it has no escapes, so reading it allocates nothing.
+struct Text<'a>(Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<Text<'a>>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Text<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(text)))
+            }
+
+            fn visit_str<E>(self, text: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(text.to_owned())))
+            }
+
+            fn visit_string<E>(self, text: String) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(text)))
+            }
+        }
+        deserializer.deserialize_str(Visit(std::marker::PhantomData))
+    }
+}
+
 #[derive(Deserialize)]
-struct RawConversation {
-    channel: Option<String>,
+struct RawConversation<'a> {
+    #[serde(borrow)]
+    channel: Option<Text<'a>>,
     account: Option<String>,
     channel_id: Option<String>,
     contact_id: Option<String>,
@@ -33,34 +74,43 @@ struct RawError {
 /// Every field an input event may carry; which ones are required depends on `type`. Fields
 /// of other names (output fields among them) are ignored.
 #[derive(Deserialize)]
-struct RawInput {
+struct RawInput<'a> {
     id: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    occurred_at: Option<String>,
-    logged_at: Option<String>,
-    conversation: Option<RawConversation>,
+    #[serde(rename = "type", borrow)]
+    kind: Option<Text<'a>>,
+    #[serde(borrow)]
+    occurred_at: Option<Text<'a>>,
+    #[serde(borrow)]
+    logged_at: Option<Text<'a>>,
+    #[serde(borrow)]
+    conversation: Option<RawConversation<'a>>,
     comment_id: Option<String>,
-    sender: Option<String>,
-    #[serde(rename = "kind")]
-    message_kind: Option<String>,
-    tag: Option<String>,
-    origin: Option<String>,
+    #[serde(borrow)]
+    sender: Option<Text<'a>>,
+    #[serde(rename = "kind", borrow)]
+    message_kind: Option<Text<'a>>,
+    #[serde(borrow)]
+    tag: Option<Text<'a>>,
+    #[serde(borrow)]
+    origin: Option<Text<'a>>,
     message_id: Option<String>,
-    status: Option<String>,
+    #[serde(borrow)]
+    status: Option<Text<'a>>,
     error: Option<RawError>,
     by: Option<String>,
-    at: Option<String>,
+    #[serde(borrow)]
+    at: Option<Text<'a>>,
 }
 
 /// Every field an output event may carry; which ones are required depends on `type`.
 #[derive(Deserialize)]
-struct RawOutput {
+struct RawOutput<'a> {
     id: Option<String>,
     #[serde(rename = "type")]
     kind: Option<String>,
     occurred_at: Option<String>,
-    conversation: Option<RawConversation>,
+    #[serde(borrow)]
+    conversation: Option<RawConversation<'a>>,
     caused_by: Option<String>,
     comment_id: Option<String>,
     tag: Option<String>,
@@ -150,7 +200,7 @@ fn vocabulary<T: Vocabulary>(text: &str, field: &'static str) -> Result<T, WireE
     T::read(text).ok_or_else(|| invalid(field, format!("not one of: {}", T::accepted())))
 }
 
-fn conversation(raw: Option<RawConversation>) -> Result<ConversationKey, WireError> {
+fn conversation(raw: Option<RawConversation<'_>>) -> Result<ConversationKey, WireError> {
     let raw = required(raw, "conversation")?;
     let channel = required(raw.channel, "conversation.channel")?;
     Ok(ConversationKey {
@@ -201,7 +251,7 @@ fn undecodable(path: &str, inner: &serde_json::Error) -> WireError {
 
 /// Reads JSON text into `T`, as [`serde_json::from_str`] does, with errors that never quote
 /// the input.
-pub(crate) fn from_text<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, WireError> {
+pub(crate) fn from_text<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, WireError> {
     // Almost every input is well formed: read it without tracking where the reader is, and
     // only for an input that fails, read it again to say where (the same types read it both
     // times, so both ways accept and refuse the same inputs).
@@ -234,9 +284,9 @@ pub fn event_from_value(value: &Value) -> Result<Event, WireError> {
     event_of(from_value(value)?)
 }
 
-fn event_of(raw: RawInput) -> Result<Event, WireError> {
+fn event_of(raw: RawInput<'_>) -> Result<Event, WireError> {
     let kind = required(raw.kind, "type")?;
-    let body = match kind.as_str() {
+    let body = match &*kind {
         "customer_message" => EventBody::CustomerMessage,
         "customer_comment" => EventBody::CustomerComment {
             comment_id: required(raw.comment_id, "comment_id")?,
@@ -353,86 +403,270 @@ pub fn event_to_json(event: &Event) -> String {
 }
 
 /// Writes one output event: `id`, `type`, `conversation`, `occurred_at`, `caused_by`, then
-/// the fields of its type. Serialised straight into the text (no intermediate JSON values):
-/// the service writes one per output.
+/// the fields of its type. Written straight into its text, field by field, as serde_json's
+/// compact printer writes JSON (same escapes; a test compares them): the service writes one
+/// per output, and serde_json looks at every byte of a string to escape it, where text that
+/// needs no escape (almost all of it) is copied here eight bytes at a time.
 pub fn output_to_json(output: &Output) -> String {
-    serde_json::to_string(&OutputJson(output)).expect("an output always serialises")
-}
-
-/// An output as [`output_to_json`] writes it.
-struct OutputJson<'a>(&'a Output);
-
-impl Serialize for OutputJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let output = self.0;
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("id", &output.id)?;
-        map.serialize_entry("type", output.body.type_name())?;
-        map.serialize_entry("conversation", &KeyJson(&output.conversation))?;
-        map.serialize_entry("occurred_at", &InstantJson(Some(output.occurred_at)))?;
-        map.serialize_entry("caused_by", &output.caused_by)?;
-        match &output.body {
-            OutputBody::StateChanged {
-                from,
-                to,
-                window,
-                window_ends_at,
-                session,
-            } => {
-                map.serialize_entry("from", from.as_str())?;
-                map.serialize_entry("to", to.as_str())?;
-                map.serialize_entry("window", window.as_str())?;
-                map.serialize_entry("window_ends_at", &InstantJson(*window_ends_at))?;
-                map.serialize_entry("session", session)?;
-            }
-            OutputBody::OutboundAccepted {
-                message_id,
-                messaging_type,
-                tag,
-                comment_id,
-                window_ends_at,
-            } => {
-                map.serialize_entry("message_id", message_id)?;
-                map.serialize_entry("messaging_type", messaging_type.as_str())?;
-                map.serialize_entry("tag", &tag.map(Tag::as_str))?;
-                map.serialize_entry("comment_id", comment_id)?;
-                map.serialize_entry("window_ends_at", &InstantJson(*window_ends_at))?;
-            }
-            OutputBody::OutboundHeld { message_id, until } => {
-                map.serialize_entry("message_id", message_id)?;
-                map.serialize_entry("until", &InstantJson(Some(*until)))?;
-            }
-            OutputBody::DeliveryFailed {
-                message_id,
-                source,
-                reason,
-                detail,
-                suggestion,
-                error,
-            } => {
-                map.serialize_entry("message_id", message_id)?;
-                map.serialize_entry("source", source.as_str())?;
-                map.serialize_entry("reason", reason.as_str())?;
-                map.serialize_entry("detail", detail)?;
-                map.serialize_entry("suggestion", suggestion.as_str())?;
-                if let Some(error) = error {
-                    map.serialize_entry("error", &ErrorJson(error))?;
+    let mut text = String::with_capacity(512);
+    let mut object = JsonObject::begin(&mut text);
+    object.text("id", &output.id);
+    object.word("type", output.body.type_name());
+    key_fields(object.object("conversation"), &output.conversation);
+    object.instant("occurred_at", Some(output.occurred_at));
+    object.text("caused_by", &output.caused_by);
+    match &output.body {
+        OutputBody::StateChanged {
+            from,
+            to,
+            window,
+            window_ends_at,
+            session,
+        } => {
+            object.word("from", from.as_str());
+            object.word("to", to.as_str());
+            object.word("window", window.as_str());
+            object.instant("window_ends_at", *window_ends_at);
+            object.number("session", i64::from(*session));
+        }
+        OutputBody::OutboundAccepted {
+            message_id,
+            messaging_type,
+            tag,
+            comment_id,
+            window_ends_at,
+        } => {
+            object.text("message_id", message_id);
+            object.word("messaging_type", messaging_type.as_str());
+            object.optional_text("tag", tag.map(Tag::as_str));
+            object.optional_text("comment_id", comment_id.as_deref());
+            object.instant("window_ends_at", *window_ends_at);
+        }
+        OutputBody::OutboundHeld { message_id, until } => {
+            object.text("message_id", message_id);
+            object.instant("until", Some(*until));
+        }
+        OutputBody::DeliveryFailed {
+            message_id,
+            source,
+            reason,
+            detail,
+            suggestion,
+            error,
+        } => {
+            object.text("message_id", message_id);
+            object.word("source", source.as_str());
+            object.word("reason", reason.as_str());
+            object.text("detail", detail);
+            object.word("suggestion", suggestion.as_str());
+            if let Some(error) = error {
+                let mut fields = object.object("error");
+                fields.number("code", error.code);
+                match error.subcode {
+                    Some(subcode) => fields.number("subcode", subcode),
+                    None => fields.null("subcode"),
                 }
-            }
-            OutputBody::AutoReply { trigger, reply_by } => {
-                map.serialize_entry("trigger", trigger.as_str())?;
-                map.serialize_entry("reply_by", &InstantJson(*reply_by))?;
-            }
-            OutputBody::WindowClosing {
-                closes_at,
-                customer_waiting,
-            } => {
-                map.serialize_entry("closes_at", &InstantJson(Some(*closes_at)))?;
-                map.serialize_entry("customer_waiting", customer_waiting)?;
+                fields.optional_text("title", error.title.as_deref());
+                fields.end();
             }
         }
-        map.end()
+        OutputBody::AutoReply { trigger, reply_by } => {
+            object.word("trigger", trigger.as_str());
+            object.instant("reply_by", *reply_by);
+        }
+        OutputBody::WindowClosing {
+            closes_at,
+            customer_waiting,
+        } => {
+            object.instant("closes_at", Some(*closes_at));
+            object.boolean("customer_waiting", *customer_waiting);
+        }
     }
+    object.end();
+    text
+}
+
+/// A conversation key's fields, as [`KeyJson`] serialises them.
+fn key_fields(mut object: JsonObject<'_>, key: &ConversationKey) {
+    object.display("channel", &key.channel);
+    object.text("account", &key.account);
+    object.text("channel_id", &key.channel_id);
+    object.text("contact_id", &key.contact_id);
+    object.end();
+}
+
+/// A JSON object being written into a string: `{`, then `"name":value` pairs, then `}`.
+struct JsonObject<'a> {
+    text: &'a mut String,
+    empty: bool,
+}
+
+impl<'a> JsonObject<'a> {
+    fn begin(text: &'a mut String) -> Self {
+        text.push('{');
+        Self { text, empty: true }
+    }
+
+    /// A field's name: one of this module's, which need no escape.
+    fn key(&mut self, name: &'static str) {
+        debug_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        if !self.empty {
+            self.text.push(',');
+        }
+        self.empty = false;
+        self.text.push('"');
+        self.text.push_str(name);
+        self.text.push_str("\":");
+    }
+
+    fn text(&mut self, name: &'static str, value: &str) {
+        self.key(name);
+        push_json_string(self.text, value);
+    }
+
+    /// A word of one of ventana's vocabularies (a type, a state, a reason: lowercase
+    /// letters and underscores), which needs no escape.
+    fn word(&mut self, name: &'static str, value: &'static str) {
+        self.key(name);
+        debug_assert!(
+            value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        );
+        self.text.push('"');
+        self.text.push_str(value);
+        self.text.push('"');
+    }
+
+    fn optional_text(&mut self, name: &'static str, value: Option<&str>) {
+        match value {
+            Some(value) => self.text(name, value),
+            None => self.null(name),
+        }
+    }
+
+    fn null(&mut self, name: &'static str) {
+        self.key(name);
+        self.text.push_str("null");
+    }
+
+    fn boolean(&mut self, name: &'static str, value: bool) {
+        self.key(name);
+        self.text.push_str(if value { "true" } else { "false" });
+    }
+
+    fn number(&mut self, name: &'static str, value: i64) {
+        use std::fmt::Write;
+        self.key(name);
+        write!(self.text, "{value}").expect("writing to a string");
+    }
+
+    /// `value`'s printed text as a JSON string.
+    fn display(&mut self, name: &'static str, value: &impl std::fmt::Display) {
+        use std::fmt::Write;
+        self.key(name);
+        self.text.push('"');
+        write!(Escaping(self.text), "{value}").expect("writing to a string");
+        self.text.push('"');
+    }
+
+    /// An instant in RFC 3339 (digits, `-`, `:`, `.`, `T` and `Z`: no escape), `null`
+    /// for none.
+    fn instant(&mut self, name: &'static str, value: Option<Timestamp>) {
+        use std::fmt::Write;
+        self.key(name);
+        match value {
+            Some(at) => write!(self.text, "\"{at}\"").expect("writing to a string"),
+            None => self.text.push_str("null"),
+        }
+    }
+
+    /// A nested object under `name`; this one continues once it ends.
+    fn object(&mut self, name: &'static str) -> JsonObject<'_> {
+        self.key(name);
+        JsonObject::begin(self.text)
+    }
+
+    fn end(self) {
+        self.text.push('}');
+    }
+}
+
+/// `value` as a JSON string.
+fn push_json_string(text: &mut String, value: &str) {
+    text.push('"');
+    push_escaped(text, value);
+    text.push('"');
+}
+
+/// Text written into a JSON string, escaped as it comes.
+struct Escaping<'a>(&'a mut String);
+
+impl std::fmt::Write for Escaping<'_> {
+    fn write_str(&mut self, fragment: &str) -> std::fmt::Result {
+        push_escaped(self.0, fragment);
+        Ok(())
+    }
+}
+
+/// `value` escaped as serde_json escapes the contents of a JSON string: `"` and `\\`, the
+/// short escapes `\b \f \n \r \t`, other control characters as `\u00xx`; everything else
+/// as is.
+fn push_escaped(text: &mut String, value: &str) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    /// Whether any of the eight bytes is a zero byte.
+    const fn has_zero(word: u64) -> bool {
+        word.wrapping_sub(ONES) & !word & HIGHS != 0
+    }
+    /// Whether any of the eight bytes needs an escape: below 0x20, `"` or `\\`.
+    const fn needs_escape(word: u64) -> bool {
+        word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0
+            || has_zero(word ^ (ONES * b'"' as u64))
+            || has_zero(word ^ (ONES * b'\\' as u64))
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = value.as_bytes();
+    let mut written = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        let end = bytes.len().min(at + 8);
+        let word = match bytes.get(at..at + 8) {
+            Some(word) => u64::from_le_bytes(word.try_into().expect("eight bytes")),
+            None => {
+                let mut padded = [b' '; 8];
+                padded[..end - at].copy_from_slice(&bytes[at..]);
+                u64::from_le_bytes(padded)
+            }
+        };
+        if needs_escape(word) {
+            for (index, &byte) in bytes.iter().enumerate().take(end).skip(at) {
+                let escape: &str = match byte {
+                    b'"' => "\\\"",
+                    b'\\' => "\\\\",
+                    b'\n' => "\\n",
+                    b'\r' => "\\r",
+                    b'\t' => "\\t",
+                    0x08 => "\\b",
+                    0x0c => "\\f",
+                    0..0x20 => "",
+                    _ => continue,
+                };
+                // An escaped byte is ASCII, so `index` is a character boundary.
+                text.push_str(&value[written..index]);
+                if escape.is_empty() {
+                    text.push_str("\\u00");
+                    text.push(char::from(HEX[usize::from(byte >> 4)]));
+                    text.push(char::from(HEX[usize::from(byte & 0xf)]));
+                } else {
+                    text.push_str(escape);
+                }
+                written = index + 1;
+            }
+        }
+        at = end;
+    }
+    text.push_str(&value[written..]);
 }
 
 /// An instant as its RFC 3339 text (`null` for none), printed straight into the output.
@@ -485,7 +719,7 @@ pub fn output_from_value(value: &Value) -> Result<Output, WireError> {
     output_of(from_value(value)?)
 }
 
-fn output_of(raw: RawOutput) -> Result<Output, WireError> {
+fn output_of(raw: RawOutput<'_>) -> Result<Output, WireError> {
     let kind = required(raw.kind, "type")?;
     let message_id = || required(raw.message_id.clone(), "message_id");
     let body = match kind.as_str() {
@@ -615,6 +849,42 @@ mod tests {
         );
         for output in [held, failed] {
             assert_eq!(parse_output(&output_to_json(&output)).unwrap(), output);
+        }
+    }
+
+    /// Strings are escaped byte for byte as serde_json escapes them: every control
+    /// character, quotes and backslashes at every position of an eight-byte word, and text
+    /// beyond ASCII.
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let alphabet: Vec<char> = (0..0x20u8)
+            .map(char::from)
+            .chain("\"\\/ az~\u{7f}\u{80}é€😀".chars())
+            .collect();
+        let mut cases: Vec<String> = (0..0x80u8).map(|b| char::from(b).to_string()).collect();
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 40) as usize;
+            let text = (0..len)
+                .map(|i| {
+                    // Mostly plain letters, as real text is, so the fast path is crossed too.
+                    let pick = (state >> (i % 50)) as usize;
+                    if pick % 5 == 0 {
+                        alphabet[pick / 5 % alphabet.len()]
+                    } else {
+                        'a'
+                    }
+                })
+                .collect();
+            cases.push(text);
+        }
+        for case in &cases {
+            let mut ours = String::new();
+            push_json_string(&mut ours, case);
+            assert_eq!(ours, serde_json::to_string(case).unwrap(), "{case:?}");
         }
     }
 

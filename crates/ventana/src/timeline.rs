@@ -314,7 +314,8 @@ impl Timeline {
             timeline.key = Some(event.conversation.clone());
             let mut view = conversation.view();
             outputs.clear();
-            let applied = fold_event(conversation, &event, policy, &mut outputs);
+            let token = event.conversation.token();
+            let applied = fold_event(conversation, token, &event, policy, &mut outputs);
             // Deadlines that passed before the event: one row per deadline.
             let first_own = outputs
                 .iter()
