@@ -23,7 +23,7 @@ pub fn render(
 ) {
     debug_assert_eq!(token, key.token(), "the token is the key's");
     // Printed once per call, for the first cause with outputs.
-    let mut printed = None;
+    let mut printed_token = None;
     for group in effects.chunk_by(|a, b| a.cause == b.cause) {
         let cause = group[0].cause;
         let first = out.len();
@@ -57,9 +57,9 @@ pub fn render(
             Cause::Tick(at) => format!("tick:{at}"),
         };
         // The ids hash `<token> 0 <cause> 0 <position>`: the part before the position once.
-        let printed = printed.get_or_insert_with(|| base32_lowercase(token.as_u128()));
-        let mut hashed = Vec::with_capacity(printed.len() + caused_by.len() + 10);
-        hashed.extend_from_slice(printed);
+        let token_text = printed_token.get_or_insert_with(|| base32_lowercase(token.as_u128()));
+        let mut hashed = Vec::with_capacity(token_text.len() + caused_by.len() + 10);
+        hashed.extend_from_slice(token_text);
         hashed.push(0);
         hashed.extend_from_slice(caused_by.as_bytes());
         hashed.push(0);
@@ -67,7 +67,7 @@ pub fn render(
         for (index, output) in out[first..].iter_mut().enumerate() {
             hashed.truncate(prefix);
             hashed.extend_from_slice(&(index as u64).to_le_bytes());
-            output.id = output_id(printed, &hashed);
+            output.id = output_id(token_text, &hashed);
         }
         if let Some((last, others)) = out[first..].split_last_mut() {
             for output in others {
