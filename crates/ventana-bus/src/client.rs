@@ -122,33 +122,53 @@ impl Stored {
     }
 
     fn with_info(message: &jetstream::Message, info: &jetstream::message::Info<'_>) -> Self {
+        let headers = message
+            .headers
+            .as_ref()
+            .map(Headers::of)
+            .unwrap_or_default();
         Self {
             sequence: info.stream_sequence,
             published: Timestamp::from_unix_nanos(info.published.unix_timestamp_nanos() as i64),
             subject: message.subject.to_string(),
             payload: message.payload.clone(),
-            protobuf: is_protobuf(message.headers.as_ref()),
-            position: message
-                .headers
-                .as_ref()
-                .and_then(|headers| headers.get(ventana_wire::subjects::POSITION_HEADER))
-                .and_then(|value| value.as_str().parse().ok()),
+            protobuf: headers.protobuf,
+            position: headers.position,
         }
     }
 }
 
-/// Whether a message's headers say its payload is protobuf (JSON otherwise): a
-/// `Content-Type` (any case of the name) of `application/protobuf`, `application/x-protobuf`,
-/// `application/vnd.google.protobuf` or `application/x-google-protobuf`, with any parameters
-/// (`; proto=ventana.v1.InputEvent`) and in any case.
-pub fn is_protobuf(headers: Option<&async_nats::HeaderMap>) -> bool {
-    let Some(headers) = headers else {
-        return false;
-    };
-    ["Content-Type", "content-type", "CONTENT-TYPE"]
-        .iter()
-        .find_map(|name| headers.get(*name))
-        .is_some_and(|value| protobuf_media_type(value.as_str()))
+/// What ventana reads of a stored message's headers, read in one pass over them (looking
+/// a name up in an async-nats `HeaderMap` copies the name into a new buffer first, and
+/// this runs for every message read).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Headers {
+    /// Whether the payload is protobuf (JSON otherwise): a `Content-Type` (any case of the
+    /// name) of `application/protobuf`, `application/x-protobuf`,
+    /// `application/vnd.google.protobuf` or `application/x-google-protobuf`, with any
+    /// parameters (`; proto=ventana.v1.InputEvent`) and in any case. Should a message carry
+    /// the name in several cases, any of them naming protobuf makes it protobuf.
+    pub protobuf: bool,
+    /// `Ventana-Position`, an output's outbox position, when it is a number.
+    pub position: Option<u64>,
+}
+
+impl Headers {
+    fn of(headers: &async_nats::HeaderMap) -> Self {
+        let mut read = Self::default();
+        for (name, values) in headers.iter() {
+            let name: &str = name.as_ref();
+            let Some(value) = values.first() else {
+                continue;
+            };
+            if name.eq_ignore_ascii_case("Content-Type") {
+                read.protobuf |= protobuf_media_type(value.as_str());
+            } else if name == ventana_wire::subjects::POSITION_HEADER {
+                read.position = value.as_str().parse().ok();
+            }
+        }
+        read
+    }
 }
 
 /// Whether a `Content-Type` value names protobuf.
@@ -517,6 +537,38 @@ pub fn logged_events(stored: &[Stored]) -> Vec<Event> {
 #[cfg(test)]
 mod tests {
     use super::subject_matches;
+
+    #[test]
+    fn headers_are_read_whatever_the_case_of_content_type() {
+        use super::Headers;
+        for name in [
+            "Content-Type",
+            "content-type",
+            "CONTENT-TYPE",
+            "Content-type",
+        ] {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(name, "application/x-protobuf; proto=ventana.v1.InputEvent");
+            headers.insert("Nats-Msg-Id", "e1");
+            headers.insert(ventana_wire::subjects::POSITION_HEADER, "42");
+            assert_eq!(
+                Headers::of(&headers),
+                Headers {
+                    protobuf: true,
+                    position: Some(42)
+                },
+                "{name}"
+            );
+        }
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Content-Type", "application/json");
+        headers.insert(ventana_wire::subjects::POSITION_HEADER, "not a number");
+        assert_eq!(Headers::of(&headers), Headers::default());
+        assert_eq!(
+            Headers::of(&async_nats::HeaderMap::new()),
+            Headers::default()
+        );
+    }
 
     #[test]
     fn protobuf_is_recognised_by_its_common_content_types() {
