@@ -148,9 +148,9 @@ struct Headers {
     /// `application/vnd.google.protobuf` or `application/x-google-protobuf`, with any
     /// parameters (`; proto=ventana.v1.InputEvent`) and in any case. Should a message carry
     /// the name in several cases, any of them naming protobuf makes it protobuf.
-    pub protobuf: bool,
+    protobuf: bool,
     /// `Ventana-Position`, an output's outbox position, when it is a number.
-    pub position: Option<u64>,
+    position: Option<u64>,
 }
 
 impl Headers {

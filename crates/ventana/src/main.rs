@@ -360,11 +360,10 @@ fn main() -> ExitCode {
     // replay, rebuild and verify fold whole logs; huge pages only cost them the kernel's
     // zeroing, so a kernel without the setting is not worth a word. `dev` starts nats-server,
     // which would inherit the setting, and ventanad, which sets it itself.
-    if !matches!(cli.command, Command::Dev(_)) {
-        let _ = ventana_bus::without_huge_pages();
-    }
     if matches!(cli.command, Command::Dev(_)) {
         ventana_bus::log_to_stderr("warn", false);
+    } else {
+        let _ = ventana_bus::without_huge_pages();
     }
     let result = match cli.command {
         Command::Replay(args) => run_replay(args),
