@@ -18,7 +18,12 @@ use ventana_tests::bench::{
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
-fn report(label: &str, events: usize, stats: stats_alloc::Stats) {
+/// Runs `work`, printing what it asked of the allocator per event, and returns its result
+/// (dropped by the caller after the count: what it built is counted, its freeing is not).
+fn counted<T>(label: &str, events: usize, work: impl FnOnce() -> T) -> T {
+    let region = Region::new(GLOBAL);
+    let result = work();
+    let stats = region.change();
     println!(
         "{label}: {:.2} allocations and {:.0} bytes per event ({} allocations, {} reallocations)",
         (stats.allocations + stats.reallocations) as f64 / events as f64,
@@ -26,43 +31,28 @@ fn report(label: &str, events: usize, stats: stats_alloc::Stats) {
         stats.allocations,
         stats.reallocations,
     );
+    result
 }
 
 fn main() {
     let policy = Policy::default();
     let events = fold_log();
-
-    let region = Region::new(GLOBAL);
-    let conversations = fold_core(&events, &policy);
-    report(
+    let count = events.len();
+    drop(counted(
         "core: fold + decide (states included)",
-        events.len(),
-        region.change(),
-    );
-    drop(conversations);
-
-    let region = Region::new(GLOBAL);
-    fold_with_outputs(&events, &policy);
-    report(
-        "replay: fold + decide + rendered outputs",
-        events.len(),
-        region.change(),
-    );
-
-    let region = Region::new(GLOBAL);
-    fold_with_json(&events, &policy);
-    report(
+        count,
+        || fold_core(&events, &policy),
+    ));
+    counted("replay: fold + decide + rendered outputs", count, || {
+        fold_with_outputs(&events, &policy)
+    });
+    counted(
         "replay + JSON: the above with every output written as JSON",
-        events.len(),
-        region.change(),
+        count,
+        || fold_with_json(&events, &policy),
     );
-
     let lines = as_json(&events);
-    let region = Region::new(GLOBAL);
-    decode_all(&lines);
-    report(
-        "decoding: every event read from its JSON",
-        events.len(),
-        region.change(),
-    );
+    counted("decoding: every event read from its JSON", count, || {
+        decode_all(&lines)
+    });
 }
