@@ -342,7 +342,9 @@ async fn read_segment(
     };
     // An ephemeral pull consumer without acks, pulling large batches: the cheapest way for
     // the server to hand over a log. Its consumer sequence has no holes, so a message lost on
-    // the way (a slow-consumer drop) is detected rather than skipped.
+    // the way (a slow-consumer drop) is detected rather than skipped. No idle heartbeats:
+    // async-nats re-arms their timer for every message delivered; a stalled read is caught
+    // by the timeout on each chunk below.
     let mut consumer = stream
         .create_consumer(pull::Config {
             filter_subject: filter.clone().unwrap_or_default(),
@@ -370,7 +372,6 @@ async fn read_segment(
     let mut chunks = consumer
         .stream()
         .max_messages_per_batch(PULL_BATCH)
-        .heartbeat(Duration::from_secs(5))
         .messages()
         .await
         .map_err(|e| fail(e.into(), next))?

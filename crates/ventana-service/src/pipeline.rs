@@ -27,6 +27,13 @@ use crate::Shared;
 /// How long a batch waits for more messages before it is folded.
 const GATHER_PAUSE: Duration = Duration::from_millis(1);
 
+/// How long one pull request waits on the server. The pull asks for no idle heartbeats:
+/// async-nats re-arms their timer for every message delivered (a timer registered and
+/// dropped per event, and often a wake-up of the runtime's driver). A pull that stalls
+/// unseen is asked again when it expires (async-nats waits this long plus 5 s for the
+/// server's answer), and at once when the connection comes back.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+
 use ventana_bus::client::Stored as Incoming;
 
 /// What a decided outbound message became, for `send` callers waiting on it.
@@ -462,8 +469,7 @@ impl Consumer {
                 .consumer
                 .stream()
                 .max_messages_per_batch(self.batch)
-                .heartbeat(Duration::from_secs(5))
-                .expires(Duration::from_secs(30))
+                .expires(PULL_EXPIRES)
                 .messages()
                 .await
             {

@@ -10,8 +10,14 @@
 //! deletes what the stream stored; in chunks (`Store`) and, for comparison, as one sled key
 //! per row in one atomic batch (how store layout 2 kept them).
 //!
+//! Last, a restart on its own: a store of 1 000 000 conversations written as ventanad's
+//! commits write them, then opened twice. sled 0.34 writes the snapshot of its page table
+//! only when it opens a store, so the first open replays the whole log (what ventanad's first
+//! start after a crash does), and the second reads the snapshot the first one wrote.
+//!
 //! Run: `cargo bench -p ventana-store --bench sled` (`CONVERSATIONS=300000`,
-//! `OUTBOX_ROWS=250000` by default).
+//! `OUTBOX_ROWS=250000`, `RESTART_CONVERSATIONS=1000000` by default; `PARTS=restart`, for
+//! example, runs one part: `writes`, `outbox`, `restart`).
 
 use std::time::{Duration, Instant};
 
@@ -182,9 +188,57 @@ fn main() {
             .and_then(|n| n.parse().ok())
             .unwrap_or(default)
     };
-    let count = number("CONVERSATIONS", 300_000) as u32;
+    let parts = std::env::var("PARTS").unwrap_or_else(|_| "writes,outbox,restart".into());
     let policy = Policy::default();
-    let states = conversations(count, &policy);
+    if parts.contains("writes") {
+        writes(number("CONVERSATIONS", 300_000) as u32, &policy);
+    }
+    if parts.contains("outbox") {
+        outboxes(number("OUTBOX_ROWS", 250_000));
+    }
+    if parts.contains("restart") {
+        restart(number("RESTART_CONVERSATIONS", 1_000_000) as u32, &policy);
+    }
+}
+
+/// A store of `count` conversations written as ventanad's commits write them (atomic
+/// batches of 10 000), then opened twice: the first open replays sled's whole log (what a
+/// start after a crash does), the second finds the snapshot the first one wrote.
+fn restart(count: u32, policy: &Policy) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let states = conversations(count, policy);
+    let started = Instant::now();
+    {
+        let store = Store::open(dir.path(), 64 << 20).expect("a fresh store");
+        for chunk in states.chunks(10_000) {
+            let mut commit = Commit::new();
+            for (conversation, after) in chunk {
+                commit.put_state(conversation, Indexed::default(), *after);
+            }
+            store.commit(commit).expect("committed");
+        }
+        store.flush().expect("flushed");
+        println!(
+            "{count} conversations in atomic commits of 10 000: written in {:.2} s, {:.0} MiB on disk",
+            started.elapsed().as_secs_f64(),
+            store.size_on_disk().expect("a size") as f64 / 1048576.0
+        );
+    }
+    drop(states);
+    for label in [
+        "first open (replays the log)",
+        "second open (from the snapshot)",
+    ] {
+        let started = Instant::now();
+        let store = Store::open(dir.path(), 64 << 20).expect("the store");
+        let opened = started.elapsed();
+        println!("  {label}: {:.2} s", opened.as_secs_f64());
+        drop(store);
+    }
+}
+
+fn writes(count: u32, policy: &Policy) {
+    let states = conversations(count, policy);
     println!("{count} conversations (3 writes each) into a fresh store, per batch size:");
     let mut sizes = vec![1_000, count as usize];
     sizes.dedup();
@@ -203,7 +257,10 @@ fn main() {
             );
         }
     }
-    let rows = outbox_rows(number("OUTBOX_ROWS", 250_000));
+}
+
+fn outboxes(count: usize) {
+    let rows = outbox_rows(count);
     println!(
         "{} outbox rows of ~{} bytes, {ROWS_PER_COMMIT} per commit (flushed), removed {ROWS_PER_REMOVAL} at a time:",
         rows.len(),
