@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use ventana::log::{LiveLog, events};
+use ventana::log::LiveLog;
 use ventana_bus::NatsOptions;
 use ventana_bus::client::{Start, publish_events};
 use ventana_core::Policy;
@@ -148,7 +148,7 @@ fn main() {
     let rebuilt = ventana::rebuild::project(
         &store,
         &Policy::default(),
-        events(log.input(None, Start::First)),
+        log.input_events(None, Start::First),
         |_| {},
     )
     .unwrap();

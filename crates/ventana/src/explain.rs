@@ -13,7 +13,7 @@ use ventana_bus::NatsOptions;
 use ventana_bus::client::Start;
 
 use crate::grid::{self, short_time};
-use crate::log::{LiveLog, events, file_events, file_policy};
+use crate::log::{LiveLog, file_events, file_policy};
 use crate::table::describe_view;
 use crate::timeline::{Actor, Outcome, Ruling, Timeline};
 
@@ -221,7 +221,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         None => {
             let log = LiveLog::connect(&args.nats, "ventana-explain")?;
             let (policy, said) = log.policy(args.policy.as_deref())?;
-            let input = events(log.input(Some(token), Start::First));
+            let input = log.input_events(Some(token), Start::First);
             (Timeline::build(input, token, &policy)?, said)
         }
     };

@@ -13,7 +13,7 @@ use ventana_notifier::OutputBody;
 use ventana_wire::subjects::{self, OUT_STREAM};
 
 use crate::grid::short_time;
-use crate::log::{LiveLog, Selection, Since, events, file_events};
+use crate::log::{LiveLog, Selection, Since, file_events};
 use crate::table::{describe_view, last_view};
 
 /// `import --shift-to-now`: the file's timeline moved to start at `start`, its gaps divided
@@ -270,7 +270,7 @@ pub fn export(
     };
     let start = select.since.map_or(Start::First, Since::start);
     let (mut exported, mut skipped) = (0u64, 0u64);
-    for logged in events(log.input(select.conversation, start)) {
+    for logged in log.input_events(select.conversation, start) {
         let logged = logged?;
         match logged.event {
             Ok(event) => {

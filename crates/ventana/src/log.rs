@@ -92,7 +92,19 @@ impl LiveLog {
     /// The messages of `stream` matching `filter` from `start` up to the last one stored when
     /// called, in order.
     pub fn read(&self, stream: &'static str, filter: Option<String>, start: Start) -> Messages {
-        let (sink, batches) = tokio::sync::mpsc::channel(QUEUED_BATCHES);
+        self.read_mapped(stream, filter, start, |batch| batch)
+    }
+
+    /// [`LiveLog::read`], each batch passed through `map` on the reader's thread.
+    fn read_mapped<T: Send + 'static>(
+        &self,
+        stream: &'static str,
+        filter: Option<String>,
+        start: Start,
+        map: impl Fn(Vec<Stored>) -> Vec<T> + Send + 'static,
+    ) -> Batches<T> {
+        let (sink, mut read) = tokio::sync::mpsc::channel(QUEUED_BATCHES);
+        let (mapped, batches) = tokio::sync::mpsc::channel(QUEUED_BATCHES);
         let (failure, failed) = tokio::sync::oneshot::channel();
         let js = self.js.clone();
         self.runtime.spawn(async move {
@@ -100,17 +112,43 @@ impl LiveLog {
                 let _ = failure.send(error);
             }
         });
-        Messages {
+        self.runtime.spawn(async move {
+            while let Some(batch) = read.recv().await {
+                if mapped.send(map(batch)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Batches {
             batches,
             failed,
             batch: Vec::new().into_iter(),
-            partitions: self.partitions,
         }
     }
 
     /// The input events logged for `conversation` (all when `None`), from `start`.
     pub fn input(&self, conversation: Option<ConversationToken>, start: Start) -> Messages {
         self.read(subjects::IN_STREAM, conversation.map(input_filter), start)
+    }
+
+    /// [`LiveLog::input`] as logged events (JetStream's timestamp as `logged_at`), decoded on
+    /// the reader's thread while the caller folds on its own.
+    pub fn input_events(&self, conversation: Option<ConversationToken>, start: Start) -> Events {
+        let partitions = self.partitions;
+        self.read_mapped(
+            subjects::IN_STREAM,
+            conversation.map(input_filter),
+            start,
+            move |batch| {
+                batch
+                    .iter()
+                    .map(|message| Logged {
+                        position: Position::Sequence(message.sequence),
+                        event: logged_event(message, partitions),
+                    })
+                    .collect()
+            },
+        )
     }
 }
 
@@ -124,24 +162,29 @@ pub fn output_filter(token: ConversationToken) -> String {
     format!("ventana.out.*.{token}")
 }
 
-/// Stored messages, in stream order.
+/// What a reader read, in stream order, as the caller takes it: batch by batch from the
+/// reader's thread.
 #[derive(Debug)]
-pub struct Messages {
-    batches: tokio::sync::mpsc::Receiver<Vec<Stored>>,
+pub struct Batches<T> {
+    batches: tokio::sync::mpsc::Receiver<Vec<T>>,
     /// Why reading stopped early, if it did.
     failed: tokio::sync::oneshot::Receiver<anyhow::Error>,
-    batch: std::vec::IntoIter<Stored>,
-    /// The stream's partition count, for [`events`].
-    partitions: Option<u32>,
+    batch: std::vec::IntoIter<T>,
 }
 
-impl Iterator for Messages {
-    type Item = anyhow::Result<Stored>;
+/// Stored messages, in stream order.
+pub type Messages = Batches<Stored>;
+
+/// Logged events, in stream order.
+pub type Events = Batches<Logged>;
+
+impl<T> Iterator for Batches<T> {
+    type Item = anyhow::Result<T>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(message) = self.batch.next() {
-                return Some(Ok(message));
+            if let Some(item) = self.batch.next() {
+                return Some(Ok(item));
             }
             match self.batches.blocking_recv() {
                 Some(batch) => self.batch = batch.into_iter(),
@@ -180,18 +223,6 @@ pub fn valid(event: Result<Event, WireError>, policy: &Policy) -> Result<Event, 
     let event = event?;
     validate(&event, policy)?;
     Ok(event)
-}
-
-/// The stream's messages as logged events (JetStream timestamp as `logged_at`).
-pub fn events(messages: Messages) -> impl Iterator<Item = anyhow::Result<Logged>> {
-    let partitions = messages.partitions;
-    messages.map(move |message| {
-        let message = message?;
-        Ok(Logged {
-            position: Position::Sequence(message.sequence),
-            event: logged_event(&message, partitions),
-        })
-    })
 }
 
 /// The non-empty lines of a JSONL file as logged events.

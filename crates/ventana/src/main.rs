@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand, ValueEnum};
 use ventana::load_policy;
-use ventana::log::{LiveLog, events};
+use ventana::log::LiveLog;
 use ventana::replay::{Format, ReplayOptions, replay, replay_log};
 use ventana_bus::NatsOptions;
 use ventana_bus::client::Start;
@@ -231,7 +231,7 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             // Everything is folded (states need their history); --since only filters what
             // is printed.
             replay_log(
-                events(log.input(args.conversation, Start::First)),
+                log.input_events(args.conversation, Start::First),
                 &options,
                 &mut out,
                 &mut err,

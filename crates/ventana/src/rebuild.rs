@@ -16,7 +16,7 @@ use ventana_core::{Conversation, ConversationToken, Policy};
 use ventana_store::{Indexed, Store};
 use ventana_wire::subjects::IN_STREAM;
 
-use crate::log::{LiveLog, Logged, events, valid};
+use crate::log::{LiveLog, Logged, valid};
 
 /// Conversations kept in memory while rebuilding before they are written out.
 const CACHED_CONVERSATIONS: usize = 200_000;
@@ -225,12 +225,9 @@ pub fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     let rebuilt = {
         let store = Store::open(&building, args.cache_mb << 20)
             .with_context(|| format!("cannot create {}", building.display()))?;
-        project(
-            &store,
-            &policy,
-            events(log.input(None, Start::First)),
-            |r| bar.set_position(r.messages),
-        )?
+        project(&store, &policy, log.input_events(None, Start::First), |r| {
+            bar.set_position(r.messages)
+        })?
     };
     // sled writes the snapshot of its page table only when it opens a store: opened once
     // more here, the new projection does not make ventanad's first start replay its log.
@@ -369,13 +366,14 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
     let rebuilt = project(
         &replayed,
         &policy,
-        events(log.input(None, Start::First)).take_while(|logged| match logged {
-            Ok(Logged {
-                position: crate::log::Position::Sequence(sequence),
-                ..
-            }) => *sequence <= checkpoint,
-            _ => true,
-        }),
+        log.input_events(None, Start::First)
+            .take_while(|logged| match logged {
+                Ok(Logged {
+                    position: crate::log::Position::Sequence(sequence),
+                    ..
+                }) => *sequence <= checkpoint,
+                _ => true,
+            }),
         |_| {},
     )?;
     if rebuilt.checkpoint < checkpoint {

@@ -9,7 +9,7 @@ use ventana_bus::client::Start;
 use ventana_core::Event;
 use ventana_notifier::{Fold, Output, OutputBody};
 
-use crate::log::{LiveLog, Logged, Selection, events};
+use crate::log::{LiveLog, Logged, Selection};
 
 #[derive(Debug, clap::Args)]
 pub struct WhatIfArgs {
@@ -150,7 +150,7 @@ pub fn run(args: WhatIfArgs) -> anyhow::Result<()> {
     eprintln!("current {said}");
     // Everything is folded (a decision depends on the history); --since selects what counts.
     let report = compare(
-        events(log.input(args.select.conversation, Start::First)),
+        log.input_events(args.select.conversation, Start::First),
         Fold::new(current),
         Fold::new(other),
         &args.select,
