@@ -108,9 +108,12 @@ impl LiveLog {
         let (failure, failed) = tokio::sync::oneshot::channel();
         let js = self.js.clone();
         self.runtime.spawn(async move {
-            if let Err(error) = read_log(&js, stream, filter, start, sink).await {
+            // The channel closes only after the failure is sent: the caller, seeing it
+            // closed, finds the reason.
+            if let Err(error) = read_log(&js, stream, filter, start, sink.clone()).await {
                 let _ = failure.send(error);
             }
+            drop(sink);
         });
         self.runtime.spawn(async move {
             while let Some(batch) = read.recv().await {

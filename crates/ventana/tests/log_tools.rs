@@ -1,6 +1,7 @@
 //! The replay tooling against the live log, through the real binary: replay --from-stream,
 //! export/import, explain (terminal and HTML, the page checked in headless Chromium),
-//! rebuild, verify, what-if, erase. Real nats-servers and sled; ventanad in-process.
+//! rebuild, verify, what-if, erase, and a read that fails. Real nats-servers and sled;
+//! ventanad in-process.
 
 mod common;
 
@@ -753,4 +754,26 @@ async fn erase_removes_a_contact_from_the_log_and_the_projection_only() {
     // What is left is consistent: the projection equals a replay of the remaining log.
     let verified = ventana(&["verify", "--data", data.to_str().unwrap(), "--nats", &url]);
     assert!(verified.status.success(), "{}", text(&verified.stdout));
+}
+
+/// A read that fails hands its caller the reason, then the end: never a plain end, which
+/// would pass for a complete log.
+#[test]
+fn a_read_that_fails_says_why() {
+    let nats = ventana_tests::nats::NatsServer::start();
+    let options = ventana_bus::NatsOptions {
+        url: nats.url(),
+        ..Default::default()
+    };
+    let log = ventana::log::LiveLog::connect(&options, "log-tools-test").unwrap();
+    let mut read = log.read("NO_SUCH_STREAM", None, ventana_bus::client::Start::First);
+    let error = read
+        .next()
+        .expect("an item: the reason")
+        .expect_err("the stream does not exist");
+    assert!(
+        format!("{error:#}").contains("no stream NO_SUCH_STREAM"),
+        "{error:#}"
+    );
+    assert!(read.next().is_none(), "nothing after the reason");
 }
