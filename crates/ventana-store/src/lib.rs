@@ -305,6 +305,9 @@ fn timed_key(prefix: u8, at: Timestamp, token: ConversationToken) -> Vec<u8> {
     key
 }
 
+/// A key and its value, or `None` to remove the key.
+type Write = (Vec<u8>, Option<Vec<u8>>);
+
 /// The writes that store `conversation` and move its index entries from `before` to
 /// `after`: a key and its value, or `None` to remove the key.
 fn state_writes(
@@ -522,24 +525,41 @@ impl Store {
     /// plain inserts, not atomically: for a projection built offline, which nothing reads
     /// before it is complete. A write inside sled's atomic batch costs more than a plain
     /// insert, and one batch of a whole rebuild held sled's memory until it ended (README,
-    /// "Performance": Rebuild).
+    /// "Performance": Rebuild). The states are encoded on a thread of their own while this
+    /// one inserts what is encoded.
     pub fn put_states<'c>(
         &self,
-        states: impl IntoIterator<Item = (&'c Conversation, Indexed, Indexed)>,
+        states: impl IntoIterator<Item = (&'c Conversation, Indexed, Indexed), IntoIter: Send>,
     ) -> Result<()> {
-        for (conversation, before, after) in states {
-            let mut outcome = Ok(None);
-            state_writes(conversation, before, after, |key, value| {
-                if outcome.is_ok() {
-                    outcome = match value {
-                        Some(value) => self.tree.insert(key, value),
-                        None => self.tree.remove(key),
+        const CHUNK: usize = 1024;
+        let states = states.into_iter();
+        let (encoded, chunks) = std::sync::mpsc::sync_channel::<Vec<Write>>(4);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                for (conversation, before, after) in states {
+                    state_writes(conversation, before, after, |key, value| {
+                        chunk.push((key, value));
+                    });
+                    if chunk.len() >= CHUNK {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                        if encoded.send(full).is_err() {
+                            return;
+                        }
+                    }
+                }
+                let _ = encoded.send(chunk);
+            });
+            for chunk in chunks {
+                for (key, value) in chunk {
+                    match value {
+                        Some(value) => self.tree.insert(key, value)?,
+                        None => self.tree.remove(key)?,
                     };
                 }
-            });
-            outcome?;
-        }
-        Ok(())
+            }
+            Ok(())
+        })
     }
 
     /// Sets the checkpoint (the last applied input stream sequence) on its own.
