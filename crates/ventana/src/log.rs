@@ -92,41 +92,30 @@ impl LiveLog {
     /// The messages of `stream` matching `filter` from `start` up to the last one stored when
     /// called, in order.
     pub fn read(&self, stream: &'static str, filter: Option<String>, start: Start) -> Messages {
-        self.read_mapped(stream, filter, start, |batch| batch)
+        let (sink, batches) = tokio::sync::mpsc::channel(QUEUED_BATCHES);
+        let failed = self.spawn_reader(stream, filter, start, sink);
+        Batches::new(batches, failed)
     }
 
-    /// [`LiveLog::read`], each batch passed through `map` on the reader's thread.
-    fn read_mapped<T: Send + 'static>(
+    /// Starts the task that reads `stream` into `sink`; the receiver gets the reason the read
+    /// failed, if it did. `sink` closes only after the reason is sent, so a caller that sees
+    /// it closed finds the reason.
+    fn spawn_reader(
         &self,
         stream: &'static str,
         filter: Option<String>,
         start: Start,
-        map: impl Fn(Vec<Stored>) -> Vec<T> + Send + 'static,
-    ) -> Batches<T> {
-        let (sink, mut read) = tokio::sync::mpsc::channel(QUEUED_BATCHES);
-        let (mapped, batches) = tokio::sync::mpsc::channel(QUEUED_BATCHES);
+        sink: tokio::sync::mpsc::Sender<Vec<Stored>>,
+    ) -> tokio::sync::oneshot::Receiver<anyhow::Error> {
         let (failure, failed) = tokio::sync::oneshot::channel();
         let js = self.js.clone();
         self.runtime.spawn(async move {
-            // The channel closes only after the failure is sent: the caller, seeing it
-            // closed, finds the reason.
             if let Err(error) = read_log(&js, stream, filter, start, sink.clone()).await {
                 let _ = failure.send(error);
             }
             drop(sink);
         });
-        self.runtime.spawn(async move {
-            while let Some(batch) = read.recv().await {
-                if mapped.send(map(batch)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Batches {
-            batches,
-            failed,
-            batch: Vec::new().into_iter(),
-        }
+        failed
     }
 
     /// The input events logged for `conversation` (all when `None`), from `start`.
@@ -137,21 +126,31 @@ impl LiveLog {
     /// [`LiveLog::input`] as logged events (JetStream's timestamp as `logged_at`), decoded on
     /// the reader's thread while the caller folds on its own.
     pub fn input_events(&self, conversation: Option<ConversationToken>, start: Start) -> Events {
-        let partitions = self.partitions;
-        self.read_mapped(
+        let (sink, mut read) = tokio::sync::mpsc::channel(QUEUED_BATCHES);
+        let failed = self.spawn_reader(
             subjects::IN_STREAM,
             conversation.map(input_filter),
             start,
-            move |batch| {
-                batch
+            sink,
+        );
+        let (decoded, batches) = tokio::sync::mpsc::channel(QUEUED_BATCHES);
+        let partitions = self.partitions;
+        // Ends when the reader has closed `sink` (after any failure's reason is sent).
+        self.runtime.spawn(async move {
+            while let Some(batch) = read.recv().await {
+                let events = batch
                     .iter()
                     .map(|message| Logged {
                         position: Position::Sequence(message.sequence),
                         event: logged_event(message, partitions),
                     })
-                    .collect()
-            },
-        )
+                    .collect();
+                if decoded.send(events).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Batches::new(batches, failed)
     }
 }
 
@@ -173,6 +172,19 @@ pub struct Batches<T> {
     /// Why reading stopped early, if it did.
     failed: tokio::sync::oneshot::Receiver<anyhow::Error>,
     batch: std::vec::IntoIter<T>,
+}
+
+impl<T> Batches<T> {
+    fn new(
+        batches: tokio::sync::mpsc::Receiver<Vec<T>>,
+        failed: tokio::sync::oneshot::Receiver<anyhow::Error>,
+    ) -> Self {
+        Self {
+            batches,
+            failed,
+            batch: Vec::new().into_iter(),
+        }
+    }
 }
 
 /// Stored messages, in stream order.
