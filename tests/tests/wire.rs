@@ -2,10 +2,14 @@
 //! inputs and outputs alike; the state codec restores exactly what it encoded.
 
 use proptest::prelude::*;
-use ventana_core::{Event, Policy, Timestamp};
+use std::collections::HashMap;
+
+use ventana_core::{Conversation, Event, Policy, Rate, Span, Timestamp, validate};
 use ventana_notifier::Fold;
 use ventana_tests::traffic::{ACTIONS, Step, build_log};
-use ventana_wire::codec::{CodecError, STATE_FORMAT, decode_state, encode_state};
+use ventana_wire::codec::{
+    CodecError, FIXED_WIDTH_FORMAT, STATE_FORMAT, decode_state, encode_state,
+};
 use ventana_wire::proto::{decode_event, decode_output, encode_event, encode_output};
 use ventana_wire::{event_to_json, output_to_json, parse_event, parse_output};
 
@@ -135,6 +139,58 @@ fn the_state_codec_refuses_other_versions_and_garbage() {
         decode_state(&[STATE_FORMAT, 0xff]),
         Err(CodecError::Corrupt(_))
     ));
+}
+
+/// `data/state-format-2.hex` holds, line by line, the state of each event's conversation
+/// after it was folded, as the last version writing format 2 encoded it (fixed-width
+/// integers), from the events in `data/state-format-2.events.jsonl` with the policy below.
+/// The events reach every part of a state: comments, a hold, tagged sends, a window cut by a
+/// platform error, statuses of a message ventana never decided, a closed conversation.
+#[test]
+fn states_written_in_format_2_read_as_the_same_states_and_format_3_is_smaller() {
+    let mut policy = Policy::default();
+    policy.instagram.hold_until_accepted = true;
+    policy.messenger.human_agent_rate = Some(Rate {
+        count: 3,
+        per: Span::from_days(7),
+    });
+    policy.messenger.tags[2].rate = Some(Rate {
+        count: 2,
+        per: Span::from_days(1),
+    });
+    let events = include_str!("data/state-format-2.events.jsonl");
+    let states = include_str!("data/state-format-2.hex");
+    assert_eq!(events.lines().count(), states.lines().count());
+    let mut conversations: HashMap<_, Conversation> = HashMap::new();
+    let (mut before, mut after) = (0, 0);
+    for (line, hex) in events.lines().zip(states.lines()) {
+        let event = parse_event(line).unwrap();
+        validate(&event, &policy).unwrap();
+        let conversation = conversations
+            .entry(event.conversation.token())
+            .or_insert_with(|| Conversation::new(event.conversation.clone()));
+        conversation.apply(&event, &policy, &mut Vec::new());
+        let old: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(old[0], FIXED_WIDTH_FORMAT);
+        assert_eq!(
+            &decode_state(&old).unwrap(),
+            conversation,
+            "after {}",
+            event.id
+        );
+        let new = encode_state(conversation);
+        assert_eq!(new[0], STATE_FORMAT);
+        assert_eq!(&decode_state(&new).unwrap(), conversation);
+        before += old.len();
+        after += new.len();
+    }
+    assert!(
+        after * 10 < before * 8,
+        "format 3 is at least a fifth smaller: {after} B against {before} B"
+    );
 }
 
 /// Every text enum reads back what it writes, and no two of its values share a text.

@@ -10,6 +10,7 @@ mod conversation;
 mod decision;
 mod effect;
 mod event;
+mod fixed;
 mod ids;
 mod key;
 mod policy;

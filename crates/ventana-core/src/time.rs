@@ -7,13 +7,26 @@
 use std::fmt;
 
 use chrono::DateTime;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
 
-/// A UTC instant, in nanoseconds since the Unix epoch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A UTC instant, in nanoseconds since the Unix epoch. Serialised as the number, or as its
+/// eight bytes in a binary format (`fixed.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        crate::fixed::serialize(&self.0, self.0.to_le_bytes(), serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        crate::fixed::deserialize(deserializer, i64::from_le_bytes).map(Self)
+    }
+}
 
 /// A length of time, in nanoseconds. Never negative when it comes from a policy.
 #[derive(

@@ -33,13 +33,16 @@ use ventana_core::{Conversation, ConversationToken, Policy, Timestamp};
 use ventana_wire::codec::{CodecError, decode_state, encode_state};
 
 /// Bumped whenever the key layout or the state format ([`ventana_wire::codec::STATE_FORMAT`])
-/// changes incompatibly, so that a directory of another version is refused at start with
-/// the way out (rebuild from the log) rather than failing on its first state. Layout 2:
-/// state format 2 (memory bounded by count, docs/rules.md §1.4 point 4). Layout 3: outbox
-/// rows in chunks; a layout-2 directory is upgraded in place as it opens.
-pub const LAYOUT_VERSION: u8 = 3;
+/// changes, so that a directory of a newer version is refused at start with the way out
+/// (rebuild from the log) rather than failing on its first state. Layout 2: state format 2
+/// (memory bounded by count, docs/rules.md §1.4 point 4). Layout 3: outbox rows in chunks.
+/// Layout 4: states written in format 3 (varint integers), format-2 states still read. A
+/// layout-2 or layout-3 directory is upgraded in place as it opens.
+pub const LAYOUT_VERSION: u8 = 4;
 /// The layout whose outbox rows [`Store::open`] moves into chunks (one key per row).
 const ROWS_ONE_BY_ONE: u8 = 2;
+/// The layout whose states are all in format 2: read as they are, so only the version moves.
+const FIXED_WIDTH_STATES: u8 = 3;
 
 const VERSION: &[u8] = b"v";
 const CHECKPOINT: &[u8] = b"c";
@@ -227,8 +230,8 @@ impl Chunks {
     }
 }
 
-/// Moves layout 2's outbox rows (a key each) into chunks and marks the store layout 3, in
-/// one atomic batch.
+/// Moves layout 2's outbox rows (a key each) into chunks and marks the store with the
+/// current layout, in one atomic batch.
 fn chunk_layout_2_rows(tree: &sled::Tree) -> Result<()> {
     let mut batch = sled::Batch::default();
     let mut chunks = Chunks::default();
@@ -408,14 +411,18 @@ impl Store {
         Self::on(db, path)
     }
 
-    /// The store in an open sled `db` (of `path`, for errors): its layout checked (a
-    /// layout-2 outbox moved into chunks) and its unpublished rows read.
+    /// The store in an open sled `db` (of `path`, for errors): its layout checked (an older
+    /// one upgraded: a layout-2 outbox moved into chunks) and its unpublished rows read.
     fn on(db: sled::Db, path: &Path) -> Result<Self> {
         let tree = db.open_tree("ventana")?;
         match tree.get(VERSION)? {
             Some(found) if found.as_ref() == [LAYOUT_VERSION] => {}
             Some(found) if found.as_ref() == [ROWS_ONE_BY_ONE] => {
                 chunk_layout_2_rows(&tree)?;
+                db.flush()?;
+            }
+            Some(found) if found.as_ref() == [FIXED_WIDTH_STATES] => {
+                tree.insert(VERSION, &[LAYOUT_VERSION][..])?;
                 db.flush()?;
             }
             Some(found) => {
@@ -1019,6 +1026,32 @@ mod tests {
         assert_eq!(store.checkpoint().unwrap(), 7);
         assert_eq!(store.outbox(1000).unwrap(), rows);
         assert!(chunk_keys(&store) < 10, "{} chunks", chunk_keys(&store));
+    }
+
+    #[test]
+    fn a_layout_3_store_is_upgraded_as_it_opens_and_reads_its_format_2_states() {
+        // A state as layout 3 stored it (format 2): the first of the samples the state
+        // codec's test reads.
+        let hex = include_str!("../../../tests/tests/data/state-format-2.hex")
+            .lines()
+            .next()
+            .unwrap();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let conversation = decode_state(&bytes).unwrap();
+        let token = conversation.key().token();
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        {
+            let tree = db.open_tree("ventana").unwrap();
+            tree.insert(VERSION, &[3u8][..]).unwrap();
+            tree.insert(state_key(token), bytes).unwrap();
+        }
+        let store = Store::on(db, dir.path()).unwrap();
+        assert_eq!(store.tree.get(VERSION).unwrap().unwrap(), [LAYOUT_VERSION]);
+        assert_eq!(store.load(token).unwrap(), Some(conversation));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! [`Conversation::each_deadline`], lists them; the next one to come and what fires at an
 //! instant are both read from it.
 
-use super::{Conversation, hash_id};
+use super::Conversation;
+use super::memory::IdHash;
 use crate::effect::{Alarm, Cause, Effect, EffectKind};
 use crate::policy::Policy;
 use crate::time::Timestamp;
@@ -97,7 +98,7 @@ impl Conversation {
         });
         for hold in self.holds.expire(d) {
             // A hold that expired is a rejected message.
-            self.messages.decided(hash_id(&hold.message_id), d, true);
+            self.messages.decided(IdHash::of(&hold.message_id), d, true);
             effects.push(Effect {
                 cause,
                 at: d,

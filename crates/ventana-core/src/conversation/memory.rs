@@ -8,7 +8,8 @@
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use xxhash_rust::xxh3::xxh3_128;
 
 use crate::event::Status;
 use crate::time::{Span, Timestamp};
@@ -27,6 +28,30 @@ pub(crate) fn push_bounded<T>(items: &mut VecDeque<T>, item: T) {
     }
 }
 
+/// The 128-bit hash an id is remembered by (an event's for dedupe, an outbound message's
+/// for its statuses). Serialised as the number, or as its sixteen bytes in a binary format
+/// (`fixed.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct IdHash(u128);
+
+impl IdHash {
+    pub(crate) fn of(id: &str) -> Self {
+        Self(xxh3_128(id.as_bytes()))
+    }
+}
+
+impl Serialize for IdHash {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        crate::fixed::serialize(&self.0, self.0.to_le_bytes(), serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for IdHash {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        crate::fixed::deserialize(deserializer, u128::from_le_bytes).map(Self)
+    }
+}
+
 /// R14: the ids (128-bit hashes) of the events applied within [`DEDUPE_HORIZON`].
 ///
 /// Lookups are logarithmic, so a conversation with a very long log stays linear to fold.
@@ -36,7 +61,7 @@ pub(crate) fn push_bounded<T>(items: &mut VecDeque<T>, item: T) {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SeenIds {
     /// Id hash → the decision time it was applied at.
-    ids: BTreeMap<u128, Timestamp>,
+    ids: BTreeMap<IdHash, Timestamp>,
     /// How many ids the last sweep kept.
     kept: u32,
     swept_at: Option<Timestamp>,
@@ -44,7 +69,7 @@ pub(crate) struct SeenIds {
 
 impl SeenIds {
     #[cfg(test)]
-    fn contains(&self, id: u128, now: Timestamp) -> bool {
+    fn contains(&self, id: IdHash, now: Timestamp) -> bool {
         self.ids
             .get(&id)
             .is_some_and(|at| now.since(*at) < DEDUPE_HORIZON)
@@ -52,7 +77,7 @@ impl SeenIds {
 
     /// Records `id` as applied at `now`, unless it was applied within the horizon: then
     /// nothing changes and the answer is false. One search of the tree serves both.
-    pub(crate) fn first_time(&mut self, id: u128, now: Timestamp) -> bool {
+    pub(crate) fn first_time(&mut self, id: IdHash, now: Timestamp) -> bool {
         match self.ids.entry(id) {
             Entry::Occupied(mut seen) => {
                 if now.since(*seen.get()) < DEDUPE_HORIZON {
@@ -81,8 +106,8 @@ impl SeenIds {
 /// An outbound message a delivery status may refer to (R13).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Message {
-    /// 128-bit hash of the message id.
-    pub(crate) id: u128,
+    /// The message id's hash.
+    pub(crate) id: IdHash,
     /// When ventana decided it (or saw its echo, or released it from a hold); for a message
     /// ventana never decided, when the first status for it came (§1.4 point 5).
     pub(crate) at: Timestamp,
@@ -105,7 +130,7 @@ pub(crate) struct Messages {
 impl Messages {
     /// Records that message `id` was decided (or echoed, or released) at `at`, and whether
     /// that decision was a rejection.
-    pub(crate) fn decided(&mut self, id: u128, at: Timestamp, rejected: bool) {
+    pub(crate) fn decided(&mut self, id: IdHash, at: Timestamp, rejected: bool) {
         let earlier = take(&mut self.decided, id).or_else(|| take(&mut self.undecided, id));
         let status = earlier.and_then(|m| m.status);
         push_bounded(
@@ -121,7 +146,7 @@ impl Messages {
 
     /// The record a delivery status for `id` updates: made, as first seen at `now`, for a
     /// message ventana never decided.
-    pub(crate) fn reported(&mut self, id: u128, now: Timestamp) -> &mut Message {
+    pub(crate) fn reported(&mut self, id: IdHash, now: Timestamp) -> &mut Message {
         if let Some(i) = self.decided.iter().position(|m| m.id == id) {
             return &mut self.decided[i];
         }
@@ -143,7 +168,7 @@ impl Messages {
     }
 }
 
-fn take(messages: &mut VecDeque<Message>, id: u128) -> Option<Message> {
+fn take(messages: &mut VecDeque<Message>, id: IdHash) -> Option<Message> {
     let i = messages.iter().position(|m| m.id == id)?;
     messages.remove(i)
 }
@@ -154,41 +179,49 @@ mod tests {
 
     const T: Timestamp = Timestamp::from_unix_seconds(1_772_445_600);
 
+    /// An id hash given by its number.
+    fn id(n: u128) -> IdHash {
+        IdHash(n)
+    }
+
     #[test]
     fn seen_ids_expire_after_the_horizon_and_are_swept() {
         let mut seen = SeenIds::default();
-        assert!(seen.first_time(1, T));
+        assert!(seen.first_time(id(1), T));
         assert!(
-            !seen.first_time(1, T.plus(Span::from_days(1))),
+            !seen.first_time(id(1), T.plus(Span::from_days(1))),
             "a duplicate"
         );
-        assert!(seen.contains(1, T.plus(DEDUPE_HORIZON).minus(Span::from_nanos(1))));
-        assert!(!seen.contains(1, T.plus(DEDUPE_HORIZON)));
-        for id in 2..1_000 {
+        assert!(seen.contains(id(1), T.plus(DEDUPE_HORIZON).minus(Span::from_nanos(1))));
+        assert!(!seen.contains(id(1), T.plus(DEDUPE_HORIZON)));
+        for n in 2..1_000 {
             seen.first_time(
-                id,
-                T.plus(DEDUPE_HORIZON).plus(Span::from_seconds(id as i64)),
+                id(n),
+                T.plus(DEDUPE_HORIZON).plus(Span::from_seconds(n as i64)),
             );
         }
-        assert!(!seen.ids.contains_key(&1), "swept");
-        assert!(seen.contains(999, T.plus(DEDUPE_HORIZON).plus(Span::from_days(1))));
+        assert!(!seen.ids.contains_key(&id(1)), "swept");
+        assert!(seen.contains(id(999), T.plus(DEDUPE_HORIZON).plus(Span::from_days(1))));
     }
 
     #[test]
     fn messages_keep_the_last_64_decided_however_many_strangers_are_reported() {
         let mut messages = Messages::default();
-        for id in 0..100 {
-            messages.decided(id, T, false);
+        for n in 0..100 {
+            messages.decided(id(n), T, false);
         }
-        for id in 1_000..2_000 {
-            messages.reported(id, T);
+        for n in 1_000..2_000 {
+            messages.reported(id(n), T);
         }
         assert_eq!(messages.decided.len(), MEMORY);
-        assert_eq!(messages.decided.front().map(|m| m.id), Some(36));
+        assert_eq!(messages.decided.front().map(|m| m.id), Some(id(36)));
         assert_eq!(messages.undecided.len(), MEMORY);
         // Deciding a message known from a status keeps the status it had.
-        messages.reported(5_000, T).status = Some(Status::Delivered);
-        messages.decided(5_000, T.plus(Span::from_seconds(1)), false);
-        assert_eq!(messages.reported(5_000, T).status, Some(Status::Delivered));
+        messages.reported(id(5_000), T).status = Some(Status::Delivered);
+        messages.decided(id(5_000), T.plus(Span::from_seconds(1)), false);
+        assert_eq!(
+            messages.reported(id(5_000), T).status,
+            Some(Status::Delivered)
+        );
     }
 }

@@ -10,8 +10,8 @@
 //! alarm); `decide.rs` is the decision procedure (§1.1) and `snapshot.rs` what may be sent.
 //!
 //! The fields are encoded by bincode in declaration order (`ventana-wire::codec`); the
-//! sub-state types are transparent wrappers or keep their fields' order, so the encoded
-//! bytes are those of state format 2.
+//! sub-state types are transparent wrappers or keep their fields' order, so a state written
+//! in format 2 (the same fields, fixed-width integers) still reads.
 
 mod comments;
 mod deadlines;
@@ -26,11 +26,10 @@ mod window;
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::xxh3_128;
 
 use self::comments::{Comments, Holds};
 use self::decide::accept;
-use self::memory::{Messages, SeenIds};
+use self::memory::{IdHash, Messages, SeenIds};
 use self::rates::TagSends;
 pub use self::snapshot::{Allowed, Snapshot};
 use self::stretch::Stretch;
@@ -94,10 +93,6 @@ pub struct Conversation {
     messages: Messages,
     /// The last published view.
     published: View,
-}
-
-fn hash_id(id: &str) -> u128 {
-    xxh3_128(id.as_bytes())
 }
 
 impl Conversation {
@@ -174,7 +169,7 @@ impl Conversation {
             clock.max(event.decision_time())
         });
         let is_tick = matches!(event.body, EventBody::Tick { .. });
-        let id = hash_id(&event.id);
+        let id = IdHash::of(&event.id);
         // R14, literally: a duplicate changes nothing, not even the clock (§1.4 point 12).
         // Recorded before the deadlines up to `now` fire, which never read it.
         if !is_tick && !self.seen.first_time(id, now) {
@@ -253,7 +248,7 @@ impl Conversation {
             // Rule::R11: the customer accepted; what was held goes as a response.
             if let (Some(end), false) = (standard_end, self.holds.is_empty()) {
                 for hold in self.holds.release() {
-                    self.record_answer(hash_id(&hold.message_id), now);
+                    self.record_answer(IdHash::of(&hold.message_id), now);
                     effects.push(Effect {
                         cause,
                         at: now,
@@ -304,7 +299,7 @@ impl Conversation {
     /// An accepted, echoed or released message answers the customer. The unanswered stretch
     /// ends only if the customer is answered after it (§1.4 point 3): an answer decided
     /// before the customer's message (within the clock skew) leaves them waiting.
-    fn record_answer(&mut self, message: u128, now: Timestamp) {
+    fn record_answer(&mut self, message: IdHash, now: Timestamp) {
         self.last_answer_at = Some(now);
         if !self.is_unanswered() {
             self.stretch = None;
@@ -320,7 +315,7 @@ impl Conversation {
 
     fn record_verdict(
         &mut self,
-        id: u128,
+        id: IdHash,
         message_id: &str,
         verdict: &Verdict,
         now: Timestamp,
@@ -352,7 +347,7 @@ impl Conversation {
     /// it answers the customer, a free-form DM while only a private-reply allowance is in
     /// force uses that allowance, and a tagged one outside the standard window counts
     /// toward the tag's rate.
-    fn record_echo(&mut self, id: u128, out: &Outbound, now: Timestamp, policy: &Policy) {
+    fn record_echo(&mut self, id: IdHash, out: &Outbound, now: Timestamp, policy: &Policy) {
         if out.kind == MessageKind::CommentReply {
             return;
         }
@@ -384,7 +379,7 @@ impl Conversation {
         policy: &Policy,
         effects: &mut Vec<Effect<'e>>,
     ) {
-        let message = self.messages.reported(hash_id(&report.message_id), now);
+        let message = self.messages.reported(IdHash::of(&report.message_id), now);
         // Statuses only move forward; `failed` is terminal.
         if message
             .status

@@ -1,0 +1,43 @@
+//! Integers that keep their full width in binary formats.
+//!
+//! The state codec writes small integers compactly (a varint), which makes a random 128-bit
+//! hash or an instant in nanoseconds one byte longer than its fixed width. Types holding
+//! such values serialise them, for binary formats, as their little-endian bytes, and as the
+//! plain number for human-readable ones (JSON), as before.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Serialises `value` as the number, or as `le_bytes` for a binary format.
+pub(crate) fn serialize<S, T, const N: usize>(
+    value: &T,
+    le_bytes: [u8; N],
+    serializer: S,
+) -> Result<S::Ok, S::Error>
+where
+    S: Serializer,
+    T: Serialize,
+    [u8; N]: Serialize,
+{
+    if serializer.is_human_readable() {
+        value.serialize(serializer)
+    } else {
+        le_bytes.serialize(serializer)
+    }
+}
+
+/// Reads what [`serialize`] wrote.
+pub(crate) fn deserialize<'de, D, T, const N: usize>(
+    deserializer: D,
+    from_le_bytes: fn([u8; N]) -> T,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+    [u8; N]: Deserialize<'de>,
+{
+    if deserializer.is_human_readable() {
+        T::deserialize(deserializer)
+    } else {
+        <[u8; N]>::deserialize(deserializer).map(from_le_bytes)
+    }
+}
