@@ -7,6 +7,25 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// `Serialize` and `Deserialize` for a one-integer tuple struct (`$type($int)`): the number
+/// in a human-readable format, its little-endian bytes in a binary one.
+macro_rules! fixed_width_serde {
+    ($type:ty, $int:ty) => {
+        impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                crate::fixed::serialize(&self.0, self.0.to_le_bytes(), serializer)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                crate::fixed::deserialize(deserializer, <$int>::from_le_bytes).map(Self)
+            }
+        }
+    };
+}
+pub(crate) use fixed_width_serde;
+
 /// Serialises `value` as the number, or as `le_bytes` for a binary format.
 pub(crate) fn serialize<S, T, const N: usize>(
     value: &T,

@@ -7,7 +7,7 @@
 use std::fmt;
 
 use chrono::DateTime;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
 
@@ -16,17 +16,7 @@ const NANOS_PER_SECOND: i64 = 1_000_000_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
 
-impl Serialize for Timestamp {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        crate::fixed::serialize(&self.0, self.0.to_le_bytes(), serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for Timestamp {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        crate::fixed::deserialize(deserializer, i64::from_le_bytes).map(Self)
-    }
-}
+crate::fixed::fixed_width_serde!(Timestamp, i64);
 
 /// A length of time, in nanoseconds. Never negative when it comes from a policy.
 #[derive(

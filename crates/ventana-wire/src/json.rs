@@ -287,7 +287,7 @@ pub fn parse_event(line: &str) -> Result<Event, WireError> {
 /// nothing after it but whitespace. Anything else (an escape, a number, an `error` object,
 /// an unknown or repeated field, broken JSON) gives `None`, and serde reads the input as
 /// before; what this accepts, serde reads into the same fields.
-fn plain_input(text: &str) -> Option<RawInput<'_>> {
+fn plain_input<'a>(text: &'a str) -> Option<RawInput<'a>> {
     /// The fields, in the order of `values` below.
     const NAMES: [&str; 14] = [
         "id",
@@ -322,31 +322,31 @@ fn plain_input(text: &str) -> Option<RawInput<'_>> {
     if plain.at != text.len() {
         return None;
     }
-    let text = |field: usize| values[field].map(|v| Text(Cow::Borrowed(v)));
-    let owned = |field: usize| values[field].map(str::to_owned);
+    let borrowed = |value: Option<&'a str>| value.map(|v| Text(Cow::Borrowed(v)));
+    let owned = |value: Option<&str>| value.map(str::to_owned);
     Some(RawInput {
-        id: owned(0),
-        kind: text(1),
-        occurred_at: text(2),
-        logged_at: text(3),
+        id: owned(values[0]),
+        kind: borrowed(values[1]),
+        occurred_at: borrowed(values[2]),
+        logged_at: borrowed(values[3]),
         conversation: conversation.map(|[channel, account, channel_id, contact_id]| {
             RawConversation {
-                channel: channel.map(|v| Text(Cow::Borrowed(v))),
-                account: account.map(str::to_owned),
-                channel_id: channel_id.map(str::to_owned),
-                contact_id: contact_id.map(str::to_owned),
+                channel: borrowed(channel),
+                account: owned(account),
+                channel_id: owned(channel_id),
+                contact_id: owned(contact_id),
             }
         }),
-        comment_id: owned(5),
-        sender: text(6),
-        message_kind: text(7),
-        tag: text(8),
-        origin: text(9),
-        message_id: owned(10),
-        status: text(11),
+        comment_id: owned(values[5]),
+        sender: borrowed(values[6]),
+        message_kind: borrowed(values[7]),
+        tag: borrowed(values[8]),
+        origin: borrowed(values[9]),
+        message_id: owned(values[10]),
+        status: borrowed(values[11]),
         error: None,
-        by: owned(12),
-        at: text(13),
+        by: owned(values[12]),
+        at: borrowed(values[13]),
     })
 }
 

@@ -8,7 +8,7 @@
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::event::Status;
@@ -40,17 +40,7 @@ impl IdHash {
     }
 }
 
-impl Serialize for IdHash {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        crate::fixed::serialize(&self.0, self.0.to_le_bytes(), serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for IdHash {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        crate::fixed::deserialize(deserializer, u128::from_le_bytes).map(Self)
-    }
-}
+crate::fixed::fixed_width_serde!(IdHash, u128);
 
 /// R14: the ids (128-bit hashes) of the events applied within [`DEDUPE_HORIZON`].
 ///
