@@ -4,7 +4,8 @@
 //! Run: `cargo bench -p ventana-tests --bench fold`. Besides criterion's figures it prints
 //! the size of a conversation state encoded with the state codec (bincode), and the time to
 //! fold one conversation with `COMMENTS` (default 100 000) comments, which must grow
-//! linearly with their number (memory is bounded by count, docs/rules.md §1.4 point 4).
+//! linearly with their number (memory is bounded by count, docs/rules.md §1.4 point 4), and
+//! the core fold over the same million events spread over 1 000 to 1 000 000 conversations.
 
 use std::hint::black_box;
 
@@ -14,6 +15,7 @@ use ventana_core::{
     Channel, Conversation, ConversationKey, ConversationToken, Event, EventBody, Policy, Span,
 };
 use ventana_tests::bench::{FOLD_EVENTS, fold_core, fold_log, fold_with_json, fold_with_outputs};
+use ventana_tests::traffic::{build_log, seeded_steps};
 use ventana_wire::codec::encode_state;
 
 // The allocator ventanad and the CLI run with.
@@ -82,6 +84,36 @@ fn report_one_conversation_with_comments(count: usize, policy: &Policy) {
     );
 }
 
+/// The core fold over a million events of the same traffic spread over fewer or more
+/// conversations: the best of three runs each (the states dropped outside the timing), with
+/// the mean encoded state. What an event costs follows what its state holds, not how many
+/// states there are.
+fn report_conversation_counts(policy: &Policy) {
+    for conversations in [1_000u32, 10_000, 100_000, 1_000_000] {
+        let events = build_log(&seeded_steps(42, FOLD_EVENTS, conversations, 14));
+        let mut best = f64::MAX;
+        let mut states = None;
+        for _ in 0..3 {
+            let started = std::time::Instant::now();
+            let folded = fold_core(&events, policy);
+            best = best.min(started.elapsed().as_secs_f64());
+            states = Some(folded);
+        }
+        let states = states.expect("folded three times");
+        let mean = states
+            .values()
+            .map(|c| encode_state(c).len())
+            .sum::<usize>() as f64
+            / states.len() as f64;
+        println!(
+            "core fold, {} events over {conversations} conversations: {:.0} ms = {:.2} M events/s (best of 3), mean state {mean:.0} B",
+            events.len(),
+            best * 1e3,
+            events.len() as f64 / best / 1e6
+        );
+    }
+}
+
 fn bench(c: &mut Criterion) {
     // As ventanad and the CLI run (ventana_bus::without_huge_pages).
     ventana_bus::without_huge_pages().expect("a kernel that can turn huge pages off");
@@ -100,6 +132,7 @@ fn bench(c: &mut Criterion) {
         report_one_conversation_with_comments(count, &policy);
     }
     println!("outputs per run: {}", fold_with_outputs(&events, &policy));
+    report_conversation_counts(&policy);
 
     let mut group = c.benchmark_group("fold");
     group.throughput(Throughput::Elements(FOLD_EVENTS as u64));
