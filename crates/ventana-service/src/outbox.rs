@@ -293,25 +293,38 @@ fn next_batch(owned: &mut BTreeMap<u32, Partition>, ready: &mut VecDeque<u32>) -
 /// The positions of the store's rows, by partition (as it starts, nothing is owned).
 async fn standby_from_store(shared: &Shared) -> anyhow::Result<Standby> {
     let mut standby = Standby::new();
+    each_stored_row(shared, |position, row| {
+        standby
+            .entry(partition_of(&row, shared.partitions))
+            .or_default()
+            .insert(position);
+    })
+    .await?;
+    Ok(standby)
+}
+
+/// Hands `visit` every outbox row in the store, in position order, read a page of
+/// [`ROWS_PER_READ`] at a time off the executor.
+async fn each_stored_row(
+    shared: &Shared,
+    mut visit: impl FnMut(u64, OutboxRow),
+) -> anyhow::Result<()> {
     let mut after = None;
     loop {
         let store = shared.store.clone();
         let rows =
             tokio::task::spawn_blocking(move || store.outbox_after(after, ROWS_PER_READ)).await??;
-        let Some(last) = rows.last().map(|(position, _)| *position) else {
-            return Ok(standby);
-        };
         let read = rows.len();
+        let Some(last) = rows.last().map(|(position, _)| *position) else {
+            return Ok(());
+        };
         for (position, row) in rows {
-            standby
-                .entry(partition_of(&row, shared.partitions))
-                .or_default()
-                .insert(position);
+            visit(position, row);
+        }
+        if read < ROWS_PER_READ {
+            return Ok(());
         }
         after = Some(last);
-        if read < ROWS_PER_READ {
-            return Ok(standby);
-        }
     }
 }
 
@@ -354,31 +367,16 @@ async fn take_over(
         owned.insert(number, Partition::new(fence));
         standby.remove(&number);
     }
-    let mut after = None;
-    loop {
-        let store = shared.store.clone();
-        let rows =
-            tokio::task::spawn_blocking(move || store.outbox_after(after, ROWS_PER_READ)).await??;
-        let Some(last) = rows.last().map(|(position, _)| *position) else {
-            break;
-        };
-        let read = rows.len();
-        for row in rows {
-            let number = partition_of(&row.1, shared.partitions);
-            if taken.contains_key(&number)
-                && let Some(partition) = owned.get_mut(&number)
-            {
-                let position = row.0;
-                if !partition.push(row) {
-                    stored.push(position);
-                }
-            }
+    each_stored_row(shared, |position, row| {
+        let number = partition_of(&row, shared.partitions);
+        if taken.contains_key(&number)
+            && let Some(partition) = owned.get_mut(&number)
+            && !partition.push((position, row))
+        {
+            stored.push(position);
         }
-        after = Some(last);
-        if read < ROWS_PER_READ {
-            break;
-        }
-    }
+    })
+    .await?;
     info!(
         partitions = ?taken.keys().collect::<Vec<_>>(),
         recovered = taken.keys().map(|number| owned[number].queue.len()).sum::<usize>(),
