@@ -288,7 +288,7 @@ pub fn parse_event(line: &str) -> Result<Event, WireError> {
 /// an unknown or repeated field, broken JSON) gives `None`, and serde reads the input as
 /// before; what this accepts, serde reads into the same fields.
 fn plain_input<'a>(text: &'a str) -> Option<RawInput<'a>> {
-    /// The fields, in the order of `values` below.
+    /// The fields, in the order `values` is read out below.
     const NAMES: [&str; 14] = [
         "id",
         "type",
@@ -324,11 +324,27 @@ fn plain_input<'a>(text: &'a str) -> Option<RawInput<'a>> {
     }
     let borrowed = |value: Option<&'a str>| value.map(|v| Text(Cow::Borrowed(v)));
     let owned = |value: Option<&str>| value.map(str::to_owned);
+    let [
+        id,
+        kind,
+        occurred_at,
+        logged_at,
+        _conversation,
+        comment_id,
+        sender,
+        message_kind,
+        tag,
+        origin,
+        message_id,
+        status,
+        by,
+        at,
+    ] = values;
     Some(RawInput {
-        id: owned(values[0]),
-        kind: borrowed(values[1]),
-        occurred_at: borrowed(values[2]),
-        logged_at: borrowed(values[3]),
+        id: owned(id),
+        kind: borrowed(kind),
+        occurred_at: borrowed(occurred_at),
+        logged_at: borrowed(logged_at),
         conversation: conversation.map(|[channel, account, channel_id, contact_id]| {
             RawConversation {
                 channel: borrowed(channel),
@@ -337,16 +353,16 @@ fn plain_input<'a>(text: &'a str) -> Option<RawInput<'a>> {
                 contact_id: owned(contact_id),
             }
         }),
-        comment_id: owned(values[5]),
-        sender: borrowed(values[6]),
-        message_kind: borrowed(values[7]),
-        tag: borrowed(values[8]),
-        origin: borrowed(values[9]),
-        message_id: owned(values[10]),
-        status: borrowed(values[11]),
+        comment_id: owned(comment_id),
+        sender: borrowed(sender),
+        message_kind: borrowed(message_kind),
+        tag: borrowed(tag),
+        origin: borrowed(origin),
+        message_id: owned(message_id),
+        status: borrowed(status),
         error: None,
-        by: owned(values[12]),
-        at: borrowed(values[13]),
+        by: owned(by),
+        at: borrowed(at),
     })
 }
 
