@@ -2,8 +2,8 @@
 
 use proptest::prelude::*;
 use ventana_core::{
-    Channel, Event, EventBody, MessagingType, Policy, Sender, Span, TAG_DEPRECATION, Tag,
-    Timestamp, Window,
+    Channel, ConversationKey, Event, EventBody, MessagingType, Policy, Sender, Span,
+    TAG_DEPRECATION, Tag, Timestamp, Window,
 };
 use ventana_notifier::{Fold, Output, OutputBody};
 use ventana_tests::traffic::{ACTIONS, Step, build_log};
@@ -173,7 +173,7 @@ fn check_acceptance(policy: &Policy, log: &[Event], output: &Output) -> Result<(
         return Ok(());
     };
     let t: Timestamp = output.occurred_at;
-    let key = &output.conversation;
+    let key: &ConversationKey = &output.conversation;
     let mine = || log.iter().filter(|e| &e.conversation == key);
     let last_customer = mine()
         .filter(|e| matches!(e.body, EventBody::CustomerMessage))

@@ -23,7 +23,7 @@ pub fn fold_event(
     let mut effects: Vec<Effect<'_>> = Vec::new();
     let applied = conversation.apply(event, policy, &mut effects);
     render(
-        conversation.key(),
+        conversation.shared_key(),
         token,
         Some(event),
         &effects,
@@ -44,7 +44,14 @@ pub fn advance_to(
 ) {
     let mut effects = Vec::new();
     conversation.advance(to, policy, &mut effects);
-    render(conversation.key(), token, None, &effects, policy, out);
+    render(
+        conversation.shared_key(),
+        token,
+        None,
+        &effects,
+        policy,
+        out,
+    );
 }
 
 /// Every conversation of a log, folded in memory (what `ventana replay` runs).

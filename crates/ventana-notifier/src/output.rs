@@ -1,5 +1,7 @@
 //! The output events ventana publishes (docs/events.md).
 
+use std::sync::Arc;
+
 use ventana_core::{
     ConversationKey, MessagingType, PlatformError, Reason, State, Tag, Timestamp, Window,
 };
@@ -11,7 +13,7 @@ pub struct Output {
     /// outputs: the same log always gives the same ids.
     pub id: String,
     /// The conversation it is about.
-    pub conversation: ConversationKey,
+    pub conversation: Arc<ConversationKey>,
     /// The instant it happened at: the cause's decision time, or a deadline.
     pub occurred_at: Timestamp,
     /// The input event id, or `tick:<instant>`.

@@ -1,6 +1,8 @@
 //! Turns the core's effects into outputs: reasons into sentences and suggestions, alarms
 //! into warnings and auto-reply requests behind their guards (docs/rules.md §1.3).
 
+use std::sync::Arc;
+
 use ventana_core::{
     Alarm, Cause, Channel, ConversationKey, ConversationToken, Effect, EffectKind, Event,
     EventBody, MessageKind, Outbound, PlatformErrorClass, Policy, Reason, Rejection, Rule, State,
@@ -14,7 +16,7 @@ use crate::output::{Output, OutputBody, Source, Suggestion, Trigger};
 /// `token`) to `out`, in the order of docs/rules.md §1.3 within each cause. `event` is the
 /// input event the non-tick effects came from.
 pub fn render(
-    key: &ConversationKey,
+    key: &Arc<ConversationKey>,
     token: ConversationToken,
     event: Option<&Event>,
     effects: &[Effect<'_>],
@@ -41,7 +43,7 @@ pub fn render(
             bodies(key, outbound, effect, policy, |body| {
                 out.push(Output {
                     id: String::new(),
-                    conversation: key.clone(),
+                    conversation: Arc::clone(key),
                     occurred_at: effect.at,
                     caused_by: String::new(),
                     body,

@@ -957,7 +957,7 @@ fn output_of(raw: RawOutput<'_>) -> Result<Output, WireError> {
     };
     Ok(Output {
         id: required(raw.id, "id")?,
-        conversation: conversation(raw.conversation)?,
+        conversation: conversation(raw.conversation)?.into(),
         occurred_at: instant(&required(raw.occurred_at, "occurred_at")?, "occurred_at")?,
         caused_by: required(raw.caused_by, "caused_by")?,
         body,
@@ -1093,7 +1093,7 @@ mod tests {
             ConversationKey::new(Channel::Custom("s\"ms".into()), "acme", "line\n1", "c\u{1}");
         let held = Output {
             id: "t-1".into(),
-            conversation: conversation.clone(),
+            conversation: conversation.into(),
             occurred_at: at,
             caused_by: "e\"1".into(),
             body: OutputBody::OutboundHeld {

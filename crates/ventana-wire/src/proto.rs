@@ -443,7 +443,7 @@ impl TryFrom<pb::OutputEvent> for Output {
         };
         Ok(Output {
             id: output.id,
-            conversation: key_from(output.conversation)?,
+            conversation: key_from(output.conversation)?.into(),
             occurred_at: required_ts(output.occurred_at, "occurred_at")?,
             caused_by: output.caused_by,
             body,

@@ -24,6 +24,7 @@ mod validate;
 mod window;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -58,7 +59,9 @@ pub enum Applied {
 /// of a log gives the same outputs as the whole log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conversation {
-    key: ConversationKey,
+    /// Shared with every output rendered for it: an output takes a reference, not a copy of
+    /// the key's strings. (Serialised as the key itself.)
+    key: Arc<ConversationKey>,
     /// The latest decision time seen; never goes back.
     clock: Option<Timestamp>,
     session: u32,
@@ -99,7 +102,7 @@ impl Conversation {
     /// A conversation that has seen nothing yet.
     pub fn new(key: ConversationKey) -> Self {
         Self {
-            key,
+            key: Arc::new(key),
             clock: None,
             session: 0,
             events: 0,
@@ -122,6 +125,11 @@ impl Conversation {
 
     /// Which conversation this is.
     pub fn key(&self) -> &ConversationKey {
+        &self.key
+    }
+
+    /// The key as shared with this conversation's outputs.
+    pub fn shared_key(&self) -> &Arc<ConversationKey> {
         &self.key
     }
 

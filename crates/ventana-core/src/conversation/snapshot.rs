@@ -133,7 +133,7 @@ impl Conversation {
     /// The conversation as seen from outside at its own clock.
     pub fn snapshot(&self, policy: &Policy) -> Snapshot {
         Snapshot {
-            conversation: self.key.clone(),
+            conversation: ConversationKey::clone(&self.key),
             at: self.clock,
             view: self.published,
             last_customer_at: self.last_customer_at,
