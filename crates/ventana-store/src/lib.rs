@@ -533,7 +533,9 @@ impl Store {
     /// before it is complete. A write inside sled's atomic batch costs more than a plain
     /// insert, and one batch of a whole rebuild held sled's memory until it ended (README,
     /// "Performance": Rebuild). The states are encoded on a thread of their own while this
-    /// one inserts what is encoded.
+    /// one inserts what is encoded: the states in the order given (in token order, each
+    /// insert lands beside the one before), then every index entry, sorted by key (every
+    /// key of one call is distinct: each holds its conversation's token).
     pub fn put_states<'c>(
         &self,
         states: impl IntoIterator<Item = (&'c Conversation, Indexed, Indexed), IntoIter: Send>,
@@ -544,9 +546,14 @@ impl Store {
         std::thread::scope(|scope| {
             scope.spawn(move || {
                 let mut chunk = Vec::with_capacity(CHUNK);
+                let mut index = Vec::new();
                 for (conversation, before, after) in states {
                     state_writes(conversation, before, after, |key, value| {
-                        chunk.push((key, value));
+                        if key[0] == STATE {
+                            chunk.push((key, value));
+                        } else {
+                            index.push((key, value));
+                        }
                     });
                     if chunk.len() >= CHUNK {
                         let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
@@ -555,7 +562,17 @@ impl Store {
                         }
                     }
                 }
-                let _ = encoded.send(chunk);
+                if encoded.send(chunk).is_err() {
+                    return;
+                }
+                index.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                let mut index = index.into_iter();
+                loop {
+                    let part: Vec<Write> = index.by_ref().take(CHUNK).collect();
+                    if part.is_empty() || encoded.send(part).is_err() {
+                        return;
+                    }
+                }
             });
             for chunk in chunks {
                 for (key, value) in chunk {

@@ -123,8 +123,11 @@ impl<'a> Projector<'a> {
     /// the projection being built is used only once it is complete.
     fn write(&mut self) -> anyhow::Result<()> {
         let policy = self.policy;
+        // In key order, so that sled appends to the leaf it wrote last instead of to any.
+        let mut states: Vec<_> = self.cache.iter().collect();
+        states.sort_unstable_by_key(|(token, _)| token.as_u128());
         self.store
-            .put_states(self.cache.values().map(|(conversation, before)| {
+            .put_states(states.into_iter().map(|(_, (conversation, before))| {
                 (conversation, *before, Indexed::of(conversation, policy))
             }))?;
         self.store.set_checkpoint(self.rebuilt.checkpoint)?;
