@@ -321,6 +321,17 @@ fn state_writes(
 ) {
     let token = conversation.key().token();
     write(state_key(token), Some(encode_state(conversation)));
+    index_writes(token, before, after, write);
+}
+
+/// The writes that move the index entries of the conversation `token` from `before` to
+/// `after`.
+fn index_writes(
+    token: ConversationToken,
+    before: Indexed,
+    after: Indexed,
+    mut write: impl FnMut(Vec<u8>, Option<Vec<u8>>),
+) {
     for (prefix, before, after) in [
         (DEADLINE, before.deadline, after.deadline),
         (WINDOW_END, before.window_ends_at, after.window_ends_at),
@@ -548,13 +559,9 @@ impl Store {
                 let mut chunk = Vec::with_capacity(CHUNK);
                 let mut index = Vec::new();
                 for (conversation, before, after) in states {
-                    state_writes(conversation, before, after, |key, value| {
-                        if key[0] == STATE {
-                            chunk.push((key, value));
-                        } else {
-                            index.push((key, value));
-                        }
-                    });
+                    let token = conversation.key().token();
+                    chunk.push((state_key(token), Some(encode_state(conversation))));
+                    index_writes(token, before, after, |key, value| index.push((key, value)));
                     if chunk.len() >= CHUNK {
                         let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
                         if encoded.send(full).is_err() {
